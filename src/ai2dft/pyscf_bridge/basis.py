@@ -1,4 +1,4 @@
-"""The only module of the project that imports PySCF."""
+"""Shell layout of named PySCF basis sets."""
 from __future__ import annotations
 
 import functools
