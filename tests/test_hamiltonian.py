@@ -159,14 +159,15 @@ def crystal():
     return structure, basis
 
 
-def real_space_overlaps(structure, basis, graph):
-    """S_ij(R) = <i, home cell | j, cell R> from PySCF molecular integrals of translated copies."""
+def real_space_overlaps(structure, basis, graph, intor="int1e_ovlp"):
+    """S_ij(R) = <i, home cell | j, cell R> (or another one-electron ``intor``) from PySCF molecular
+    integrals between the home cell and translated copies, internal order, keyed (R1, R2, R3, i, j)."""
     shifts = sorted({tuple(map(int, R)) for R in graph.edges["cell_shift"]} | {(0, 0, 0)})
     home = list(zip(structure.symbols, structure.positions_ang.tolist()))
     images = [(s, (p + np.array(R) @ structure.lattice_ang).tolist()) for R in shifts for s, p in home]
     mol0 = gto.M(atom=home, basis=basis.name, spin=None, verbose=0)
     mol_r = gto.M(atom=images, basis=basis.name, spin=None, verbose=0)
-    S = gto.intor_cross("int1e_ovlp", mol0, mol_r)
+    S = gto.intor_cross(intor, mol0, mol_r)
     images_syms = [s for s, _ in images]
     S = S[basis.permutation(structure.symbols, "pyscf")][:, basis.permutation(images_syms, "pyscf")]
     off0 = basis.ao_offsets(structure.symbols)

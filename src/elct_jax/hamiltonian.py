@@ -291,3 +291,21 @@ def dict_to_dense(blocks: Mapping[BlockKey, np.ndarray], basis: OrbitalBasis, sy
             raise ValueError(f"block {(r1, r2, r3, i, j)} has R != 0; a dense molecular matrix takes R = 0 only")
         m[off[i] : off[i + 1], off[j] : off[j + 1]] = _checked(block, (off[i + 1] - off[i], off[j + 1] - off[j]), (r1, r2, r3, i, j))
     return basis.from_internal(m, symbols, order)
+
+
+def reorder_blocks(
+    blocks: Mapping[BlockKey, np.ndarray], basis: OrbitalBasis, symbols: Sequence[str], order: str, to_internal: bool = True
+) -> dict[BlockKey, np.ndarray]:
+    """Convert every n_i x n_j block from ``order`` to internal order (or back with ``to_internal=False``)."""
+    perms = {}
+    for el in set(symbols):
+        p = basis.permutation([el], order)
+        perms[el] = p if to_internal else np.argsort(p)
+    out = {}
+    for key, block in blocks.items():
+        i, j = key[3], key[4]
+        if not (0 <= i < len(symbols) and 0 <= j < len(symbols)):
+            raise ValueError(f"block {key} refers to an atom outside 0..{len(symbols) - 1}")
+        pi, pj = perms[symbols[i]], perms[symbols[j]]
+        out[key] = _checked(block, (len(pi), len(pj)), key)[pi][:, pj]
+    return out

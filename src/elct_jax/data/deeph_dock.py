@@ -1,0 +1,298 @@
+"""The DeepH-dock folder format (current DeepH tools) and the in-memory record shared by all formats.
+
+Layout (checked against github.com/kYangLi/DeepH-dock: docs/key_concepts.md, compute/pyscf/pyscf_hooker.py,
+convert/deeph/translate_old_dataset_to_new.py)::
+
+    <dir>/POSCAR              structure, VASP 5 format, Cartesian, Angstrom; atom order = atom indices
+    <dir>/info.json           atoms_quantity, orbits_quantity, orthogonal_basis, spinful, fermi_energy_eV,
+                              elements_orbital_map {element: [l of each shell, in orbital order]},
+                              and (ours) "elct": {pbc, basis, xc, charge, pseudopotential, n_electrons, smearing, ...}
+    <dir>/overlap.h5, hamiltonian.h5, density_matrix.h5
+        atom_pairs       (N, 5) int   [R1, R2, R3, i, j], atoms 0-based; the block couples atom i of
+                                      the home cell with atom j of cell R; on-site blocks (0,0,0,i,i) included
+        chunk_boundaries (N + 1,) int start of each block in ``entries`` (0, ..., len(entries))
+        chunk_shapes     (N, 2) int   (n_orb(i), n_orb(j)) of each block
+        entries          (M,) float   row-major flattened blocks, concatenated
+Orbital order: Wikipedia real spherical harmonics (= ``internal``); H in eV, S and D dimensionless.
+A molecule is stored in a pseudo-cell (bounding box + MOLECULE_VACUUM_ANG, as DeepH-dock's PySCF hook
+does) with only R = 0 blocks; ``elct.pbc`` records that it is not periodic.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import h5py
+import numpy as np
+from scipy.constants import physical_constants
+
+from elct_jax.basis import OrbitalBasis
+from elct_jax.hamiltonian import BlockKey
+from elct_jax.structure import Structure
+
+HARTREE_TO_EV = physical_constants["Hartree energy in eV"][0]  # CODATA via scipy; the ONE conversion constant
+MATRIX_NAMES = ("overlap", "hamiltonian", "density_matrix")
+ENERGY_MATRICES = ("hamiltonian",)  # stored in eV on disk, Hartree in memory
+MOLECULE_VACUUM_ANG = 30.0
+_DFT_KEYS = ("xc", "charge", "pseudopotential", "n_electrons", "smearing")
+
+
+class DeepHFormatError(ValueError):
+    """A DeepH file or folder is missing, corrupt or inconsistent; the message names the file."""
+
+
+@dataclass(frozen=True, eq=False)
+class DeepHRecord:
+    """One structure with its real-space matrices.
+
+    structure             atoms, Angstrom
+    basis                 shells per element (DeepH ``elements_orbital_map``); ``basis.name`` is the PySCF
+                          basis name when known
+    matrices              {"overlap" | "hamiltonian" | "density_matrix": {(R1, R2, R3, i, j): block [n_i, n_j]}},
+                          internal orbital order, atoms 0-based, atomic units (Hartree)
+    fermi_energy_hartree  chemical potential, or None when unknown
+    dft                   JSON-serializable level of theory needed to rebuild the DFT system: xc, charge,
+                          pseudopotential, n_electrons, smearing ([method, width_hartree] or None), ...
+    """
+
+    structure: Structure
+    basis: OrbitalBasis
+    matrices: dict[str, dict[BlockKey, np.ndarray]]
+    fermi_energy_hartree: float | None = None
+    dft: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.matrices) - set(MATRIX_NAMES))
+        if unknown:
+            raise ValueError(f"unknown matrix name(s) {unknown}; expected a subset of {MATRIX_NAMES}")
+        n_orb = atom_orbital_counts(self.basis, self.structure.symbols)
+        for name, blocks in self.matrices.items():
+            for key, block in blocks.items():
+                check_block(key, np.shape(block), n_orb, where=f"matrix {name!r}")
+        object.__setattr__(self, "dft", dict(self.dft))
+
+    def pair_keys(self) -> list[BlockKey]:
+        """The common sorted (R1, R2, R3, i, j) keys of all matrices; raises if they differ."""
+        key_sets = {name: set(blocks) for name, blocks in self.matrices.items()}
+        first = next(iter(key_sets.values()), set())
+        for name, keys in key_sets.items():
+            if keys != first:
+                raise ValueError(f"matrix {name!r} has {len(keys)} blocks, others {len(first)}: the DeepH formats "
+                                 "need the same atom pairs in every matrix")
+        return sorted(first)
+
+
+def atom_orbital_counts(basis: OrbitalBasis, symbols) -> list[int]:
+    """n_orb per atom; raises naming the element when the basis lacks it."""
+    try:
+        return [basis.n_orbitals(s) for s in symbols]
+    except KeyError as err:
+        raise ValueError(f"unknown element: {err.args[0]}") from None
+
+
+def check_block(key, shape, n_orb: list[int], where: str) -> None:
+    """Raise if ``key`` is not (R1, R2, R3, i, j) with valid atoms or ``shape`` is not (n_orb[i], n_orb[j])."""
+    if len(key) != 5:
+        raise ValueError(f"{where}: block key {key} is not (R1, R2, R3, i, j)")
+    i, j = int(key[3]), int(key[4])
+    if not (0 <= i < len(n_orb) and 0 <= j < len(n_orb)):
+        raise ValueError(f"{where}: block {tuple(key)} refers to an atom outside 0..{len(n_orb) - 1}")
+    if tuple(shape) != (n_orb[i], n_orb[j]):
+        raise ValueError(f"{where}: block {tuple(key)} has shape {tuple(shape)}, but the orbital map gives "
+                         f"({n_orb[i]}, {n_orb[j]}): orbital counts inconsistent with the element map")
+
+
+def pseudo_lattice(structure: Structure) -> np.ndarray:
+    """[3, 3] lattice for the file: the structure's, or a vacuum box around a molecule."""
+    if structure.lattice_ang is not None:
+        return structure.lattice_ang
+    extent = np.ptp(structure.positions_ang, axis=0) if structure.n_atoms else np.zeros(3)
+    return np.diag(extent + MOLECULE_VACUUM_ANG)
+
+
+def elct_metadata(record: DeepHRecord) -> dict:
+    """The ``elct`` entry of info.json."""
+    return {"pbc": list(record.structure.pbc), "basis": record.basis.name, **record.dft}
+
+
+def split_elct_metadata(meta: dict, path: Path) -> tuple[tuple[bool, bool, bool], str | None, dict]:
+    """(pbc, basis name, dft dict) from an ``elct`` entry (absent: a periodic crystal, basis unknown)."""
+    if not isinstance(meta, dict):
+        raise DeepHFormatError(f"{path}: 'elct' must be a JSON object")
+    meta = dict(meta)
+    pbc = meta.pop("pbc", [True, True, True])
+    if not (isinstance(pbc, list) and len(pbc) == 3 and all(isinstance(p, bool) for p in pbc)):
+        raise DeepHFormatError(f"{path}: elct.pbc must be three booleans, got {pbc!r}")
+    return tuple(pbc), meta.pop("basis", None), meta
+
+
+def write_deeph_dock(directory: str | Path, record: DeepHRecord) -> Path:
+    """Write ``record`` as a DeepH-dock folder (created if needed); returns the folder."""
+    keys = record.pair_keys()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    symbols = record.structure.symbols
+    n_orb = atom_orbital_counts(record.basis, symbols)
+    _write_poscar(directory / "POSCAR", symbols, record.structure.positions_ang, pseudo_lattice(record.structure))
+    fermi = record.fermi_energy_hartree
+    info = {
+        "atoms_quantity": len(symbols),
+        "orbits_quantity": int(sum(n_orb)),
+        "orthogonal_basis": False,
+        "spinful": False,
+        "fermi_energy_eV": None if fermi is None else float(fermi) * HARTREE_TO_EV,
+        "elements_orbital_map": {el: list(record.basis.shells[el]) for el in sorted(set(symbols))},
+        "elct": elct_metadata(record),
+    }
+    try:
+        text = json.dumps(info, indent=2)
+    except TypeError as err:
+        raise ValueError(f"record.dft is not JSON-serializable: {err}") from err
+    (directory / "info.json").write_text(text)
+    for name, blocks in record.matrices.items():
+        scale = HARTREE_TO_EV if name in ENERGY_MATRICES else 1.0
+        _write_block_file(directory / f"{name}.h5", keys, blocks, scale)
+    return directory
+
+
+def _write_poscar(path: Path, symbols, positions: np.ndarray, lattice: np.ndarray) -> None:
+    """VASP 5 POSCAR, Cartesian, full float precision; consecutive equal symbols form one group."""
+    groups: list[list] = []
+    for s in symbols:
+        if groups and groups[-1][0] == s:
+            groups[-1][1] += 1
+        else:
+            groups.append([s, 1])
+    lines = ["POSCAR written by elct-jax", "1.0"]
+    lines += ["  " + "  ".join(repr(float(x)) for x in row) for row in lattice]
+    lines += [" ".join(g[0] for g in groups), " ".join(str(g[1]) for g in groups), "Cartesian"]
+    lines += ["  " + "  ".join(repr(float(x)) for x in row) for row in positions]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _write_block_file(path: Path, keys: list[BlockKey], blocks: Mapping, scale: float) -> None:
+    shapes = np.array([np.shape(blocks[k]) for k in keys], dtype=np.int64).reshape(-1, 2)
+    boundaries = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])]).astype(np.int64)
+    entries = np.concatenate([np.asarray(blocks[k], dtype=np.float64).reshape(-1) for k in keys]) if keys else np.zeros(0)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("atom_pairs", data=np.array(keys, dtype=np.int64).reshape(-1, 5))
+        f.create_dataset("chunk_boundaries", data=boundaries)
+        f.create_dataset("chunk_shapes", data=shapes)
+        f.create_dataset("entries", data=entries * scale)
+
+
+def read_deeph_dock(directory: str | Path) -> DeepHRecord:
+    """Read a DeepH-dock folder written by this module or by DeepH-dock (non-spinful data)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DeepHFormatError(f"{directory}: not a directory")
+    info_path = directory / "info.json"
+    info = read_json(info_path)
+    for name in ("atoms_quantity", "orbits_quantity", "elements_orbital_map"):
+        if name not in info:
+            raise DeepHFormatError(f"{info_path}: missing field {name!r}")
+    if info.get("spinful", False):
+        raise DeepHFormatError(f"{info_path}: spinful data are not supported")
+    pbc, basis_name, dft = split_elct_metadata(info.get("elct", {}), info_path)
+    basis = parse_orbital_map(info["elements_orbital_map"], basis_name or "unknown", info_path)
+    symbols, positions, lattice = _read_poscar(directory / "POSCAR")
+    if info["atoms_quantity"] != len(symbols):
+        raise DeepHFormatError(f"{info_path}: atoms_quantity={info['atoms_quantity']} but POSCAR has {len(symbols)} atoms")
+    n_orb = orbital_counts_or_error(basis, symbols, info_path)
+    if info["orbits_quantity"] != sum(n_orb):
+        raise DeepHFormatError(f"{info_path}: orbits_quantity={info['orbits_quantity']} but elements_orbital_map "
+                               f"gives {sum(n_orb)} orbitals: orbital counts inconsistent with the element map")
+    structure = make_structure(symbols, positions, lattice, pbc, directory / "POSCAR")
+    matrices = {}
+    for name in MATRIX_NAMES:
+        path = directory / f"{name}.h5"
+        if path.exists():
+            scale = HARTREE_TO_EV if name in ENERGY_MATRICES else 1.0
+            matrices[name] = _read_block_file(path, n_orb, scale)
+    fermi = info.get("fermi_energy_eV")
+    return DeepHRecord(structure, basis, matrices, None if fermi is None else float(fermi) / HARTREE_TO_EV, dft)
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise DeepHFormatError(f"{path}: file is missing")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DeepHFormatError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise DeepHFormatError(f"{path}: expected a JSON object")
+    return data
+
+
+def parse_orbital_map(orbital_map, name: str, path: Path) -> OrbitalBasis:
+    """OrbitalBasis from {element: [l, ...]}; raises naming ``path`` on malformed content."""
+    if not isinstance(orbital_map, dict) or not orbital_map:
+        raise DeepHFormatError(f"{path}: elements_orbital_map must be a non-empty object")
+    shells = {}
+    for el, ls in orbital_map.items():
+        if not (isinstance(ls, list) and ls and all(isinstance(l, int) and l >= 0 for l in ls)):
+            raise DeepHFormatError(f"{path}: orbital list of {el!r} must be non-negative integers, got {ls!r}")
+        shells[str(el)] = tuple(ls)
+    return OrbitalBasis(name, shells)
+
+
+def orbital_counts_or_error(basis: OrbitalBasis, symbols, path: Path) -> list[int]:
+    missing = sorted(set(symbols) - set(basis.shells))
+    if missing:
+        raise DeepHFormatError(f"{path}: unknown element(s) {missing}: not in the element orbital map {sorted(basis.shells)}")
+    return atom_orbital_counts(basis, symbols)
+
+
+def make_structure(symbols, positions, lattice, pbc, path: Path) -> Structure:
+    try:
+        return Structure(tuple(symbols), positions, lattice if any(pbc) else None, pbc)
+    except ValueError as err:
+        raise DeepHFormatError(f"{path}: {err}") from err
+
+
+def _read_poscar(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    import ase.io
+
+    if not path.is_file():
+        raise DeepHFormatError(f"{path}: file is missing")
+    try:
+        atoms = ase.io.read(path, format="vasp")
+    except Exception as err:  # ase raises assorted types on malformed POSCARs
+        raise DeepHFormatError(f"{path}: not a readable POSCAR ({err})") from err
+    return atoms.get_chemical_symbols(), np.array(atoms.positions), np.array(atoms.cell)
+
+
+def _read_block_file(path: Path, n_orb: list[int], scale: float) -> dict[BlockKey, np.ndarray]:
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("atom_pairs", "chunk_boundaries", "chunk_shapes", "entries") if k not in f]
+            if missing:
+                raise DeepHFormatError(f"{path}: missing dataset(s) {missing}")
+            pairs, bounds = f["atom_pairs"][()], f["chunk_boundaries"][()]
+            shapes, entries = f["chunk_shapes"][()], f["entries"][()]
+    except (OSError, KeyError, ValueError) as err:
+        if isinstance(err, DeepHFormatError):
+            raise
+        raise DeepHFormatError(f"{path}: corrupt or unreadable HDF5 file ({err})") from err
+    n = len(pairs)
+    if pairs.shape != (n, 5) or bounds.shape != (n + 1,) or shapes.shape != (n, 2) or entries.ndim != 1:
+        raise DeepHFormatError(f"{path}: inconsistent dataset shapes atom_pairs {pairs.shape}, chunk_boundaries "
+                               f"{bounds.shape}, chunk_shapes {shapes.shape}, entries {entries.shape}")
+    if np.iscomplexobj(entries):
+        raise DeepHFormatError(f"{path}: complex entries (spin-orbit data) are not supported")
+    if bounds[0] != 0 or np.any(np.diff(bounds) != shapes[:, 0] * shapes[:, 1]) or bounds[-1] != len(entries):
+        raise DeepHFormatError(f"{path}: chunk_boundaries do not match chunk_shapes and {len(entries)} entries")
+    blocks = {}
+    for pair, start, shape in zip(pairs.tolist(), bounds[:-1], shapes):
+        key = tuple(int(v) for v in pair)
+        try:
+            check_block(key, shape, n_orb, where=str(path))
+        except ValueError as err:
+            raise DeepHFormatError(str(err)) from None
+        if key in blocks:
+            raise DeepHFormatError(f"{path}: atom pair {key} appears twice")
+        blocks[key] = entries[start : start + shape[0] * shape[1]].reshape(shape) / scale
+    return blocks
