@@ -1,0 +1,199 @@
+"""Records -> graph examples with block targets -> padded batches, with seeded splits, shuffling and prefetch.
+
+    records  = read_dataset("data/dft")                       # DeepH-dock or legacy folders
+    basis    = merged_basis(records)
+    examples = [make_example(r, basis, cutoff_ang=6.0) for r in records]
+    train, val, test = split_indices(len(examples), seed=0)   # 6:2:2
+    loader   = Loader([examples[i] for i in train], basis, batch_size=4, seed=0)
+    for batch in loader.epoch(0): ...                          # Batch of padded numpy arrays
+
+Every batch has batch_size + 1 graphs (one padding graph); node, edge and AO counts are padded to the
+``graph.bucket_size`` ladder, so a jitted step sees a handful of shapes.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import jraph
+import numpy as np
+
+from elct_jax.basis import OrbitalBasis
+from elct_jax.data.deeph_dock import DeepHFormatError, DeepHRecord, read_deeph_dock
+from elct_jax.data.deeph_legacy import read_deeph_legacy
+from elct_jax.graph import batch_graphs, bucket_size, neighbor_graph, pad_graph
+from elct_jax.hamiltonian import BlockLayout, block_layout, blocks_from_dict
+
+
+@dataclass(frozen=True, eq=False)
+class Example:
+    """One structure. targets[name] = (onsite [n_atoms, n_max, n_max], edges [n_edges, n_max, n_max]),
+    internal order, Hartree; edge_found [n_edges] is False where the record has no block for an edge
+    (that target is zero and masked out)."""
+
+    symbols: tuple[str, ...]
+    graph: jraph.GraphsTuple
+    targets: dict[str, tuple[np.ndarray, np.ndarray]]
+    edge_found: np.ndarray
+
+    def __post_init__(self):
+        n_node, n_edge = int(np.sum(self.graph.n_node)), len(self.graph.senders)
+        if n_node != len(self.symbols) or len(self.edge_found) != n_edge:
+            raise ValueError(f"graph ({n_node} nodes, {n_edge} edges) does not match {len(self.symbols)} symbols "
+                             f"and {len(self.edge_found)} edge flags")
+        for name, (onsite, edges) in self.targets.items():
+            if len(onsite) != n_node or len(edges) != n_edge:
+                raise ValueError(f"target {name!r} has {len(onsite)} on-site and {len(edges)} edge blocks, "
+                                 f"the graph {n_node} nodes and {n_edge} edges")
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    """Padded batch of B structures (numpy arrays).
+
+    graph        jraph batch padded to bucket sizes, B + 1 graphs (the last is padding)
+    layout       batched BlockLayout for dense [B, n_ao_pad, n_ao_pad] matrices
+    targets      name -> (onsite [n_node, n_max, n_max], edges [n_edge, n_max, n_max]), zero on padding
+    onsite_mask  [n_node, n_max, n_max] bool: a real orbital pair of a real atom
+    edge_mask    [n_edge, n_max, n_max] bool: a real orbital pair of a real edge whose block is known
+    """
+
+    graph: jraph.GraphsTuple
+    layout: BlockLayout
+    targets: dict[str, tuple[np.ndarray, np.ndarray]]
+    onsite_mask: np.ndarray
+    edge_mask: np.ndarray
+
+
+def species_index(basis: OrbitalBasis) -> dict[str, int]:
+    """Element -> species integer: its index in ``basis.elements`` (sorted symbols)."""
+    return {el: i for i, el in enumerate(basis.elements)}
+
+
+def merged_basis(records: Sequence[DeepHRecord]) -> OrbitalBasis:
+    """One basis covering every record; raises if two records disagree on an element's shells."""
+    if not records:
+        raise ValueError("no records")
+    shells: dict[str, tuple[int, ...]] = {}
+    for r in records:
+        for el in set(r.structure.symbols):
+            if shells.setdefault(el, r.basis.shells[el]) != r.basis.shells[el]:
+                raise ValueError(f"records disagree on the shells of {el}: {shells[el]} vs {r.basis.shells[el]}")
+    names = sorted({r.basis.name for r in records})
+    return OrbitalBasis(names[0] if len(names) == 1 else "+".join(names), shells)
+
+
+def read_dataset(root: str | Path) -> list[DeepHRecord]:
+    """Every record below ``root``, sorted by path: a folder with POSCAR is DeepH-dock, one with lat.dat legacy."""
+    root = Path(root)
+    folders = sorted({p.parent for pattern in ("POSCAR", "lat.dat") for p in root.rglob(pattern)})
+    if not folders:
+        raise DeepHFormatError(f"{root}: no DeepH folders (with POSCAR or lat.dat) found")
+    return [read_deeph_dock(f) if (f / "POSCAR").exists() else read_deeph_legacy(f) for f in folders]
+
+
+def make_example(record: DeepHRecord, basis: OrbitalBasis, cutoff_ang: float) -> Example:
+    """Graph of the record's structure (``cutoff_ang``) with its blocks as targets."""
+    symbols = record.structure.symbols
+    graph = neighbor_graph(record.structure, cutoff_ang, species_index(basis))
+    targets, found = {}, np.ones(len(graph.senders), dtype=bool)
+    for name, blocks in record.matrices.items():
+        onsite, edges, present = blocks_from_dict(blocks, basis, symbols, graph)
+        targets[name] = (onsite, edges)
+        found &= present
+    return Example(symbols, graph, targets, found)
+
+
+def collate(examples: Sequence[Example], basis: OrbitalBasis, n_graph: int | None = None) -> Batch:
+    """Pad a list of examples into one Batch with ``n_graph`` graphs (default len(examples) + 1)."""
+    n_graph = len(examples) + 1 if n_graph is None else n_graph
+    graph = batch_graphs([ex.graph for ex in examples])
+    n_real_node, n_real_edge = int(np.sum(graph.n_node)), int(np.sum(graph.n_edge))
+    graph = pad_graph(graph, bucket_size(n_real_node + 1), bucket_size(n_real_edge), n_graph)
+    n_ao_pad = bucket_size(max(int(basis.ao_offsets(ex.symbols)[-1]) for ex in examples))
+    layout = block_layout(basis, [ex.symbols for ex in examples], graph, n_ao_pad=n_ao_pad)
+    dump = layout.n_graph * layout.n_ao_pad**2
+    onsite_mask = layout.onsite_dest["internal"] != dump
+    found = np.zeros(len(graph.senders), dtype=bool)
+    found[:n_real_edge] = np.concatenate([ex.edge_found for ex in examples])
+    edge_mask = (layout.edge_dest["internal"] != dump) & found[:, None, None]
+    names = set.intersection(*(set(ex.targets) for ex in examples))
+    targets = {name: (_stack([ex.targets[name][0] for ex in examples], len(onsite_mask)),
+                      _stack([ex.targets[name][1] for ex in examples], len(edge_mask))) for name in sorted(names)}
+    return Batch(graph, layout, targets, onsite_mask, edge_mask)
+
+
+def _stack(arrays: list[np.ndarray], n_total: int) -> np.ndarray:
+    """Concatenate along axis 0 and zero-pad to n_total rows."""
+    out = np.concatenate(arrays)
+    return np.concatenate([out, np.zeros((n_total - len(out),) + out.shape[1:], out.dtype)])
+
+
+def split_indices(n: int, seed: int, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)):
+    """Deterministic (train, val, test) index arrays: a seeded permutation cut by ``fractions``."""
+    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_train = int(round(fractions[0] * n))
+    n_val = int(round((fractions[0] + fractions[1]) * n)) - n_train
+    return perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
+
+
+class Loader:
+    """Batches of ``examples``; the order of epoch e depends only on (seed, e). A background thread
+    collates up to ``prefetch`` batches ahead; errors in it are raised in the consumer."""
+
+    def __init__(self, examples: Sequence[Example], basis: OrbitalBasis, batch_size: int, seed: int,
+                 shuffle: bool = True, drop_last: bool = False, prefetch: int = 2):
+        if batch_size < 1 or not examples:
+            raise ValueError(f"need batch_size >= 1 and at least one example (got {batch_size}, {len(examples)})")
+        self.examples, self.basis = list(examples), basis
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        self.drop_last, self.prefetch = drop_last, max(1, prefetch)
+
+    def batch_indices(self, epoch: int) -> list[np.ndarray]:
+        n = len(self.examples)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        batches = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        return [b for b in batches if len(b) == self.batch_size] if self.drop_last else batches
+
+    def __len__(self) -> int:
+        return len(self.batch_indices(0))
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        """Iterate the batches of ``epoch``; every batch has batch_size + 1 graphs."""
+        jobs = self.batch_indices(epoch)
+        results: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    results.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce():
+            try:
+                for idx in jobs:
+                    if not put(collate([self.examples[i] for i in idx], self.basis, n_graph=self.batch_size + 1)):
+                        return
+            except BaseException as err:  # handed to the consumer
+                put(err)
+
+        worker = threading.Thread(target=produce, daemon=True, name="elct-prefetch")
+        worker.start()
+        try:
+            for _ in jobs:
+                item = results.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            worker.join()
