@@ -20,6 +20,7 @@ from elct_jax.hamiltonian import (
     dict_to_dense,
     max_orbitals,
     symmetrize_edges,
+    symmetrize_onsite,
 )
 from elct_jax.structure import Structure
 
@@ -141,13 +142,23 @@ def test_batched_and_vmapped_molecules(basis, species, water):
     np.testing.assert_array_equal(dense_v, dense)
 
 
-def test_symmetrize_edges(basis, species, water):
-    structure, graph, _, _ = water
+def test_symmetrized_random_blocks_give_hermitian_bloch_matrices(crystal):
+    """Network-like random blocks: after symmetrize_edges/onsite, H(k) is Hermitian at every k."""
+    structure, basis = crystal
+    graph = neighbor_graph(structure, 4.0, {"H": 0, "He": 1})
     rng = np.random.default_rng(1)
-    edges = rng.normal(size=(6, 14, 14))
-    sym = np.asarray(symmetrize_edges(edges, graph.edges["reverse"]))
-    np.testing.assert_allclose(sym[graph.edges["reverse"]], np.swapaxes(sym, 1, 2), atol=0)
-    np.testing.assert_allclose(symmetrize_edges(sym, graph.edges["reverse"]), sym, atol=1e-15)
+    edges = rng.normal(size=(len(graph.senders), 5, 5))
+    onsite = rng.normal(size=(2, 5, 5))
+    rev = graph.edges["reverse"]
+    sym = np.asarray(symmetrize_edges(edges, rev))
+    np.testing.assert_array_equal(sym[rev], np.swapaxes(sym, 1, 2))
+    np.testing.assert_allclose(symmetrize_edges(sym, rev), sym, atol=1e-15)
+    layout = block_layout(basis, structure.symbols, graph)
+    kfrac = rng.uniform(-0.5, 0.5, size=(4, 3))
+    Hk = np.asarray(bloch_sum(symmetrize_onsite(onsite), sym, layout, kfrac))
+    np.testing.assert_allclose(Hk, np.conj(np.swapaxes(Hk, 1, 2)), atol=1e-13)
+    raw = np.asarray(bloch_sum(onsite, edges, layout, kfrac))
+    assert np.abs(raw - np.conj(np.swapaxes(raw, 1, 2))).max() > 0.1  # not Hermitian before
 
 
 @pytest.fixture(scope="module")

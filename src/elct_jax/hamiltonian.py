@@ -68,6 +68,7 @@ def block_layout(
     symbols: Sequence[str] | Sequence[Sequence[str]],
     graph: jraph.GraphsTuple,
     n_ao_pad: int | None = None,
+    orders: Sequence[str] = ORDERS,
 ) -> BlockLayout:
     """Index maps for ``graph`` (from :func:`elct_jax.graph.neighbor_graph`, optionally batched with
     :func:`batch_graphs` and/or padded).
@@ -76,8 +77,13 @@ def block_layout(
               symbols per real graph of a batch (dense output [n_graph, n_ao_pad, n_ao_pad]).
               Nodes beyond the real atoms are padding.
     n_ao_pad  dense size; default the largest AO count of the structures.
+    orders    orbital orders to build maps for (each costs n_edge * n_max**2 int32); "internal" is always
+              included; "openmx" is skipped silently when the basis has l > 3.
     """
-    batched = not isinstance(symbols[0], str)
+    unknown = sorted(set(orders) - set(ORDERS))
+    if unknown:
+        raise ValueError(f"unknown orbital order(s) {unknown}; expected some of {ORDERS}")
+    batched = len(symbols) > 0 and not isinstance(symbols[0], str)
     groups = [tuple(s) for s in symbols] if batched else [tuple(symbols)]
     sizes = [len(g) for g in groups]
     if list(np.asarray(graph.n_node[: len(groups)])) != sizes:
@@ -95,7 +101,7 @@ def block_layout(
     if np.any(node_graph[senders[real_edge]] != node_graph[receivers[real_edge]]):
         raise ValueError("an edge connects atoms of two different structures")
     onsite_dest, edge_dest = {}, {}
-    for order in ORDERS:
+    for order in dict.fromkeys(("internal", *orders)):
         pos = _node_positions(basis, groups, max_orbitals(basis), order, n_node)
         if pos is None:
             continue
@@ -156,6 +162,7 @@ def _pad_diagonal(layout: BlockLayout, value) -> jnp.ndarray:
     return value * jnp.eye(layout.n_ao_pad) * (~jnp.asarray(layout.ao_mask))[:, :, None]
 
 
+@functools.partial(jax.jit, static_argnames="order")
 def blocks_to_dense(onsite, edge_blocks, layout: BlockLayout, order: str = "pyscf", pad_diagonal=PAD_DIAGONAL_HARTREE):
     """Dense AO matrix [n_ao_pad, n_ao_pad] ([n_graph, n_ao_pad, n_ao_pad] for a batched layout) in ``order``.
 
@@ -173,6 +180,7 @@ def blocks_to_dense(onsite, edge_blocks, layout: BlockLayout, order: str = "pysc
     return dense if layout.batched else dense[0]
 
 
+@functools.partial(jax.jit, static_argnames="order")
 def dense_to_blocks(dense, layout: BlockLayout, order: str = "pyscf"):
     """Inverse gather of :func:`blocks_to_dense` for molecules (every edge has R = 0).
 
@@ -197,6 +205,7 @@ def dense_to_blocks(dense, layout: BlockLayout, order: str = "pyscf"):
     return flat[on_dest], flat[edge_dest]
 
 
+@functools.partial(jax.jit, static_argnames="order")
 def bloch_sum(onsite, edge_blocks, layout: BlockLayout, kpts_frac, order: str = "pyscf", pad_diagonal=PAD_DIAGONAL_HARTREE):
     """H(k) = sum_R H(R) exp(2 pi i k.R), [n_k, n_ao_pad, n_ao_pad] complex, for one crystal.
 
@@ -217,11 +226,13 @@ def bloch_sum(onsite, edge_blocks, layout: BlockLayout, kpts_frac, order: str = 
     return dense + _pad_diagonal(layout, pad_diagonal)
 
 
+@jax.jit
 def symmetrize_edges(edge_blocks, reverse):
     """(B + B[reverse]^T) / 2, so that H_ji(-R) = H_ij(R)^T exactly. [n_edge, n_max, n_max]."""
     return 0.5 * (edge_blocks + jnp.swapaxes(edge_blocks[reverse], -1, -2))
 
 
+@jax.jit
 def symmetrize_onsite(onsite):
     """(B + B^T) / 2 of each on-site block. [n_node, n_max, n_max]."""
     return 0.5 * (onsite + jnp.swapaxes(onsite, -1, -2))
