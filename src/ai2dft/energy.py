@@ -1,0 +1,95 @@
+"""Molecular Kohn-Sham energy E_KS[D], Fock matrix F[D] = dE/dD and Mermin free energy Omega(H).
+
+For a total (spin-summed) density matrix D [nao, nao] of a closed shell (D = 2 C f C^T):
+
+    E_KS[D] = tr(D hcore) + E_H[D] + E_xc[rho_D] + E_nuc                       (Hartree)
+    rho(r) = sum_ij D_ij phi_i(r) phi_j(r),  grad rho = 2 sum_ij D_ij grad phi_i phi_j
+    E_xc = sum_g w_g e_xc(rho_g, |grad rho_g|^2)
+    F[D] = hcore + J[D] + V_xc[D],
+    V_xc,ij = sum_g w_g [vrho phi_i phi_j + 2 vsigma grad rho . (grad phi_i phi_j + phi_i grad phi_j)]
+
+D is symmetrized on entry, so ``jax.grad(energy, argnums=1)`` equals ``fock`` for any D. All
+functions take the ``System`` as an argument: ``jax.jit(energy)`` compiles once per shape and is
+shared by every system (padded to) the same shapes.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ai2dft import coulomb, xc
+from ai2dft.density import density_and_entropy
+from ai2dft.system import System
+
+Array = jax.Array
+
+
+def _symmetrize(D: Array) -> Array:
+    return 0.5 * (D + D.T)
+
+
+def _density_on_grid(system: System, D: Array) -> tuple[Array, Array | None]:
+    """rho [ngrid] and, for GGAs, grad rho [3, ngrid] of a symmetric D."""
+    C = system.ao @ D  # [ngrid, nao]
+    rho = jnp.sum(C * system.ao, axis=-1)
+    if not xc.is_gga(system.xc):
+        return rho, None
+    return rho, 2.0 * jnp.einsum("xgi,gi->xg", system.ao_grad, C)
+
+
+def _sigma(grad_rho: Array | None) -> Array | None:
+    return None if grad_rho is None else jnp.sum(grad_rho**2, axis=0)
+
+
+def xc_energy(system: System, D: Array) -> Array:
+    """[] exchange-correlation energy (Hartree)."""
+    rho, grad_rho = _density_on_grid(system, _symmetrize(D))
+    return jnp.dot(system.weights, xc.energy_density(system.xc, rho, _sigma(grad_rho)))
+
+
+def xc_matrix(system: System, D: Array) -> Array:
+    """[nao, nao] exchange-correlation potential matrix V_xc = dE_xc/dD (Hartree)."""
+    rho, grad_rho = _density_on_grid(system, _symmetrize(D))
+    _, vrho, vsigma = xc.potentials(system.xc, rho, _sigma(grad_rho))
+    ao = system.ao
+    V = ao.T @ ((system.weights * vrho)[:, None] * ao)
+    if grad_rho is not None:
+        # B_gi = sum_x 2 w vsigma d_x rho d_x phi_i;  V += ao^T B + B^T ao
+        B = jnp.einsum("xg,xgi->gi", 2.0 * system.weights * vsigma * grad_rho, system.ao_grad)
+        V = V + ao.T @ B + B.T @ ao
+    return V
+
+
+def energy_terms(system: System, D: Array) -> dict[str, Array]:
+    """Components of E_KS[D] in Hartree: "one_electron" (tr D hcore), "hartree", "xc", "nuclear"."""
+    D = _symmetrize(D)
+    return {
+        "one_electron": jnp.sum(D * system.hcore),
+        "hartree": coulomb.hartree_energy(system.cderi, D),
+        "xc": xc_energy(system, D),
+        "nuclear": system.e_nuc,
+    }
+
+
+def energy(system: System, D: Array) -> Array:
+    """[] Kohn-Sham total energy E_KS[D] (Hartree) of a total density matrix D [nao, nao]."""
+    return sum(energy_terms(system, D).values())
+
+
+def fock(system: System, D: Array) -> Array:
+    """[nao, nao] Kohn-Sham Fock matrix F[D] = hcore + J[D] + V_xc[D] = dE_KS/dD (Hartree)."""
+    D = _symmetrize(D)
+    return system.hcore + coulomb.coulomb_matrix(system.cderi, D) + xc_matrix(system, D)
+
+
+def free_energy(system: System, H: Array) -> Array:
+    """[] Mermin free energy Omega(H) = E_KS[D(H)] - sigma * S_entropy[D(H)] (Hartree).
+
+    H [nao, nao] is a trial Kohn-Sham Hamiltonian; D(H) and the entropy come from
+    ``ai2dft.density.density_and_entropy`` (smearing kind and width, overlap and AO mask from
+    ``system``). Differentiable in H; stationary at self-consistency (H = F[D(H)]).
+    """
+    D, entropy = density_and_entropy(
+        H, system.overlap, system.n_electrons, system.sigma, system.smearing_kind, ao_mask=system.ao_mask
+    )
+    return energy(system, D) - system.sigma * entropy
