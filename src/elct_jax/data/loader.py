@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import jax
+import jax.numpy as jnp
 import jraph
 import numpy as np
 
+from ai2dft.system import System, pad_system
 from elct_jax.basis import OrbitalBasis
 from elct_jax.data.deeph_dock import DeepHFormatError, DeepHRecord, read_deeph_dock
 from elct_jax.data.deeph_legacy import read_deeph_legacy
@@ -32,12 +35,14 @@ from elct_jax.hamiltonian import BlockLayout, block_layout, blocks_from_dict
 class Example:
     """One structure. targets[name] = (onsite [n_atoms, n_max, n_max], edges [n_edges, n_max, n_max]),
     internal order, Hartree; edge_found [n_edges] is False where the record has no block for an edge
-    (that target is zero and masked out)."""
+    (that target is zero and masked out). An unlabelled structure has no "hamiltonian" target.
+    system: the ai2dft System of the structure for label-free (Omega, self-consistency) training, or None."""
 
     symbols: tuple[str, ...]
     graph: jraph.GraphsTuple
     targets: dict[str, tuple[np.ndarray, np.ndarray]]
     edge_found: np.ndarray
+    system: System | None = None
 
     def __post_init__(self):
         n_node, n_edge = int(np.sum(self.graph.n_node)), len(self.graph.senders)
@@ -50,22 +55,31 @@ class Example:
                                  f"the graph {n_node} nodes and {n_edge} edges")
 
 
+@jax.tree_util.register_dataclass
 @dataclass(frozen=True, eq=False)
 class Batch:
-    """Padded batch of B structures (numpy arrays).
+    """Padded batch of B structures (numpy arrays; a JAX pytree, so it goes straight into a jitted step).
 
     graph        jraph batch padded to bucket sizes, B + 1 graphs (the last is padding)
     layout       batched BlockLayout for dense [B, n_ao_pad, n_ao_pad] matrices
     targets      name -> (onsite [n_node, n_max, n_max], edges [n_edge, n_max, n_max]), zero on padding
+                 and on structures without that target
+    target_masks name -> (onsite, edge) bool masks of the same shapes: entries that carry a label
     onsite_mask  [n_node, n_max, n_max] bool: a real orbital pair of a real atom
     edge_mask    [n_edge, n_max, n_max] bool: a real orbital pair of a real edge whose block is known
+    systems      ai2dft System stacked over the B structures, padded to n_ao_pad AOs; None when the
+                 examples carry no systems (supervised-only data)
+    has_system   [B] float, 1 where a structure takes part in the label-free terms
     """
 
     graph: jraph.GraphsTuple
     layout: BlockLayout
     targets: dict[str, tuple[np.ndarray, np.ndarray]]
+    target_masks: dict[str, tuple[np.ndarray, np.ndarray]]
     onsite_mask: np.ndarray
     edge_mask: np.ndarray
+    systems: System | None
+    has_system: np.ndarray
 
 
 def species_index(basis: OrbitalBasis) -> dict[str, int]:
@@ -95,8 +109,8 @@ def read_dataset(root: str | Path) -> list[DeepHRecord]:
     return [read_deeph_dock(f) if (f / "POSCAR").exists() else read_deeph_legacy(f) for f in folders]
 
 
-def make_example(record: DeepHRecord, basis: OrbitalBasis, cutoff_ang: float) -> Example:
-    """Graph of the record's structure (``cutoff_ang``) with its blocks as targets."""
+def make_example(record: DeepHRecord, basis: OrbitalBasis, cutoff_ang: float, system: System | None = None) -> Example:
+    """Graph of the record's structure (``cutoff_ang``) with its blocks as targets (and an optional System)."""
     symbols = record.structure.symbols
     graph = neighbor_graph(record.structure, cutoff_ang, species_index(basis))
     targets, found = {}, np.ones(len(graph.senders), dtype=bool)
@@ -104,7 +118,7 @@ def make_example(record: DeepHRecord, basis: OrbitalBasis, cutoff_ang: float) ->
         onsite, edges, present = blocks_from_dict(blocks, basis, symbols, graph)
         targets[name] = (onsite, edges)
         found &= present
-    return Example(symbols, graph, targets, found)
+    return Example(symbols, graph, targets, found, system)
 
 
 def collate(examples: Sequence[Example], basis: OrbitalBasis, n_graph: int | None = None) -> Batch:
@@ -120,10 +134,35 @@ def collate(examples: Sequence[Example], basis: OrbitalBasis, n_graph: int | Non
     found = np.zeros(len(graph.senders), dtype=bool)
     found[:n_real_edge] = np.concatenate([ex.edge_found for ex in examples])
     edge_mask = (layout.edge_dest["internal"] != dump) & found[:, None, None]
-    names = set.intersection(*(set(ex.targets) for ex in examples))
-    targets = {name: (_stack([ex.targets[name][0] for ex in examples], len(onsite_mask)),
-                      _stack([ex.targets[name][1] for ex in examples], len(edge_mask))) for name in sorted(names)}
-    return Batch(graph, layout, targets, onsite_mask, edge_mask)
+    targets, target_masks = {}, {}
+    for name in sorted(set.union(*(set(ex.targets) for ex in examples))):
+        n_max = onsite_mask.shape[-1]
+        onsite = [_target_or_zeros(ex, name, 0, len(ex.symbols), n_max) for ex in examples]
+        edges = [_target_or_zeros(ex, name, 1, len(ex.graph.senders), n_max) for ex in examples]
+        present = [np.full(len(ex.symbols), name in ex.targets) for ex in examples]
+        present_edge = [np.full(len(ex.graph.senders), name in ex.targets) for ex in examples]
+        targets[name] = (_stack(onsite, len(onsite_mask)), _stack(edges, len(edge_mask)))
+        target_masks[name] = (onsite_mask & _stack(present, len(onsite_mask))[:, None, None],
+                              edge_mask & _stack(present_edge, len(edge_mask))[:, None, None])
+    systems, has_system = _stack_systems(examples, n_ao_pad)
+    return Batch(graph, layout, targets, target_masks, onsite_mask, edge_mask, systems, has_system)
+
+
+def _target_or_zeros(ex: Example, name: str, part: int, n: int, n_max: int) -> np.ndarray:
+    """The example's target blocks (part 0 on-site, 1 edges), or zeros [n, n_max, n_max] if it has none."""
+    return ex.targets[name][part] if name in ex.targets else np.zeros((n, n_max, n_max))
+
+
+def _stack_systems(examples: Sequence[Example], n_ao_pad: int) -> tuple[System | None, np.ndarray]:
+    """Systems padded to common sizes (bucketed) and stacked over the batch, with the [B] presence flags."""
+    if all(ex.system is None for ex in examples):
+        return None, np.zeros(len(examples))
+    if any(ex.system is None for ex in examples):
+        raise ValueError("either every example of a batch has a DFT system or none has")
+    ngrid = bucket_size(max(ex.system.weights.shape[0] for ex in examples), multiple=256)
+    naux = bucket_size(max(ex.system.cderi.shape[0] for ex in examples))
+    padded = [pad_system(ex.system, n_ao_pad, ngrid, naux) for ex in examples]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *padded), np.ones(len(examples))
 
 
 def _stack(arrays: list[np.ndarray], n_total: int) -> np.ndarray:
