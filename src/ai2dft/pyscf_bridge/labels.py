@@ -1,0 +1,366 @@
+"""Training labels from PySCF: converged Kohn-Sham matrices of molecules and crystals, Hessians.
+
+Everything is returned in PySCF's AO order and atomic units (Hartree, Bohr); conversion to the
+internal order and to the on-disk format happens in ``elct_jax.data``. Structures are duck-typed:
+any object with ``symbols``, ``positions_ang`` [n_atoms, 3], ``lattice_ang`` ([3, 3] rows = lattice
+vectors, or None) and ``pbc`` works (e.g. ``elct_jax.structure.Structure``).
+
+Crystals: the SCF runs on ``kmesh`` (GTH pseudopotentials, multigrid numerics). The real-space blocks
+H_ij(R) = <i, 0|F|j, R> are then obtained from the Fock matrix of the converged density evaluated
+non-self-consistently on a second, denser k-mesh whose Born-von Karman supercell covers the whole
+interaction range (chosen from direct real-space overlaps), so that the inverse Bloch transform is not
+aliased. The transformed S(R) is checked against ``gto.intor_cross`` overlaps with translated copies
+of the cell. Convention: H(k) = sum_R exp(i k.R) H(R) (PySCF's and DeepH's). H, S and D share one
+set of blocks (the DeepH formats need that): those with non-negligible overlap.
+"""
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+import scipy.special
+from pyscf import dft, gto
+from pyscf.pbc import dft as pbc_dft
+from pyscf.pbc import gto as pbc_gto
+from pyscf.pbc.scf.smearing import smearing_ as pbc_smearing_
+from pyscf.scf.smearing import smearing_
+
+Block = dict  # {(R1, R2, R3, i, j): ndarray [n_ao(i), n_ao(j)]}, atoms 0-based, Hartree
+_DEFAULT_PSEUDO = {"lda": "gth-pade", "lda,vwn": "gth-pade", "pbe": "gth-pbe", "pbe,pbe": "gth-pbe"}
+_SMEARING_METHODS = {"fermi": "fermi", "gaussian": "gaussian", "gauss": "gaussian"}  # alias -> canonical
+
+
+@dataclass(frozen=True)
+class DFTSettings:
+    """Level of theory of the labels.
+
+    basis, xc        PySCF basis name and functional (LDA/GGA; no hybrids for crystals)
+    grid_level       molecular integration grid (>= 5 for sub-0.1 meV labels, see DESIGN.md)
+    conv_tol         SCF energy convergence, Hartree
+    density_fit      density-fitted Coulomb for molecules
+    smearing         None or (method, width in Hartree), method "fermi" | "gaussian"
+    pseudo           GTH pseudopotential for crystals; None picks gth-pade (LDA) / gth-pbe (PBE)
+    kmesh            SCF k-mesh of crystals (1 along non-periodic directions)
+    ke_cutoff_Ha     plane-wave cutoff of the crystal FFT/multigrid mesh; None = PySCF's default
+    realspace_kmesh  k-mesh on which H(k), S(k) are transformed to H(R), S(R); None = the smallest
+                     mesh covering every block with max |S_ij(R)| > overlap_tol
+    overlap_tol      a crystal block (R, i, j) is kept when max |S_ij(R)| exceeds this
+    alias_tol        allowed max |S(R) from the k-mesh - direct real-space S(R)|
+    on_alias         "error" or "warn" when alias_tol is exceeded
+    """
+
+    basis: str = "def2-svp"
+    xc: str = "pbe"
+    grid_level: int = 5
+    conv_tol: float = 1e-10
+    max_cycle: int = 100
+    density_fit: bool = True
+    charge: int = 0
+    smearing: tuple[str, float] | None = None
+    pseudo: str | None = None
+    kmesh: tuple[int, int, int] = (4, 4, 1)
+    ke_cutoff_Ha: float | None = None
+    realspace_kmesh: tuple[int, int, int] | None = None
+    overlap_tol: float = 1e-10
+    alias_tol: float = 1e-6
+    on_alias: str = "error"
+
+    def __post_init__(self):
+        if self.smearing is not None:
+            method, width = self.smearing
+            if method not in _SMEARING_METHODS or not width > 0:
+                raise ValueError(f"smearing must be None or (one of {sorted(_SMEARING_METHODS)}, width > 0), "
+                                 f"got {self.smearing!r}")
+            object.__setattr__(self, "smearing", (_SMEARING_METHODS[method], float(width)))
+        for name in ("kmesh", "realspace_kmesh"):
+            mesh = getattr(self, name)
+            if mesh is not None:
+                mesh = tuple(int(n) for n in mesh)
+                if len(mesh) != 3 or min(mesh) < 1:
+                    raise ValueError(f"{name} must be three positive integers, got {mesh!r}")
+                object.__setattr__(self, name, mesh)
+        if self.on_alias not in ("error", "warn"):
+            raise ValueError(f"on_alias must be 'error' or 'warn', got {self.on_alias!r}")
+        if self.grid_level < 0 or self.max_cycle < 1 or not self.conv_tol > 0:
+            raise ValueError("grid_level must be >= 0, max_cycle >= 1 and conv_tol > 0")
+
+    @property
+    def pseudopotential(self) -> str:
+        if self.pseudo is not None:
+            return self.pseudo
+        if self.xc.lower() not in _DEFAULT_PSEUDO:
+            raise ValueError(f"no default GTH pseudopotential for xc={self.xc!r}; set DFTSettings.pseudo")
+        return _DEFAULT_PSEUDO[self.xc.lower()]
+
+
+@dataclass(frozen=True)
+class MoleculeLabels:
+    """Converged RKS matrices of a molecule, PySCF AO order, Hartree.
+
+    H [n_ao, n_ao] Fock matrix rebuilt from the final density; S overlap; D spin-summed density
+    matrix (the one H was built from); fermi_energy midway between HOMO and LUMO of (H, S).
+    """
+
+    H: np.ndarray
+    S: np.ndarray
+    D: np.ndarray
+    e_tot: float
+    converged: bool
+    n_electrons: int
+    fermi_energy: float
+
+
+@dataclass(frozen=True)
+class CrystalLabels:
+    """Converged KRKS real-space blocks of a crystal, PySCF AO order within each atom, Hartree.
+
+    H, S, D        blocks on the keys with max |S_ij(R)| > overlap_tol. H is the Fock matrix of the
+                   converged SCF density; D is the spin-summed density matrix that this H gives on
+                   ``realspace_kmesh`` (occupations as in :func:`occupations`). D equals the SCF
+                   density matrix only as far as the two k-meshes give the same density (insulators);
+                   blocks with negligible overlap carry no density and are not stored.
+    n_electrons    valence electrons per cell
+    fermi_energy   chemical potential of D on ``realspace_kmesh``, Hartree
+    max_overlap_deviation  max |S(R) transformed - S(R) direct| over the kept blocks
+    """
+
+    H: Block
+    S: Block
+    D: Block
+    e_tot: float
+    converged: bool
+    n_electrons: int
+    fermi_energy: float
+    kmesh: tuple[int, int, int]
+    realspace_kmesh: tuple[int, int, int]
+    max_overlap_deviation: float
+
+
+def _atoms(structure) -> list:
+    return [[s, tuple(p)] for s, p in zip(structure.symbols, np.asarray(structure.positions_ang))]
+
+
+def build_molecule(structure, settings: DFTSettings) -> gto.Mole:
+    """A PySCF molecule (Angstrom input) for an RKS calculation; odd electron counts are refused."""
+    if structure.lattice_ang is not None and any(structure.pbc):
+        raise ValueError("build_molecule got a periodic structure; use crystal_labels")
+    mol = gto.M(atom=_atoms(structure), basis=settings.basis, charge=settings.charge, spin=None,
+                unit="Angstrom", verbose=0)
+    if mol.nelectron % 2:
+        raise ValueError(f"{mol.nelectron} electrons (charge {settings.charge}): RKS labels need an even count")
+    return mol
+
+
+def _run_rks(structure, settings: DFTSettings):
+    mf = dft.RKS(build_molecule(structure, settings), xc=settings.xc)
+    if settings.density_fit:
+        mf = mf.density_fit()
+    if settings.smearing is not None:
+        mf = smearing_(mf, sigma=settings.smearing[1], method=settings.smearing[0])
+    mf.grids.level = settings.grid_level
+    mf.conv_tol = settings.conv_tol
+    mf.max_cycle = settings.max_cycle
+    mf.kernel()
+    return mf
+
+
+def molecule_labels(structure, settings: DFTSettings) -> MoleculeLabels:
+    """Run RKS and return F(D_final), S, D_final. A non-converged SCF is returned with converged=False."""
+    mf = _run_rks(structure, settings)
+    dm = mf.make_rdm1()
+    fock = mf.get_fock(dm=dm)
+    S = mf.get_ovlp()
+    eps = scipy.linalg.eigh(fock, S, eigvals_only=True)
+    n_el = mf.mol.nelectron
+    return MoleculeLabels(np.asarray(fock), np.asarray(S), np.asarray(dm), float(mf.e_tot),
+                          bool(mf.converged), n_el, occupations(eps, n_el, settings.smearing)[1])
+
+
+def molecule_hessian(structure, settings: DFTSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Cartesian Hessian [3 n_atoms, 3 n_atoms] (Hartree/Bohr^2, atom-major) and masses [n_atoms] (amu)."""
+    mf = _run_rks(structure, settings)
+    if not mf.converged:
+        raise RuntimeError("the SCF for the Hessian did not converge; raise max_cycle or check the geometry")
+    h = mf.Hessian().kernel()  # [n_atoms, n_atoms, 3, 3]
+    n = h.shape[0]
+    return h.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n), mf.mol.atom_mass_list(isotope_avg=True)
+
+
+def occupations(eps: np.ndarray, n_electrons: int, smearing) -> tuple[np.ndarray, float]:
+    """Spin-summed occupations [n_k, n_mo] (0..2) of levels eps [n_k, n_mo] (Hartree, equal k weights,
+    n_electrons per cell) and the chemical potential. Without smearing the lowest levels are filled
+    and levels degenerate (1e-9 Ha) with the last filled one share its electrons equally; mu is then
+    mid-gap. With smearing mu solves the electron count."""
+    eps = np.atleast_2d(eps)
+    n_k = len(eps)
+    if smearing is not None:
+        method, width = smearing
+
+        def occ_at(mu):
+            x = (eps - mu) / width
+            return 2.0 * (scipy.special.expit(-x) if method == "fermi" else 0.5 * scipy.special.erfc(x))
+
+        lo, hi = eps.min() - 50 * width, eps.max() + 50 * width
+        mu = scipy.optimize.brentq(lambda m: occ_at(m).sum() / n_k - n_electrons, lo, hi, xtol=1e-14)
+        return occ_at(mu), float(mu)
+    levels = np.sort(eps.ravel())
+    n_pairs = n_electrons * n_k // 2  # doubly occupied levels over the whole mesh
+    if n_electrons * n_k % 2 or n_pairs > levels.size:
+        raise ValueError(f"cannot place {n_electrons} electrons x {n_k} k-points in {levels.size} levels")
+    last = levels[n_pairs - 1]
+    full, tied = eps < last - 1e-9, np.abs(eps - last) <= 1e-9
+    occ = 2.0 * full + tied * 2.0 * (n_pairs - full.sum()) / tied.sum()
+    above = levels[levels > last + 1e-9]
+    return occ, float(0.5 * (last + above[0]) if above.size else last)
+
+
+def build_cell(structure, settings: DFTSettings) -> pbc_gto.Cell:
+    """A PySCF cell with GTH pseudopotentials; non-periodic directions are treated as vacuum."""
+    if structure.lattice_ang is None:
+        raise ValueError("crystal labels need a lattice; got a molecule (lattice_ang is None)")
+    for d, periodic in enumerate(structure.pbc):
+        if not periodic and settings.kmesh[d] != 1:
+            raise ValueError(f"direction {d} is not periodic but kmesh={settings.kmesh} samples it")
+    cell = pbc_gto.Cell()
+    cell.build(a=np.asarray(structure.lattice_ang), atom=_atoms(structure), unit="Angstrom",
+               basis=settings.basis, pseudo=settings.pseudopotential, charge=settings.charge,
+               ke_cutoff=settings.ke_cutoff_Ha, verbose=0, dimension=3)
+    if cell.nelectron % 2:
+        raise ValueError(f"{cell.nelectron} valence electrons per cell: RKS labels need an even count")
+    return cell
+
+
+def _run_krks(cell, settings: DFTSettings):
+    kpts = cell.make_kpts(settings.kmesh)
+    mf = pbc_dft.KRKS(cell, kpts, xc=settings.xc).multigrid_numint()
+    if settings.smearing is not None:
+        mf = pbc_smearing_(mf, sigma=settings.smearing[1], method=settings.smearing[0])
+    mf.conv_tol = settings.conv_tol
+    mf.max_cycle = settings.max_cycle
+    mf.kernel()
+    return mf
+
+
+def crystal_labels(structure, settings: DFTSettings) -> CrystalLabels:
+    """Run KRKS on ``settings.kmesh`` and return unaliased real-space H(R), S(R) and the SCF D(R)."""
+    cell = build_cell(structure, settings)
+    S_direct = direct_overlaps(cell, settings.overlap_tol, structure.pbc, vacuum_tol=settings.alias_tol)
+    keys = _kept_keys(cell, S_direct, settings.overlap_tol)
+    mesh = settings.realspace_kmesh or _covering_mesh(keys)
+    kpts_rs = cell.make_kpts(mesh)
+    S_rs = np.asarray(cell.pbc_intor("int1e_ovlp", hermi=1, kpts=kpts_rs))
+    S = _blocks_from_kmesh(cell, S_rs, mesh, keys, settings.alias_tol)
+    deviation = _check_aliasing(cell, S, S_direct, mesh, settings)  # before the SCF: fail fast
+    mf = _run_krks(cell, settings)
+    fock_rs = np.asarray(mf.get_hcore(cell, kpts_rs)
+                         + mf.get_veff(cell, mf.make_rdm1(), kpts=mf.kpts, kpts_band=kpts_rs))
+    H = _blocks_from_kmesh(cell, fock_rs, mesh, keys, settings.alias_tol)
+    D_rs, mu = _density_on_mesh(fock_rs, S_rs, cell.nelectron, settings.smearing)
+    D = _blocks_from_kmesh(cell, D_rs, mesh, keys, settings.alias_tol)
+    return CrystalLabels(H, S, D, float(mf.e_tot), bool(mf.converged), int(cell.nelectron), mu,
+                         settings.kmesh, mesh, deviation)
+
+
+def _density_on_mesh(fock_k: np.ndarray, S_k: np.ndarray, n_electrons: int, smearing):
+    """Spin-summed D(k) = C f C^H [n_k, n_ao, n_ao] of the generalized eigenproblems (F(k), S(k)) with
+    the occupations of :func:`occupations`, and the chemical potential."""
+    eps, coeffs = zip(*(scipy.linalg.eigh(f, s) for f, s in zip(fock_k, S_k)))
+    occ, mu = occupations(np.array(eps), n_electrons, smearing)
+    return np.einsum("kim,km,kjm->kij", np.array(coeffs), occ, np.array(coeffs).conj()), mu
+
+
+def direct_overlaps(cell, tol: float, pbc=(True, True, True), vacuum_tol: float = 1e-6) -> dict:
+    """{R: S(R) [n_ao, n_ao]} = <i, 0|j, R> from molecular integrals between the cell and its copy
+    translated by R (integer lattice coordinates). Shells of growing max |R_a| (periodic directions
+    only) are added until one whole shell has max |S| <= tol. Raises when an image across a
+    non-periodic (vacuum) direction overlaps by more than vacuum_tol."""
+    overlap = _translated_overlap(cell)
+    out, n = {}, 0
+    while True:
+        ranges = [range(-n, n + 1) if p else range(1) for p in pbc]
+        shell = [R for R in itertools.product(*ranges) if max(map(abs, R)) == n]
+        out.update({R: overlap(R) for R in shell})
+        if max(np.abs(out[R]).max() for R in shell) <= tol:
+            break
+        n += 1
+    across = [R for R in itertools.product(*[range(-n, n + 1) if p else (-1, 1) for p in pbc])]
+    worst = max((np.abs(overlap(R)).max(), R) for R in across) if not all(pbc) else (0.0, None)
+    if worst[0] > vacuum_tol:
+        raise ValueError(f"the vacuum is too thin: overlap {worst[0]:.2e} with the periodic image at "
+                         f"R={worst[1]} across a non-periodic direction (tolerance {vacuum_tol:.0e}); "
+                         f"lengthen that lattice vector")
+    return out
+
+
+def _translated_overlap(cell):
+    """Function R -> [n_ao, n_ao] overlap of the cell's AOs with those of the cell shifted by R."""
+    mol = cell.to_mol()
+    coords, lattice = cell.atom_coords(), cell.lattice_vectors()
+    shifted = mol.copy()
+
+    def overlap(R):
+        shifted.set_geom_(coords + np.asarray(R) @ lattice, unit="Bohr")
+        return gto.intor_cross("int1e_ovlp", mol, shifted)
+
+    return overlap
+
+
+def _kept_keys(cell, S_direct: dict, tol: float) -> list:
+    pairs = list(itertools.product(range(cell.natm), repeat=2))
+    return [(*R, i, j) for R, s in S_direct.items() for i, j in pairs
+            if np.abs(_atom_block(cell, s, i, j)).max() > tol]
+
+
+def _covering_mesh(keys: list) -> tuple[int, int, int]:
+    """Smallest k-mesh whose Born-von Karman supercell holds every kept R exactly once."""
+    R = np.array([k[:3] for k in keys])
+    return tuple(int(n) for n in R.max(axis=0) - R.min(axis=0) + 1)
+
+
+def _phases(cell, mesh, R: np.ndarray) -> np.ndarray:
+    """[n_k, n_R] exp(i k.R) for the Gamma-centred mesh of cell.make_kpts(mesh)."""
+    frac = cell.get_scaled_kpts(cell.make_kpts(mesh))  # [n_k, 3], k in units of reciprocal vectors
+    return np.exp(2j * np.pi * frac @ R.T)
+
+
+def _blocks_from_kmesh(cell, mat_k: np.ndarray, mesh, keys: list, imag_tol: float) -> Block:
+    """Inverse Bloch transform M(R) = 1/N_k sum_k exp(-i k.R) M(k) of mat_k [n_k, n_ao, n_ao] at the
+    R of ``keys``, cut into atom blocks. Raises if an imaginary part exceeds imag_tol."""
+    R_list = sorted({k[:3] for k in keys})
+    phase = _phases(cell, mesh, np.array(R_list))  # [n_k, n_R]
+    mat_R = np.einsum("kr,kij->rij", phase.conj(), mat_k) / len(mat_k)
+    if np.abs(mat_R.imag).max() > imag_tol:  # M(-k) != conj(M(k)): integration noise of the mesh
+        raise RuntimeError(f"real-space matrices have imaginary parts up to {np.abs(mat_R.imag).max():.2e} "
+                           f"(tolerance {imag_tol:.0e}): the FFT/multigrid mesh is too coarse for matrix "
+                           f"elements this accurate; raise ke_cutoff_Ha")
+    index = {R: n for n, R in enumerate(R_list)}
+    return {k: _atom_block(cell, mat_R[index[k[:3]]].real, k[3], k[4]) for k in keys}
+
+
+def _atom_block(cell, matrix: np.ndarray, i: int, j: int) -> np.ndarray:
+    """[n_ao(i), n_ao(j)] copy of the atom-(i, j) block of a cell matrix [..., n_ao, n_ao]."""
+    off = cell.aoslice_by_atom()[:, 2:4]
+    return np.array(matrix[..., off[i, 0]:off[i, 1], off[j, 0]:off[j, 1]])
+
+
+def _check_aliasing(cell, S: Block, S_direct: dict, mesh, settings: DFTSettings) -> float:
+    """Max |S(R) transformed - S(R) direct| over the kept blocks; error or warn above alias_tol."""
+    worst, where = 0.0, None
+    for key, block in S.items():
+        dev = float(np.abs(block - _atom_block(cell, S_direct[key[:3]], key[3], key[4])).max())
+        if dev > worst:
+            worst, where = dev, key
+    if worst > settings.alias_tol:
+        bigger = tuple(2 * n if n > 1 else 1 for n in mesh)
+        message = (f"real-space overlaps from the {mesh} k-mesh differ from direct real-space overlaps by "
+                   f"{worst:.3e} (block {where}, tolerance {settings.alias_tol:.1e}): the Born-von Karman "
+                   f"supercell does not cover the interaction range, H(R) is aliased; use a larger "
+                   f"realspace_kmesh (e.g. {bigger}) or leave it None to choose one automatically")
+        if settings.on_alias == "error":
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=3)
+    return worst
