@@ -231,3 +231,39 @@ def test_bad_input_is_rejected():
     bad[2, 2] = np.nan
     with pytest.raises(ValueError, match="1 non-finite entries"):
         density.validate_hamiltonian(jnp.asarray(bad), S.shape)
+
+
+def test_response_kernel_gives_the_linear_response_of_a_gapped_density():
+    """At sigma = 0 with a gap, dD = 2 C (Phi o C^T dH C) C^T exactly (no chemical-potential term)."""
+    H, S, _ = _random_molecule(13)
+    C, phi = jax.jit(density.response_kernel, static_argnums=4)(H, S, 6.0, 0.0, "fermi")
+    np.testing.assert_allclose(np.asarray(C.T @ S @ C), np.eye(8), atol=1e-12)
+    v = jnp.asarray(_hermitian(np.random.default_rng(14), 8))
+    h = 1e-5
+    fd = (_density(H + h * v, S, 6.0, 0.0, "fermi")[0] - _density(H - h * v, S, 6.0, 0.0, "fermi")[0]) / (2 * h)
+    np.testing.assert_allclose(np.asarray(2 * C @ (phi * (C.T @ v @ C)) @ C.T), np.asarray(fd), atol=1e-8)
+    assert float(jnp.max(phi)) <= 0.0
+
+
+def test_density_matrix_of_a_pyscf_system():
+    """density_matrix(System, H): PySCF's density from its Fock matrix; padded system; input errors."""
+    from molecules import rks
+
+    from ai2dft.system import System, pad_system
+
+    mf = rks("H2O", "lda,vwn")
+    system = System.from_pyscf(mf)
+    F = jnp.asarray(mf.get_fock())
+    D = density.density_matrix(system, F)
+    np.testing.assert_allclose(np.asarray(D), mf.make_rdm1(), atol=1e-5)
+    padded = pad_system(system, system.n_ao + 4, system.weights.shape[0], system.cderi.shape[0])
+    F_pad = jnp.pad(F, ((0, 4), (0, 4))) + jnp.diag(jnp.r_[jnp.zeros(system.n_ao), jnp.full(4, 100.0)])
+    D_pad = density.density_matrix(padded, F_pad)
+    np.testing.assert_allclose(np.asarray(D_pad[:system.n_ao, :system.n_ao]), np.asarray(D), atol=1e-12)
+    assert not np.any(np.asarray(D_pad)[system.n_ao:])
+    with pytest.raises(ValueError, match=r"H has shape \(23, 23\), expected \(24, 24\)"):
+        density.density_matrix(system, F[:23, :23])
+    with pytest.raises(ValueError, match=r"not Hermitian: max \|H - H\^H\| = 1.000e-03"):
+        density.density_matrix(system, F.at[0, 5].add(1e-3))
+    with pytest.raises(ValueError, match="non-finite"):
+        density.density_matrix(system, F.at[3, 3].set(jnp.inf))

@@ -74,6 +74,30 @@ def density_and_entropy(H, S, n_electrons, sigma, kind: str, kweights=None, ao_m
     padded S when ao_mask is given, i.e. of ``mask_padding(H, S, ao_mask)[1]``).
     Returns (D same shape as H, entropy scalar). Works under jit and vmap; float64 recommended.
     """
+    args, ao_mask, crystal = _prepare(H, S, n_electrons, sigma, kind, kweights, ao_mask, s_inv_sqrt)
+    D, ent = _density_core(kind, *args)
+    D = jnp.where((ao_mask[:, None] * ao_mask[None, :]) > 0, D, 0.0)
+    return (D if crystal else D[0]), ent
+
+
+def response_kernel(H, S, n_electrons, sigma, kind: str, kweights=None, ao_mask=None, s_inv_sqrt=None):
+    """Eigenvectors C and occupation divided differences Phi at H (arguments as ``density_and_entropy``).
+
+    Returns (C, Phi), each [nao, nao] (or [nk, nao, nao]): C^H S C = 1, and a Hermitian change dH
+    changes D by 2 C (Phi o C^H dH C) C^H (minus the chemical-potential shift). Phi <= 0 (Hartree^-1)
+    is 0 between levels of equal occupation at sigma = 0 and for padded levels. Not differentiable;
+    meant for preconditioning (the Hessian of Omega(H) is approximately -2 Phi in this basis).
+    """
+    args, _, crystal = _prepare(H, S, n_electrons, sigma, kind, kweights, ao_mask, s_inv_sqrt)
+    H, _, X, kweights, pad, n_electrons, sigma = jax.lax.stop_gradient(args)
+    eps, C = _spectrum(H, X, pad, sigma)
+    f, mu, _ = _occupied(kind, eps, kweights, n_electrons, sigma)
+    phi = _response_kernels(kind, eps, f, mu, sigma)[0]
+    return (C, phi) if crystal else (C[0], phi[0])
+
+
+def _prepare(H, S, n_electrons, sigma, kind, kweights, ao_mask, s_inv_sqrt):
+    """Validated, masked, k-batched arguments of ``_density_core`` (after kind), the mask, crystal?"""
     smearing.validate_kind(kind)
     H, S, crystal = _as_kpoints(H, S)
     nk, nao = H.shape[0], H.shape[-1]
@@ -85,14 +109,10 @@ def density_and_entropy(H, S, n_electrons, sigma, kind: str, kweights=None, ao_m
     if ao_mask.shape != (nao,):
         raise ValueError(f"ao_mask must have shape ({nao},), got {ao_mask.shape}")
     H, S = mask_padding(H, S, ao_mask)
-    if s_inv_sqrt is None:
-        X = inverse_sqrt_overlap(S)
-    else:
-        X = jnp.asarray(s_inv_sqrt).reshape(S.shape)
-    D, ent = _density_core(kind, H, S, X, kweights.astype(real_dtype), 1.0 - ao_mask,
-                           jnp.asarray(n_electrons, real_dtype), jnp.asarray(sigma, real_dtype))
-    D = jnp.where((ao_mask[:, None] * ao_mask[None, :]) > 0, D, 0.0)
-    return (D if crystal else D[0]), ent
+    X = inverse_sqrt_overlap(S) if s_inv_sqrt is None else jnp.asarray(s_inv_sqrt).reshape(S.shape)
+    args = (H, S, X, kweights.astype(real_dtype), 1.0 - ao_mask, jnp.asarray(n_electrons, real_dtype),
+            jnp.asarray(sigma, real_dtype))
+    return args, ao_mask, crystal
 
 
 def _as_kpoints(H, S):
@@ -185,13 +205,13 @@ def density_matrix(system, H) -> jax.Array:
     from ``system``. Validates eagerly (when H is concrete) and raises ``ValueError`` for an H of
     the wrong shape, a non-Hermitian H (reporting the largest asymmetry) or non-finite entries.
     """
-    crystal = hasattr(system, "kweights")
-    S = system.S if crystal else system.overlap
-    validate_hamiltonian(H, S.shape)
-    D, _ = density_and_entropy(H, S, system.n_electrons, system.sigma,
-                               system.smearing if crystal else system.smearing_kind,
-                               kweights=system.kweights if crystal else None, ao_mask=system.ao_mask)
+    validate_hamiltonian(H, system.overlap.shape)
+    D, _ = _density_and_entropy_jit(H, system.overlap, system.n_electrons, system.sigma, system.smearing_kind,
+                                    getattr(system, "kweights", None), system.ao_mask)
     return D
+
+
+_density_and_entropy_jit = jax.jit(density_and_entropy, static_argnums=4)  # one compile per shape and kind
 
 
 def validate_hamiltonian(H, shape, tol: float = 1e-8) -> None:

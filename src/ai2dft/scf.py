@@ -1,0 +1,136 @@
+"""Self-consistent field in JAX: Roothaan steps H <- F[D(H)] with Pulay DIIS, in one while_loop.
+
+Each iteration builds D = D(H) (smearing from the ``System``), the Fock matrix F = F[D] and the
+orthogonalized commutator e = X (F D S - S D F) X (X = S^-1/2), which vanishes at
+self-consistency; the next H is the DIIS extrapolation sum_i c_i F_i minimizing |sum_i c_i e_i|
+with sum_i c_i = 1 over the last ``diis_space`` iterations. Converged when max|e| < tol.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+
+from ai2dft.density import density_and_entropy, inverse_sqrt_overlap, mask_padding
+from ai2dft.energy import energy, fock
+from ai2dft.system import System
+
+Array = jax.Array
+_DIIS_RCOND = 1e-14  # relative eigenvalue cutoff of the DIIS equations (as PySCF)
+
+
+class ScfNotConverged(RuntimeError):
+    """Raised by ``scf(..., on_failure="raise")`` when the SCF does not reach ``tol``."""
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ScfResult:
+    """Outcome of ``scf``.
+
+    H:           [nao, nao] Fock matrix F[D] of the final density (self-consistent H), Hartree.
+    D:           [nao, nao] spin-summed density matrix of the last iteration.
+    energy:      [] Kohn-Sham energy E_KS[D], Hartree.
+    free_energy: [] Mermin free energy E_KS[D] - sigma * entropy, Hartree.
+    converged:   [] bool, error < tol.
+    n_iter:      [] int, Fock builds done.
+    error:       [] max |X (F D S - S D F) X| of the last iteration, Hartree.
+    """
+
+    H: Array
+    D: Array
+    energy: Array
+    free_energy: Array
+    converged: Array
+    n_iter: Array
+    error: Array
+
+
+def scf(system: System, max_iter: int = 100, tol: float = 1e-8, H0: Array | None = None,
+        diis_space: int = 8, on_failure: str = "warn") -> ScfResult:
+    """Converge the Kohn-Sham equations of ``system`` from H0 (default: the core Hamiltonian).
+
+    tol: threshold on the max-abs orthogonalized commutator (Hartree; 1e-8 gives energies
+    converged far below 1e-8 Ha). on_failure: "warn" (``RuntimeWarning``), "raise"
+    (``ScfNotConverged``) or "ignore" when ``converged`` is False; inside an outer ``jax.jit``
+    nothing can be raised, so check ``result.converged`` there.
+    """
+    if on_failure not in ("warn", "raise", "ignore"):
+        raise ValueError(f"on_failure must be 'warn', 'raise' or 'ignore', got {on_failure!r}")
+    if diis_space < 1:
+        raise ValueError(f"diis_space must be >= 1, got {diis_space}")
+    H0 = system.hcore if H0 is None else jnp.asarray(H0)
+    if H0.shape != system.hcore.shape:
+        raise ValueError(f"H0 has shape {H0.shape}, expected {system.hcore.shape}")
+    result = _scf_jit(system, H0, max_iter, tol, diis_space)
+    if on_failure != "ignore" and not isinstance(result.converged, jax.core.Tracer) and not bool(result.converged):
+        message = (f"SCF not converged after {int(result.n_iter)} iterations: commutator error "
+                   f"{float(result.error):.2e} > tol {tol:.1e} (energy {float(result.energy):.10f} Ha)")
+        if on_failure == "raise":
+            raise ScfNotConverged(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return result
+
+
+def diis_extrapolate(focks: Array, errors_gram: Array, n_valid: Array) -> Array:
+    """sum_i c_i F_i with c minimizing c^T B c subject to sum_i c_i = 1.
+
+    focks: [m, nao, nao]; errors_gram: [m, m] B_ij = <e_i, e_j>; n_valid: [] slots in use
+    (the first n_valid of the circular buffer). Solved by a pseudo-inverse of the bordered
+    system (eigenvalues below 1e-14 of the largest dropped), robust when B is nearly singular.
+    """
+    m = focks.shape[0]
+    valid = jnp.arange(m) < n_valid
+    both = valid[:, None] & valid[None, :]
+    scale = jnp.max(jnp.where(valid, jnp.diagonal(errors_gram), 0.0))
+    B = jnp.where(both, errors_gram / jnp.where(scale > 0, scale, 1.0), jnp.eye(m))
+    ones = valid.astype(B.dtype)
+    A = jnp.block([[B, ones[:, None]], [ones[None, :], jnp.zeros((1, 1), B.dtype)]])
+    rhs = jnp.zeros(m + 1, B.dtype).at[m].set(1.0)
+    w, v = jnp.linalg.eigh(A)
+    keep = jnp.abs(w) > _DIIS_RCOND * jnp.max(jnp.abs(w))
+    c = v @ jnp.where(keep, (v.T @ rhs) / jnp.where(keep, w, 1.0), 0.0)
+    c = jnp.where(valid, c[:m], 0.0)
+    return jnp.einsum("i,ijk->jk", c, focks)
+
+
+@functools.partial(jax.jit, static_argnums=(4,))
+def _scf_jit(system, H0, max_iter, tol, diis_space):
+    S = system.overlap
+    _, S_masked = mask_padding(H0, S, system.ao_mask)
+    X = inverse_sqrt_overlap(S_masked)
+
+    def step(H):
+        D, entropy = density_and_entropy(H, S, system.n_electrons, system.sigma, system.smearing_kind,
+                                         ao_mask=system.ao_mask, s_inv_sqrt=X)
+        F = fock(system, D)
+        FDS = F @ D @ S
+        e = X @ (FDS - FDS.T) @ X
+        return D, entropy, F, e
+
+    m, n = diis_space, H0.shape[-1]
+    zeros = jnp.zeros((m, n, n), H0.dtype)
+
+    def cond(state):
+        it, _, _, _, _, _, _, _, _, error = state
+        return (it < max_iter) & (error >= tol)
+
+    def body(state):
+        it, H, focks, errors, gram, _, _, _, _, _ = state
+        D, entropy, F, e = step(H)
+        slot = it % m
+        focks, errors = focks.at[slot].set(F), errors.at[slot].set(e)
+        row = jnp.einsum("ijk,jk->i", errors, e)
+        gram = gram.at[slot, :].set(row).at[:, slot].set(row)
+        H_next = diis_extrapolate(focks, gram, jnp.minimum(it + 1, m))
+        return it + 1, H_next, focks, errors, gram, D, entropy, F, e, jnp.max(jnp.abs(e))
+
+    state = (jnp.asarray(0), H0, zeros, zeros, jnp.zeros((m, m), H0.dtype), zeros[0], jnp.zeros((), H0.dtype),
+             H0, zeros[0], jnp.asarray(jnp.inf, H0.dtype))
+    it, _, _, _, _, D, entropy, F, _, error = jax.lax.while_loop(cond, body, state)
+    e_ks = energy(system, D)
+    return ScfResult(H=F, D=D, energy=e_ks, free_energy=e_ks - system.sigma * entropy,
+                     converged=error < tol, n_iter=it, error=error)
