@@ -66,6 +66,9 @@ class OrbitalBasis:
     name: str
     shells: dict[str, tuple[int, ...]]
 
+    def __hash__(self) -> int:  # hashable, so a basis can be a static argument of jitted functions
+        return hash((self.name, tuple(sorted(self.shells.items()))))
+
     @classmethod
     def from_pyscf(cls, basis: str, elements: Sequence[str]) -> "OrbitalBasis":
         """Shells of a named PySCF basis (e.g. ``"def2-svp"``, ``"gth-dzvp"``) for ``elements``."""

@@ -6,6 +6,7 @@ jitted update, so the schedule costs no host round trip.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import jax.numpy as jnp
@@ -22,6 +23,7 @@ class OptimConfig:
     ema_decay: float = 0.0           # 0 disables the parameter EMA; e.g. 0.999 keeps one
 
 
+@functools.lru_cache(maxsize=None)  # one optimizer object per config: jitted steps are shared
 def make_optimizer(config: OptimConfig, steps_per_epoch: int) -> optax.GradientTransformationExtraArgs:
     """Clip -> Adam(lr) -> reduce-on-plateau. ``update(..., value=loss)`` must be given the step's loss."""
     parts = []

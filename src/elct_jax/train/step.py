@@ -9,6 +9,7 @@ mean over shards and XLA inserts the gradient all-reduce.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
@@ -80,30 +81,37 @@ def _sharded(loss_fn: Callable, sharded: bool) -> Callable:
     return mean_over_shards
 
 
+@functools.partial(jax.jit, static_argnames=("apply_fn", "optimizer", "ema_decay", "sharded"))
+def train_step(state: TrainState, batch: Batch, weights, *, apply_fn: Callable,
+               optimizer: optax.GradientTransformationExtraArgs, ema_decay: float = 0.0, sharded: bool = False):
+    """One optimisation step -> (state, metrics); metrics include "loss" and "grad_norm".
+
+    Module-level and jitted with the model/optimizer as static arguments, so every caller with the same
+    (cached) ``apply_fn`` and ``optimizer`` shares one compilation per batch shape.
+    """
+    loss_fn = _sharded(make_loss_fn(apply_fn), sharded)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, weights)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params, value=loss)
+    params = optax.apply_updates(state.params, updates)
+    ema = ema_update(state.ema_params, params, ema_decay) if ema_decay > 0 else params
+    new = TrainState(params=params, opt_state=opt_state, ema_params=ema, step=state.step + 1)
+    return new, {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "sharded"))
+def eval_step(params, batch: Batch, weights, *, apply_fn: Callable, sharded: bool = False):
+    """Loss terms without gradient -> metrics (``"loss"``, ``"mae"``, ``"omega"``, ``"sc"``)."""
+    loss, metrics = _sharded(make_loss_fn(apply_fn), sharded)(params, batch, weights)
+    return {**metrics, "loss": loss}
+
+
 def make_train_step(apply_fn: Callable, optimizer: optax.GradientTransformationExtraArgs,
                     ema_decay: float = 0.0, sharded: bool = False) -> Callable:
-    """Jitted ``step(state, batch, weights) -> (state, metrics)``; metrics include "loss" and "grad_norm"."""
-    loss_fn = _sharded(make_loss_fn(apply_fn), sharded)
-
-    @jax.jit
-    def step(state: TrainState, batch: Batch, weights):
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, weights)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params, value=loss)
-        params = optax.apply_updates(state.params, updates)
-        ema = ema_update(state.ema_params, params, ema_decay) if ema_decay > 0 else params
-        new = TrainState(params=params, opt_state=opt_state, ema_params=ema, step=state.step + 1)
-        return new, {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
-
-    return step
+    """``step(state, batch, weights) -> (state, metrics)`` bound to a model and optimizer."""
+    return functools.partial(train_step, apply_fn=apply_fn, optimizer=optimizer, ema_decay=ema_decay,
+                             sharded=sharded)
 
 
 def make_eval_step(apply_fn: Callable, sharded: bool = False) -> Callable:
-    """Jitted ``evaluate(params, batch, weights) -> metrics`` (no gradient)."""
-    loss_fn = _sharded(make_loss_fn(apply_fn), sharded)
-
-    @jax.jit
-    def evaluate(params, batch: Batch, weights):
-        loss, metrics = loss_fn(params, batch, weights)
-        return {**metrics, "loss": loss}
-
-    return evaluate
+    """``evaluate(params, batch, weights) -> metrics`` bound to a model."""
+    return functools.partial(eval_step, apply_fn=apply_fn, sharded=sharded)

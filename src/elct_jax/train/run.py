@@ -1,0 +1,209 @@
+"""A training run from a TOML file: data -> model -> fit -> saved model. Used by ``elct train`` and the demo.
+
+Example ``water.toml``::
+
+    [data]
+    path = "data/water"          # DeepH-dock or legacy folders (see elct_jax.data)
+    cutoff_ang = 6.0
+    batch_size = 2
+    split_seed = 0
+
+    [model]
+    preset = "small"             # tiny | small | paper; other keys override ModelConfig fields
+    dtype = "float32"
+
+    [train]
+    run_dir = "runs/water"
+    epochs = 200
+    init_from = ""               # a previous run directory to fine-tune from (its best checkpoint)
+    [train.weights]              # loss = mae * MAE + omega * Omega/N_e + sc * |H - F[D(H)]|
+    mae = 1.0
+    omega = 0.0
+    sc = 0.0
+    [train.optim]
+    learning_rate = 4e-4
+
+The run directory receives ``model.json`` (model config, basis, cutoff: everything ``load_model`` needs
+besides the orbax checkpoint), ``metrics.csv``, TensorBoard logs and ``checkpoints/{latest,best}``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import jax
+import numpy as np
+
+from elct_jax.basis import OrbitalBasis
+from elct_jax.config import AttentionConfig, ModelConfig, RadialConfig, preset
+from elct_jax.data.loader import collate, make_example, merged_basis, read_dataset, split_indices
+from elct_jax.data.systems import system_from_record
+from elct_jax.model import make_predict_fn
+from elct_jax.train.checkpoint import Checkpointer
+from elct_jax.train.loop import LossWeights, TrainConfig, fit
+from elct_jax.train.optim import OptimConfig
+from elct_jax.train.step import init_state
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str = "data"
+    cutoff_ang: float = 6.0
+    batch_size: int = 1
+    split_seed: int = 0
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    init_from: str = ""
+
+    @property
+    def label_free(self) -> bool:
+        return self.train.weights.omega != 0 or self.train.weights.sc != 0
+
+
+def _sub(cls, table: dict, where: str):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in [{where}]; allowed: {sorted(known)}")
+    return cls(**table)
+
+
+def model_config_from_dict(table: dict) -> ModelConfig:
+    """``{"preset": name, **overrides}`` (overrides may include "radial"/"attention" tables)."""
+    table = dict(table)
+    name = table.pop("preset", "small")
+    if "radial" in table:
+        table["radial"] = _sub(RadialConfig, table["radial"], "model.radial")
+    if "attention" in table:
+        table["attention"] = _sub(AttentionConfig, table["attention"], "model.attention")
+    return preset(name, **table)
+
+
+def run_config_from_dict(doc: dict) -> RunConfig:
+    unknown = sorted(set(doc) - {"data", "model", "train"})
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}; allowed: data, model, train")
+    data = dict(doc.get("data", {}))
+    if "split" in data:
+        data["split"] = tuple(data["split"])
+    train = dict(doc.get("train", {}))
+    init_from = train.pop("init_from", "")
+    weights = _sub(LossWeights, train.pop("weights", {}), "train.weights")
+    optim = _sub(OptimConfig, train.pop("optim", {}), "train.optim")
+    return RunConfig(
+        data=_sub(DataConfig, data, "data"),
+        model=model_config_from_dict(doc.get("model", {})),
+        train=_sub(TrainConfig, {**train, "weights": weights, "optim": optim}, "train"),
+        init_from=init_from,
+    )
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML: {err}") from err
+    return run_config_from_dict(doc)
+
+
+@dataclass
+class Dataset:
+    """Examples split into train/val/test batches (all padded, ready for the jitted step)."""
+
+    basis: OrbitalBasis
+    records: list
+    splits: dict[str, np.ndarray]
+    batches: dict[str, list]
+
+
+def prepare_data(config: RunConfig, with_systems: bool | None = None, basis: OrbitalBasis | None = None) -> Dataset:
+    """Read, split and batch the dataset. DFT systems are built when the loss needs them (or asked)."""
+    records = read_dataset(config.data.path)
+    basis = merged_basis(records) if basis is None else basis
+    with_systems = config.label_free if with_systems is None else with_systems
+    examples = [make_example(r, basis, config.data.cutoff_ang, system_from_record(r) if with_systems else None)
+                for r in records]
+    splits = dict(zip(("train", "val", "test"), split_indices(len(records), config.data.split_seed, config.data.split)))
+    bs = config.data.batch_size
+    batches = {name: [collate([examples[i] for i in idx[k : k + bs]], basis) for k in range(0, len(idx), bs)]
+               for name, idx in splits.items()}
+    return Dataset(basis, records, splits, batches)
+
+
+def save_model_info(run_dir: Path, config: RunConfig, basis: OrbitalBasis) -> None:
+    info = {"model": dataclasses.asdict(config.model), "basis": {"name": basis.name, "shells": basis.shells},
+            "cutoff_ang": config.data.cutoff_ang}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "model.json").write_text(json.dumps(info, indent=1))
+
+
+@dataclass
+class TrainedModel:
+    config: ModelConfig
+    basis: OrbitalBasis
+    cutoff_ang: float
+    params: dict
+    apply: Callable
+
+
+def load_model(run_dir: str | Path, which: str = "best") -> TrainedModel:
+    """The model of a run directory: ``model.json`` + its best (or latest) orbax checkpoint."""
+    run_dir = Path(run_dir)
+    path = run_dir / "model.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: {run_dir} is not an elct run directory")
+    info = json.loads(path.read_text())
+    m = dict(info["model"])
+    model = ModelConfig(**{**m, "radial": RadialConfig(**m["radial"]), "attention": AttentionConfig(**m["attention"])})
+    basis = OrbitalBasis(info["basis"]["name"], {k: tuple(v) for k, v in info["basis"]["shells"].items()})
+    init, apply = make_predict_fn(model, basis)
+    checkpointer = Checkpointer(run_dir)
+    try:
+        abstract = jax.eval_shape(lambda: _abstract_state(init, basis, info["cutoff_ang"]))
+        try:
+            state = checkpointer.restore(abstract, which=which)
+        except FileNotFoundError:
+            state = checkpointer.restore(abstract, which="latest")
+    finally:
+        checkpointer.close()
+    return TrainedModel(model, basis, float(info["cutoff_ang"]), state.params, apply)
+
+
+def _abstract_state(init, basis: OrbitalBasis, cutoff_ang: float):
+    from elct_jax.data.loader import species_index
+    from elct_jax.graph import neighbor_graph
+    from elct_jax.structure import Structure
+    from elct_jax.train.optim import make_optimizer
+
+    el = basis.elements[0]
+    graph = neighbor_graph(Structure((el, el), [[0, 0, 0], [0, 0, 1.0]]), cutoff_ang, species_index(basis))
+    params = init(jax.random.PRNGKey(0), graph)
+    return init_state(params, make_optimizer(OptimConfig(), 1))
+
+
+def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | None = None):
+    """Train (or fine-tune from ``config.init_from``) and return (state, dataset, apply)."""
+    dataset = prepare_data(config) if dataset is None else dataset
+    init, apply = make_predict_fn(config.model, dataset.basis)
+    if config.init_from:
+        params = load_model(config.init_from).params
+    else:
+        key = jax.random.PRNGKey(config.train.seed) if key is None else key
+        params = init(key, dataset.batches["train"][0].graph)
+    run_dir = Path(config.train.run_dir)
+    save_model_info(run_dir, config, dataset.basis)
+    state = fit(apply, params, dataset.batches["train"], dataset.batches["val"], config.train)
+    return state, dataset, apply
