@@ -246,7 +246,7 @@ def _run_krks(cell, settings: DFTSettings):
 
 
 def crystal_labels(structure, settings: DFTSettings) -> CrystalLabels:
-    """Run KRKS on ``settings.kmesh`` and return unaliased real-space H(R), S(R) and the SCF D(R)."""
+    """Run KRKS on ``settings.kmesh``; return unaliased real-space H(R), S(R) and D(R) (see CrystalLabels)."""
     cell = build_cell(structure, settings)
     S_direct = direct_overlaps(cell, settings.overlap_tol, structure.pbc, vacuum_tol=settings.alias_tol)
     keys = _kept_keys(cell, S_direct, settings.overlap_tol)

@@ -146,14 +146,16 @@ def generate_dataset(base: Structure | str | Path, recipe: Recipe, out_dir: str 
     for index, entry in _run_tasks(tasks, n_workers, threads_per_worker):
         manifest["structures"][str(index)] = entry
         _write_json_atomic(out_dir / MANIFEST, manifest)
+        bar.set_postfix(_counts(manifest, n_structures), refresh=False)
         bar.update(1)
-        bar.set_postfix(_counts(manifest, n_structures))
     bar.close()
     return manifest
 
 
 def _run_tasks(tasks: list, n_workers: int, threads_per_worker: int | None):
     """Yield (index, manifest entry) as structures finish."""
+    if not tasks:
+        return
     if n_workers == 0:
         for task in tasks:
             yield task["index"], generate_one(task)
