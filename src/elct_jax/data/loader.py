@@ -12,6 +12,7 @@ Every batch has batch_size + 1 graphs (one padding graph); node, edge and AO cou
 """
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from dataclasses import dataclass
@@ -121,18 +122,45 @@ def make_example(record: DeepHRecord, basis: OrbitalBasis, cutoff_ang: float, sy
     return Example(symbols, graph, targets, found, system)
 
 
-def collate(examples: Sequence[Example], basis: OrbitalBasis, n_graph: int | None = None) -> Batch:
-    """Pad a list of examples into one Batch with ``n_graph`` graphs (default len(examples) + 1)."""
+@dataclass(frozen=True)
+class PadSizes:
+    """Static sizes of a padded batch: nodes, edges, AOs, grid points and auxiliary functions."""
+
+    n_node: int
+    n_edge: int
+    n_ao: int
+    n_grid: int = 0
+    n_aux: int = 0
+
+    def union(self, other: "PadSizes") -> "PadSizes":
+        return PadSizes(*(max(a, b) for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+
+def pad_sizes(examples: Sequence[Example], basis: OrbitalBasis) -> PadSizes:
+    """The bucketed sizes ``collate`` pads ``examples`` to."""
+    systems = [ex.system for ex in examples if ex.system is not None]
+    return PadSizes(
+        n_node=bucket_size(sum(len(ex.symbols) for ex in examples) + 1),
+        n_edge=bucket_size(sum(len(ex.graph.senders) for ex in examples)),
+        n_ao=bucket_size(max(int(basis.ao_offsets(ex.symbols)[-1]) for ex in examples)),
+        n_grid=bucket_size(max(s.weights.shape[0] for s in systems), multiple=256) if systems else 0,
+        n_aux=bucket_size(max(s.cderi.shape[0] for s in systems)) if systems else 0,
+    )
+
+
+def collate(examples: Sequence[Example], basis: OrbitalBasis, n_graph: int | None = None,
+            sizes: PadSizes | None = None) -> Batch:
+    """Pad a list of examples into one Batch with ``n_graph`` graphs (default len(examples) + 1), to
+    ``sizes`` (default :func:`pad_sizes`; give common sizes to stack batches, e.g. one per device)."""
     n_graph = len(examples) + 1 if n_graph is None else n_graph
-    graph = batch_graphs([ex.graph for ex in examples])
-    n_real_node, n_real_edge = int(np.sum(graph.n_node)), int(np.sum(graph.n_edge))
-    graph = pad_graph(graph, bucket_size(n_real_node + 1), bucket_size(n_real_edge), n_graph)
-    n_ao_pad = bucket_size(max(int(basis.ao_offsets(ex.symbols)[-1]) for ex in examples))
-    layout = block_layout(basis, [ex.symbols for ex in examples], graph, n_ao_pad=n_ao_pad)
+    sizes = pad_sizes(examples, basis) if sizes is None else sizes
+    graph = pad_graph(batch_graphs([ex.graph for ex in examples]), sizes.n_node, sizes.n_edge, n_graph)
+    layout = block_layout(basis, [ex.symbols for ex in examples], graph, n_ao_pad=sizes.n_ao)
     dump = layout.n_graph * layout.n_ao_pad**2
     onsite_mask = layout.onsite_dest["internal"] != dump
     found = np.zeros(len(graph.senders), dtype=bool)
-    found[:n_real_edge] = np.concatenate([ex.edge_found for ex in examples])
+    edge_found = np.concatenate([ex.edge_found for ex in examples])
+    found[: len(edge_found)] = edge_found
     edge_mask = (layout.edge_dest["internal"] != dump) & found[:, None, None]
     targets, target_masks = {}, {}
     for name in sorted(set.union(*(set(ex.targets) for ex in examples))):
@@ -144,7 +172,7 @@ def collate(examples: Sequence[Example], basis: OrbitalBasis, n_graph: int | Non
         targets[name] = (_stack(onsite, len(onsite_mask)), _stack(edges, len(edge_mask)))
         target_masks[name] = (onsite_mask & _stack(present, len(onsite_mask))[:, None, None],
                               edge_mask & _stack(present_edge, len(edge_mask))[:, None, None])
-    systems, has_system = _stack_systems(examples, n_ao_pad)
+    systems, has_system = _stack_systems(examples, sizes)
     return Batch(graph, layout, targets, target_masks, onsite_mask, edge_mask, systems, has_system)
 
 
@@ -153,15 +181,13 @@ def _target_or_zeros(ex: Example, name: str, part: int, n: int, n_max: int) -> n
     return ex.targets[name][part] if name in ex.targets else np.zeros((n, n_max, n_max))
 
 
-def _stack_systems(examples: Sequence[Example], n_ao_pad: int) -> tuple[System | None, np.ndarray]:
-    """Systems padded to common sizes (bucketed) and stacked over the batch, with the [B] presence flags."""
+def _stack_systems(examples: Sequence[Example], sizes: PadSizes) -> tuple[System | None, np.ndarray]:
+    """Systems padded to ``sizes`` and stacked over the batch, with the [B] presence flags."""
     if all(ex.system is None for ex in examples):
         return None, np.zeros(len(examples))
     if any(ex.system is None for ex in examples):
         raise ValueError("either every example of a batch has a DFT system or none has")
-    ngrid = bucket_size(max(ex.system.weights.shape[0] for ex in examples), multiple=256)
-    naux = bucket_size(max(ex.system.cderi.shape[0] for ex in examples))
-    padded = [pad_system(ex.system, n_ao_pad, ngrid, naux) for ex in examples]
+    padded = [pad_system(ex.system, sizes.n_ao, sizes.n_grid, sizes.n_aux) for ex in examples]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *padded), np.ones(len(examples))
 
 
