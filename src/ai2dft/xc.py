@@ -7,7 +7,8 @@ pointwise, so ``vrho = de/drho`` and ``vsigma = de/dsigma`` (libxc's ``vrho`` an
 
 Small densities are treated as libxc 7 does: a component is exactly zero (energy and
 potentials) where the density is below its ``dens_threshold`` (exchange screens each spin
-channel, i.e. ``rho/2 <= 1e-15``), and ``sigma`` is floored at ``dens_threshold**(8/3)``.
+channel, i.e. ``rho/2 <= 1e-15``; PBE correlation uses 1e-12), and ``sigma`` is floored at
+``sigma_threshold**2`` with libxc's ``sigma_threshold = dens_threshold**(4/3)``.
 Inactive points are evaluated at a safe dummy density inside ``jnp.where``, so gradients are
 finite at ``rho = 0`` (padding grid points).
 
@@ -73,6 +74,7 @@ def _pw_eps(rs: Array, params: tuple[float, ...]) -> Array:
     A, alpha1, b1, b2, b3, b4 = params
     x = jnp.sqrt(rs)
     den = 2.0 * A * (b1 * x + b2 * rs + b3 * rs * x + b4 * rs * rs)
+    # log(1 + x) as libxc writes it (log1p would differ from libxc by ~1e-8 relative at rs ~ 1e4)
     return -2.0 * A * (1.0 + alpha1 * rs) * jnp.log(1.0 + 1.0 / den)
 
 
@@ -97,7 +99,7 @@ def _gga_c_pbe(rho: Array, sigma: Array) -> Array:
     ec = _pw_eps(rs, _PW_MOD)
     # t^2 = sigma / (rho^(8/3) * 16 * 2^(2/3) * rs)  (phi = 1 for the unpolarized gas)
     t2 = sigma / (rho**2 * jnp.cbrt(rho) ** 2 * 16.0 * 2.0 ** (2.0 / 3.0) * rs)
-    a = _PBE_BETA / (_PBE_GAMMA * (jnp.exp(-ec / _PBE_GAMMA) - 1.0))
+    a = _PBE_BETA / (_PBE_GAMMA * (jnp.exp(-ec / _PBE_GAMMA) - 1.0))  # exp - 1 and log(1 + x) as libxc
     f1 = t2 + a * t2 * t2
     h = _PBE_GAMMA * jnp.log(1.0 + _PBE_BETA * f1 / (_PBE_GAMMA * (1.0 + a * f1)))
     return rho * (ec + h)
