@@ -2,8 +2,8 @@
 and the Bloch sums between real-space blocks H(R) and k-space matrices H(k).
 
 Arrays are in PySCF AO order and atomic units (Hartree, Bohr). Field names follow the molecular
-``ai2dft.System`` where the meaning is the same (S, hcore, n_electrons, e_nuc, sigma, ao_mask, xc,
-smearing), so ``ai2dft.density`` treats both alike. The container does not import PySCF; the
+``ai2dft.System`` where the meaning is the same (overlap, hcore, n_electrons, e_nuc, sigma, ao_mask,
+xc, smearing_kind), so ``ai2dft.density`` treats both alike. The container does not import PySCF; the
 constructors call ``ai2dft.pyscf_bridge.cell`` lazily.
 
 Conventions: Bloch AOs phi^k_i(r) = sum_T exp(i k.T) phi_i(r - T) (PySCF); real-space blocks
@@ -30,7 +30,10 @@ class CrystalSystem:
     """One closed-shell crystal (nk k-points, nao AOs per cell) for the Kohn-Sham layer.
 
     Attributes:
-        S:           [nk, nao, nao] complex overlap S(k).
+        overlap:     [nk, nao, nao] complex overlap S(k).
+        basis_projector: [nk, nao, nao] projector P(k) on the eigenvectors of S(k) that PySCF keeps
+                     (eigenvalue > 1e-6); the identity without near linear dependencies.
+        s_inv_sqrt:  [nk, nao, nao] orthogonalizer P S^-1/2 P + (1 - P) of the kept space.
         hcore:       [nk, nao, nao] complex core Hamiltonian (kinetic + GTH local + non-local), Hartree.
         kpts:        [nk, 3] Cartesian k-points, 1/Bohr.
         kpts_frac:   [nk, 3] k-points in units of the reciprocal lattice vectors.
@@ -48,10 +51,12 @@ class CrystalSystem:
         ao_atom, ao_l, ao_m: [nao] int32 atom index, l and m of each AO (PySCF order).
         mesh:        (n1, n2, n3) FFT mesh (static); n_grid = n1 n2 n3.
         xc:          canonical functional name (static), see ``ai2dft.xc.FUNCTIONALS``.
-        smearing:    "fermi" or "gaussian" (static).
+        smearing_kind: "fermi" or "gaussian" (static).
     """
 
-    S: Array
+    overlap: Array
+    basis_projector: Array
+    s_inv_sqrt: Array
     hcore: Array
     kpts: Array
     kpts_frac: Array
@@ -69,15 +74,21 @@ class CrystalSystem:
     ao_m: Array
     mesh: tuple[int, int, int] = dataclasses.field(metadata=dict(static=True))
     xc: str = dataclasses.field(metadata=dict(static=True))
-    smearing: str = dataclasses.field(metadata=dict(static=True))
+    smearing_kind: str = dataclasses.field(metadata=dict(static=True))
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{f.name}={tuple(getattr(self, f.name).shape)}" for f in dataclasses.fields(self)
+                           if not f.metadata.get("static"))
+        return (f"CrystalSystem(xc={self.xc!r}, smearing_kind={self.smearing_kind!r}, mesh={self.mesh}, "
+                f"{shapes})")
 
     @property
     def n_k(self) -> int:
-        return self.S.shape[0]
+        return self.overlap.shape[0]
 
     @property
     def n_ao(self) -> int:
-        return self.S.shape[-1]
+        return self.overlap.shape[-1]
 
     @property
     def n_grid(self) -> int:
@@ -89,9 +100,13 @@ class CrystalSystem:
 
     @classmethod
     def from_arrays(cls, **kwargs: Any) -> "CrystalSystem":
-        """Build from numpy arrays (moved to the default JAX device) and the static fields."""
-        static = {k: kwargs.pop(k) for k in ("mesh", "xc", "smearing")}
-        return cls(**{k: jnp.asarray(v) for k, v in kwargs.items()}, **static)
+        """Build from numpy arrays (moved to the default JAX device) and the static fields.
+
+        ``jax.device_put`` adopts 64-byte aligned numpy buffers on CPU without copying them, which
+        keeps the peak memory of the large AO array at one copy (the bridge allocates it aligned).
+        """
+        static = {k: kwargs.pop(k) for k in ("mesh", "xc", "smearing_kind")}
+        return cls(**{k: jax.device_put(np.asarray(v)) for k, v in kwargs.items()}, **static)
 
     @classmethod
     def from_pyscf(

@@ -26,6 +26,7 @@ from ai2dft.crystal import CrystalSystem, bloch_sum, hermitian_part
 from ai2dft.density import density_and_entropy
 
 Array = jax.Array
+DROPPED_LEVEL_HARTREE = 100.0  # level of the S(k) eigenvectors removed as linearly dependent
 
 
 def grid_density(system: CrystalSystem, D: Array) -> Array:
@@ -125,10 +126,23 @@ def fock(system: CrystalSystem, D: Array) -> Array:
     return system.hcore + potential_matrix(system, v, v_grad)
 
 
+def effective_hamiltonian(system: CrystalSystem, H: Array) -> Array:
+    """[nk, nao, nao] P H P + L (1 - P): H restricted to the basis PySCF keeps (``basis_projector``).
+
+    With the orthogonalizer X = P S^-1/2 P + (1 - P), the removed near-null directions of S(k)
+    become levels at L = ``DROPPED_LEVEL_HARTREE``, never occupied, as in PySCF's canonical
+    orthogonalization; without linear dependencies P = 1 and this is H.
+    """
+    P = system.basis_projector
+    return P @ H @ P + DROPPED_LEVEL_HARTREE * (jnp.eye(H.shape[-1], dtype=H.dtype) - P)
+
+
 def density_and_entropy_of(system: CrystalSystem, H: Array) -> tuple[Array, Array]:
-    """(D [nk, nao, nao], entropy) of H(k) [nk, nao, nao] at the system's electron count and smearing."""
-    return density_and_entropy(H, system.S, system.n_electrons, system.sigma, system.smearing,
-                               kweights=system.kweights, ao_mask=system.ao_mask)
+    """(D [nk, nao, nao], entropy) of H(k) [nk, nao, nao] at the system's electron count and smearing,
+    in the basis left after PySCF's linear-dependency removal (``effective_hamiltonian``)."""
+    return density_and_entropy(effective_hamiltonian(system, H), system.overlap, system.n_electrons, system.sigma,
+                               system.smearing_kind, kweights=system.kweights, ao_mask=system.ao_mask,
+                               s_inv_sqrt=system.s_inv_sqrt)
 
 
 def free_energy(system: CrystalSystem, H: Array) -> Array:

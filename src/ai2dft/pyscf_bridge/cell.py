@@ -10,6 +10,8 @@ Everything PySCF knows about a crystal that the JAX free energy needs, computed 
   kinetic energy plus the FFT nuclear attraction.
 - ``S(k)``, k-points (Cartesian and fractional), uniform k-weights, the Ewald energy
   ``cell.energy_nuc()`` and the valence electron count per cell.
+- PySCF's linear-dependency removal: the projector on the eigenvectors of S(k) above
+  ``scf.hf.overlap_zero_eigenvalue_threshold`` and the orthogonalizer of that subspace.
 - The uniform real-space grid of ``mesh`` points: Bloch AO values (and gradients for GGAs)
   ``phi^k_i(r) = sum_T exp(i k.T) phi_i(r - T)`` per k-point, cut into chunks of ``chunk_size``
   points (the last chunk zero-padded) so that no step ever holds more than one chunk's
@@ -26,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pyscf.scf import hf as mol_hf
 from pyscf.pbc import dft as pbc_dft
 from pyscf.pbc import df as pbc_df
 from pyscf.pbc import gto as pbc_gto
@@ -126,8 +129,11 @@ def _arrays_from_krks(mf, chunk_size: int) -> dict[str, Any]:
     hcore = np.asarray(mf.get_hcore(cell, kpts), dtype=np.complex128).reshape(nk, nao, nao)
     kind, sigma = _smearing_of(mf)
     ao_atom, ao_l, ao_m = ao_layout(cell)
+    overlap, projector, orthogonalizer = overlap_and_orthogonalizer(cell, kpts)
     return dict(
-        S=_overlap(cell, kpts),
+        overlap=overlap,
+        basis_projector=projector,
+        s_inv_sqrt=orthogonalizer,
         hcore=hcore,
         kpts=kpts,
         kpts_frac=kpts @ lattice.T / (2 * np.pi),
@@ -145,27 +151,36 @@ def _arrays_from_krks(mf, chunk_size: int) -> dict[str, Any]:
         ao_m=ao_m,
         mesh=mesh,
         xc=xc,
-        smearing=kind,
+        smearing_kind=kind,
     )
 
 
 def bloch_ao_chunks(cell, mesh, kpts, n_deriv: int, chunk_size: int) -> np.ndarray:
     """Bloch AO values on the uniform grid, ``[n_chunks, nk, n_deriv, chunk_size, nao]`` complex128.
 
-    Built chunk by chunk into one preallocated array, so PySCF's temporaries stay chunk-sized.
+    Built chunk by chunk into one preallocated, 64-byte aligned array, so PySCF's temporaries
+    stay chunk-sized and ``jax.device_put`` can adopt the buffer on CPU without a copy.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     coords = np.asarray(cell.get_uniform_grids(mesh))  # [n_grid, 3] Bohr, C order of the mesh
     n_grid, nk, nao = len(coords), len(kpts), cell.nao
     n_chunks = -(-n_grid // chunk_size)
-    out = np.zeros((n_chunks, nk, n_deriv, chunk_size, nao), dtype=np.complex128)
+    out = _aligned_zeros((n_chunks, nk, n_deriv, chunk_size, nao), np.complex128)
     deriv = 0 if n_deriv == 1 else 1
     for c in range(n_chunks):
         block = coords[c * chunk_size:(c + 1) * chunk_size]
         values = pbc_dft.numint.eval_ao_kpts(cell, block, kpts=kpts, deriv=deriv)
         out[c, :, :, :len(block)] = np.asarray(values).reshape(nk, n_deriv, len(block), nao)
     return out
+
+
+def _aligned_zeros(shape, dtype, alignment: int = 64) -> np.ndarray:
+    """np.zeros whose data pointer is a multiple of ``alignment`` bytes (XLA's CPU zero-copy rule)."""
+    n_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.zeros(n_bytes + alignment, dtype=np.uint8)
+    offset = -raw.ctypes.data % alignment
+    return raw[offset:offset + n_bytes].view(dtype).reshape(shape)
 
 
 def _check_krks(mf) -> None:
@@ -185,16 +200,28 @@ def _check_krks(mf) -> None:
         raise ValueError(f"cell.dimension={mf.cell.dimension}: model low-dimensional systems as 3D cells with vacuum")
 
 
-def _overlap(cell, kpts) -> np.ndarray:
-    """[nk, nao, nao] S(k), checked positive definite at every k-point."""
+def overlap_and_orthogonalizer(cell, kpts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(S(k), P(k), X(k)), each [nk, nao, nao] complex, with PySCF's linear-dependency removal.
+
+    PySCF's k-point SCF drops the eigenvectors of S(k) with eigenvalue below
+    ``scf.hf.overlap_zero_eigenvalue_threshold`` (1e-6; graphene gth-dzvp has 1.6e-7). P(k) projects
+    on the kept eigenvectors; X(k) = P S^-1/2 P + (1 - P) orthogonalizes the kept space and is the
+    identity on the dropped one. Raises ``ValueError`` if S(k) is singular and nothing is dropped.
+    """
     s = np.asarray(cell.pbc_intor("int1e_ovlp", hermi=1, kpts=kpts), dtype=np.complex128)
     s = s.reshape(len(kpts), cell.nao, cell.nao)
-    smallest = np.linalg.eigvalsh(s).min(axis=1)
-    k = int(np.argmin(smallest))
-    if smallest[k] < MIN_OVERLAP_EIGENVALUE:
-        raise ValueError(f"S(k) is not positive definite at k-point {k}: smallest eigenvalue {smallest[k]:.3e} "
-                         f"(threshold {MIN_OVERLAP_EIGENVALUE:g}); the basis is linearly dependent in this cell")
-    return s
+    e, v = np.linalg.eigh(s)  # [nk, nao], [nk, nao, nao]
+    threshold = mol_hf.overlap_zero_eigenvalue_threshold if mol_hf.remove_overlap_zero_eigenvalue else 0.0
+    keep = e > threshold
+    k = int(np.argmin(e.min(axis=1)))
+    if e[k].min() < MIN_OVERLAP_EIGENVALUE and threshold < MIN_OVERLAP_EIGENVALUE:
+        raise ValueError(f"S(k) is not positive definite at k-point {k}: smallest eigenvalue {e[k].min():.3e}; "
+                         f"the basis is linearly dependent in this cell")
+    if not keep.any(axis=1).all():
+        raise ValueError("S(k) has no eigenvalue above the linear-dependency threshold at some k-point")
+    project = (v * keep[:, None, :]) @ np.conj(np.swapaxes(v, 1, 2))
+    scale = np.where(keep, 1.0 / np.sqrt(np.where(keep, e, 1.0)), 1.0)
+    return s, project, (v * scale[:, None, :]) @ np.conj(np.swapaxes(v, 1, 2))
 
 
 def _smearing_of(mf) -> tuple[str, float]:
