@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pyscf import ao2mo, dft, gto, scf
 
-from ai2dft import energy as ks
+from ai2dft.energy import energy
 from ai2dft.pyscf_bridge import element_shells
 from ai2dft.system import PAD_HCORE_HARTREE, System, pad_system
 from molecules import mole, rks
@@ -37,7 +37,7 @@ def test_from_symbols_reproduces_pyscf_energy(from_symbols, h2o_pbe):
     L = np.asarray(system.cderi)
     eri = np.einsum("pij,pkl->ijkl", L, L)
     np.testing.assert_allclose(eri, ao2mo.restore(1, mf.with_df.get_ao_eri(), system.n_ao), atol=1e-10)
-    assert abs(float(jax.jit(ks.energy)(system, jnp.asarray(mf.make_rdm1()))) - mf.e_tot) < 1e-8
+    assert abs(float(jax.jit(energy)(system, jnp.asarray(mf.make_rdm1()))) - mf.e_tot) < 1e-8
 
 
 def test_from_ase_equals_from_symbols(from_symbols):
