@@ -1,0 +1,110 @@
+"""ELCT: the DeepH-2 network. Structure graph -> Hamiltonian blocks (internal orbital order, Hartree).
+
+  graph (elct_jax.graph convention) -> edge vectors r_ij (e3nn coordinates), edge-frame Wigner-D
+  -> invariant edge embedding (Gaussian basis of |r_ij|, species of i and j)
+  -> equivariant embedding: the edge embedding fills every m = 0 (eps = +1) component in the edge
+     frame and is rotated back; atoms get their species embedding (0e) plus the sum over their edges
+  -> n_blocks x ELCTBlock (edge update + attention vertex update, in edge frames)
+  -> Wigner-Eckart heads: on-site blocks from atoms (weights per species, symmetrised), edge blocks
+     from edges (weights per species pair, H_ji(-R) = H_ij(R)^T enforced through ``reverse``).
+
+Output (see ``elct_jax.hamiltonian``): onsite [n_node, n_max, n_max], edge_blocks [n_edge, n_max, n_max];
+the species' orbitals occupy the leading rows/columns, zeros elsewhere and on padding edges.
+Padding nodes (jraph.pad_with_graphs) get finite, meaningless on-site blocks; mask them with
+``elct_jax.graph.node_mask``. Computation runs in ``config.dtype``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import jraph
+
+from elct_jax.attention import ELCTBlock
+from elct_jax.basis import LAB_TO_E3NN, OrbitalBasis
+from elct_jax.config import ModelConfig
+from elct_jax.hamiltonian import max_orbitals, symmetrize_edges, symmetrize_onsite
+from elct_jax.head import WignerEckartHead
+from elct_jax.layers import MLP, EquivariantRMSNorm, gaussian_basis
+from elct_jax.so2 import eps_parity_index
+from elct_jax.so3 import FrameLayout, edge_wigner_d, from_frame
+
+
+class ELCT(nn.Module):
+    """``ELCT(config, basis)(graph) -> (onsite, edge_blocks)``; species index = position in basis.elements."""
+
+    config: ModelConfig
+    basis: OrbitalBasis
+
+    @nn.compact
+    def __call__(self, graph: jraph.GraphsTuple) -> tuple[jnp.ndarray, jnp.ndarray]:
+        cfg, dt = self.config, self.config.jnp_dtype
+        elements = self.basis.elements
+        shells = tuple(tuple(self.basis.shells[el]) for el in elements)
+        n_sp, n_max = len(elements), max_orbitals(self.basis)
+        species = jnp.asarray(graph.nodes["species"], jnp.int32)
+        senders, receivers = jnp.asarray(graph.senders), jnp.asarray(graph.receivers)
+        pos = jnp.asarray(graph.nodes["positions"], dt)
+        r = (pos[receivers] + jnp.asarray(graph.edges["shift"], dt) - pos[senders])[:, LAB_TO_E3NN]
+        d2 = jnp.sum(r * r, axis=-1)
+        real_edge = d2 > 0  # padding edges join a padding node to itself: r = 0
+        dist = jnp.sqrt(jnp.where(real_edge, d2, 1.0))
+        wigner = edge_wigner_d(r, cfg.l_max, cfg.m_trunc)
+
+        emb = lambda name: nn.Embed(n_sp, cfg.species_dim, param_dtype=dt, name=name)
+        edge_scalars = jnp.concatenate(
+            [gaussian_basis(dist, cfg.radial.n_basis, cfg.radial.cutoff_ang),
+             emb("species_sender")(species[senders]), emb("species_receiver")(species[receivers])], axis=-1)
+        radial = nn.silu(MLP((cfg.radial.hidden, cfg.radial.hidden), param_dtype=dt, name="radial")(edge_scalars))
+
+        e = self._embed_edges(radial, wigner)
+        v = jnp.zeros((species.shape[0],) + e.shape[1:], dt)
+        v = v.at[:, 0, 0, :].set(nn.Embed(n_sp, cfg.channels, param_dtype=dt, name="species_node")(species))
+        v = v + jax.ops.segment_sum(e, receivers, species.shape[0]) / cfg.avg_num_neighbors
+
+        for b in range(cfg.n_blocks):
+            v, e = ELCTBlock(cfg, name=f"block{b}")(v, e, wigner, radial, senders, receivers)
+        v = EquivariantRMSNorm(param_dtype=dt, name="norm_out_v")(v)
+        e = EquivariantRMSNorm(param_dtype=dt, name="norm_out_e")(e)
+
+        onsite = WignerEckartHead(shells, shells, n_max, param_dtype=dt, name="onsite_head")(v, species)
+        pair_rows = tuple(shells[a] for a in range(n_sp) for _ in range(n_sp))
+        pair_cols = tuple(shells[b] for _ in range(n_sp) for b in range(n_sp))
+        pair = species[senders] * n_sp + species[receivers]
+        edge_blocks = WignerEckartHead(pair_rows, pair_cols, n_max, param_dtype=dt, name="edge_head")(e, pair)
+        edge_blocks = symmetrize_edges(edge_blocks, jnp.asarray(graph.edges["reverse"]))
+        return symmetrize_onsite(onsite), edge_blocks * real_edge[:, None, None]
+
+    def _embed_edges(self, radial: jnp.ndarray, wigner) -> jnp.ndarray:
+        """Invariant edge embedding into every (l, m = 0, eps = +1) frame component, rotated back:
+        [n_edges, (L+1)**2, 2, C] lab layout."""
+        cfg = self.config
+        layout = FrameLayout(cfg.l_max, cfg.m_trunc)
+        h = nn.Dense((cfg.l_max + 1) * cfg.channels, param_dtype=cfg.jnp_dtype, name="edge_embedding")(radial)
+        comp = [layout.index(l, 0) for l in range(cfg.l_max + 1)]
+        par = [eps_parity_index(l, 1) for l in range(cfg.l_max + 1)]
+        frame = jnp.zeros((radial.shape[0], layout.size, 2, cfg.channels), radial.dtype)
+        frame = frame.at[:, jnp.asarray(comp), jnp.asarray(par)].set(h.reshape(-1, cfg.l_max + 1, cfg.channels))
+        return from_frame(frame, wigner)
+
+
+def make_predict_fn(
+    config: ModelConfig, basis: OrbitalBasis
+) -> tuple[Callable[[jax.Array, jraph.GraphsTuple], dict], Callable[[dict, jraph.GraphsTuple], tuple]]:
+    """Pure functions ``init(key, graph) -> params`` and ``apply(params, graph) -> (onsite, edge_blocks)``."""
+    model = ELCT(config, basis)
+
+    def init(key: jax.Array, graph: jraph.GraphsTuple) -> dict:
+        return model.init(key, graph)["params"]
+
+    def apply(params: dict, graph: jraph.GraphsTuple) -> tuple[jnp.ndarray, jnp.ndarray]:
+        return model.apply({"params": params}, graph)
+
+    return init, apply
+
+
+def count_parameters(params) -> int:
+    """Total number of scalar parameters."""
+    return sum(int(x.size) for x in jax.tree_util.tree_leaves(params))
