@@ -148,6 +148,15 @@ def pad_sizes(examples: Sequence[Example], basis: OrbitalBasis) -> PadSizes:
     )
 
 
+def common_pad_sizes(groups: Sequence[Sequence[Example]], basis: OrbitalBasis) -> PadSizes:
+    """One set of padded sizes for every group (batch), so a jitted step compiles once for all of them.
+    Grid and auxiliary sizes of molecular systems vary slightly between geometries; padding alike costs little."""
+    sizes = pad_sizes(groups[0], basis)
+    for group in groups[1:]:
+        sizes = sizes.union(pad_sizes(group, basis))
+    return sizes
+
+
 def collate(examples: Sequence[Example], basis: OrbitalBasis, n_graph: int | None = None,
             sizes: PadSizes | None = None) -> Batch:
     """Pad a list of examples into one Batch with ``n_graph`` graphs (default len(examples) + 1), to

@@ -43,7 +43,7 @@ class TrainConfig:
     seed: int = 0
     weights: LossWeights = field(default_factory=LossWeights)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    checkpoint_every_epochs: int = 1
+    checkpoint_every_epochs: int = 1  # the last epoch (and a plateau stop) always checkpoints
     progress: bool = True
 
 
@@ -115,17 +115,18 @@ def fit(apply_fn: Callable, params, train_batches: Sequence, val_batches: Sequen
         state = checkpointer.restore(state)
     log = MetricsLog(run_dir)
     step = int(state.step)
+    bar = tqdm(total=config.epochs * steps_per_epoch, initial=step, desc="training", unit="step",
+               disable=not config.progress)
     try:
         for epoch in range(step // steps_per_epoch, config.epochs):
             order = epoch_order(steps_per_epoch, config.seed, epoch)[step - epoch * steps_per_epoch :]
             metrics = []
-            bar = tqdm(order, desc=f"epoch {epoch}", disable=not config.progress, leave=False)
-            for b in bar:
+            for b in order:
                 new_state, m = train_step(state, train_batches[b], weights)
                 _check_finite(m, step + 1, checkpointer)
                 state, step = new_state, step + 1
                 metrics.append(m)
-                bar.set_postfix(loss=f"{float(m['loss']):.3e}")
+                bar.update(1)
                 if stop_after_steps is not None and step >= stop_after_steps:
                     checkpointer.save(step, state)
                     return state
@@ -134,10 +135,14 @@ def fit(apply_fn: Callable, params, train_batches: Sequence, val_batches: Sequen
             row = {**{f"train_{k}": v for k, v in _mean_metrics(metrics).items()},
                    **{f"val_{k}": v for k, v in val.items()}, "lr": lr}
             log.write(epoch, step, row)
-            if (epoch + 1) % config.checkpoint_every_epochs == 0 or epoch + 1 == config.epochs:
+            bar.set_postfix(epoch=epoch, train=f"{row['train_loss']:.3e}", val=f"{val.get('loss', float('nan')):.3e}",
+                            lr=f"{lr:.1e}")
+            done = lr < config.optim.min_learning_rate or epoch + 1 == config.epochs
+            if done or (epoch + 1) % config.checkpoint_every_epochs == 0:
                 checkpointer.save(step, state, val_loss=val.get("loss"))
-            if lr < config.optim.min_learning_rate:
+            if done:
                 break
     finally:
+        bar.close()
         checkpointer.close()
     return state

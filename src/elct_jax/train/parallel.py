@@ -18,7 +18,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from elct_jax.basis import OrbitalBasis
-from elct_jax.data.loader import Batch, Example, collate, pad_sizes
+from elct_jax.data.loader import Batch, Example, collate, common_pad_sizes
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -30,9 +30,7 @@ def stack_shards(groups: Sequence[Sequence[Example]], basis: OrbitalBasis) -> Ba
     """One batch per group, padded to common sizes and stacked along a leading shard axis."""
     if len({len(g) for g in groups}) != 1:
         raise ValueError(f"every shard needs the same number of structures, got {[len(g) for g in groups]}")
-    sizes = pad_sizes(groups[0], basis)
-    for group in groups[1:]:
-        sizes = sizes.union(pad_sizes(group, basis))
+    sizes = common_pad_sizes(groups, basis)
     batches = [collate(g, basis, sizes=sizes) for g in groups]
     return jax.tree.map(lambda *xs: np.stack(xs), *batches)
 

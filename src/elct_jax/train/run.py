@@ -40,7 +40,7 @@ import numpy as np
 
 from elct_jax.basis import OrbitalBasis
 from elct_jax.config import AttentionConfig, ModelConfig, RadialConfig, preset
-from elct_jax.data.loader import collate, make_example, merged_basis, read_dataset, split_indices
+from elct_jax.data.loader import collate, common_pad_sizes, make_example, merged_basis, read_dataset, split_indices
 from elct_jax.data.systems import system_from_record
 from elct_jax.model import make_predict_fn
 from elct_jax.train.checkpoint import Checkpointer
@@ -138,9 +138,12 @@ def prepare_data(config: RunConfig, with_systems: bool | None = None, basis: Orb
                 for r in records]
     splits = dict(zip(("train", "val", "test"), split_indices(len(records), config.data.split_seed, config.data.split)))
     bs = config.data.batch_size
-    batches = {name: [collate([examples[i] for i in idx[k : k + bs]], basis) for k in range(0, len(idx), bs)]
-               for name, idx in splits.items()}
+    groups = {name: [[examples[i] for i in idx[k : k + bs]] for k in range(0, len(idx), bs)]
+              for name, idx in splits.items()}
+    sizes = common_pad_sizes([g for gs in groups.values() for g in gs], basis)
+    batches = {name: [collate(g, basis, sizes=sizes) for g in gs] for name, gs in groups.items()}
     return Dataset(basis, records, splits, batches)
+
 
 
 def save_model_info(run_dir: Path, config: RunConfig, basis: OrbitalBasis) -> None:
