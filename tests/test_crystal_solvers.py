@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_crystal import reference
 
-from ai2dft import crystal_scf
+from ai2dft import crystal_energy, crystal_scf
 from ai2dft.crystal import bvk_translations, inverse_bloch_sum
 
 MICRO_HARTREE = 1e-6
@@ -28,7 +28,11 @@ def check_scf(name: str) -> None:
     assert bool(result.converged) and int(result.n_iter) < 30
     assert abs(float(result.free_energy) - mf.e_free) < 1e-7
     assert abs(float(result.energy) - mf.e_tot) < 1e-7
-    assert float(jnp.max(jnp.abs(result.D - np.asarray(mf.make_rdm1())))) < 1e-5
+    # densities on the grid, not D(k) entrywise: near-null directions of S(k) (8.6e-5 for Na) make
+    # single D entries of PySCF's final rdm1 differ from D(F) by 3e-5 while rho agrees to 1e-9
+    rho = crystal_energy.grid_density(system, result.D)[0]
+    rho_pyscf = crystal_energy.grid_density(system, jnp.asarray(np.asarray(mf.make_rdm1())))[0]
+    assert float(jnp.max(jnp.abs(rho - rho_pyscf))) < 1e-7 * float(jnp.max(rho_pyscf))
 
 
 def check_variational_real_space(name: str, max_iter: int = 60) -> None:

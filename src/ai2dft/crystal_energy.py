@@ -160,7 +160,8 @@ def free_energy_real_space(system: CrystalSystem, blocks: Array, translations: A
     """[] Omega of real-space blocks: H(k) = Herm(sum_R H(R) exp(2 pi i k.R)).
 
     blocks: [nR, nao, nao] H_ij(R) = <i, 0|H|j, R> (Hartree), real or complex; translations:
-    [nR, 3] integer lattice coordinates. The Hermitian part is taken, so a list holding only one
-    of R, -R is allowed (it then counts as half of each).
+    [nR, 3] integer lattice coordinates. Taking the Hermitian part makes any list valid: when it
+    holds -R for every R with H(-R) = H(R)^H, that part is the Bloch sum itself; otherwise each
+    block acts as the symmetrized pair (H(R) at R, H(R)^H at -R) with half weight each.
     """
     return free_energy(system, hermitian_part(bloch_sum(blocks, translations, system.kpts_frac)))

@@ -196,6 +196,8 @@ def _check_krks(mf) -> None:
     libxc = mf._numint.libxc
     if libxc.is_hybrid_xc(mf.xc) or libxc.is_nlc(mf.xc):
         raise ValueError(f"xc {mf.xc!r}: hybrid and non-local functionals are not supported")
+    if mf.cell.cart:
+        raise ValueError("Cartesian AO bases (cell.cart = True) are not supported; use spherical AOs")
     if mf.cell.dimension != 3:
         raise ValueError(f"cell.dimension={mf.cell.dimension}: model low-dimensional systems as 3D cells with vacuum")
 
