@@ -70,9 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="generate water data, train supervised, fine-tune label-free, report errors")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--n-structures", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=150, help="supervised epochs")
-    p.add_argument("--finetune-epochs", type=int, default=30)
+    p.add_argument("--n-structures", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=300, help="supervised epochs")
+    p.add_argument("--finetune-epochs", type=int, default=20)
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_demo)
 

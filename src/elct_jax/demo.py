@@ -28,9 +28,9 @@ WATER = Structure(("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
     out_dir: str = "runs/demo"
-    n_structures: int = 10
-    supervised_epochs: int = 150
-    finetune_epochs: int = 30
+    n_structures: int = 16
+    supervised_epochs: int = 300
+    finetune_epochs: int = 20
     n_workers: int = 2
     seed: int = 0
 
@@ -40,7 +40,7 @@ def _run_config(demo: DemoConfig, name: str, epochs: int, weights: LossWeights, 
         data=DataConfig(path=str(Path(demo.out_dir) / "data"), cutoff_ang=6.0, batch_size=1, split_seed=demo.seed),
         model=preset("small", dtype="float64"),
         train=TrainConfig(run_dir=str(Path(demo.out_dir) / name), epochs=epochs, seed=demo.seed, weights=weights,
-                          optim=OptimConfig(learning_rate=lr, plateau_patience=10)),
+                          optim=OptimConfig(learning_rate=lr, plateau_patience=30), checkpoint_every_epochs=50),
         init_from=init_from,
     )
 
@@ -67,11 +67,11 @@ def run_demo(demo: DemoConfig = DemoConfig()) -> str:
     print(f"[1/4] PySCF labels for {demo.n_structures} water structures -> {out / 'data'}")
     generate_dataset(WATER, recipe, out / "data", demo.n_structures, n_workers=demo.n_workers, seed=demo.seed)
 
-    sup = _run_config(demo, "supervised", demo.supervised_epochs, LossWeights(mae=1.0), lr=2e-3)
+    sup = _run_config(demo, "supervised", demo.supervised_epochs, LossWeights(mae=1.0), lr=3e-3)
     print(f"[2/4] supervised training ({demo.supervised_epochs} epochs) -> {sup.train.run_dir}")
     _, dataset, _ = train(sup, prepare_data(sup, with_systems=False))
 
-    fine = _run_config(demo, "label_free", demo.finetune_epochs, LossWeights(mae=0.0, omega=1.0), lr=2e-4,
+    fine = _run_config(demo, "label_free", demo.finetune_epochs, LossWeights(mae=0.0, omega=1.0), lr=1e-4,
                        init_from=sup.train.run_dir)
     print(f"[3/4] label-free fine-tuning on Omega(H) ({demo.finetune_epochs} epochs) -> {fine.train.run_dir}")
     train(fine, prepare_data(fine, with_systems=True))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
 import numpy as np
 
 from ai2dft.density import density_matrix
@@ -50,7 +49,7 @@ def structure_errors(model, record: DeepHRecord) -> Errors:
     )
 
 
-@jax.jit
 def _energy_of_h(system, H):
-    """E_KS[D(H)] (Hartree); jitted once per system shape."""
+    """E_KS[D(H)] (Hartree). Not jitted: grid sizes differ between structures, and one evaluation
+    costs less than a compilation."""
     return energy(system, density_matrix(system, H))

@@ -44,6 +44,7 @@ from elct_jax.data.loader import collate, common_pad_sizes, make_example, merged
 from elct_jax.data.systems import system_from_record
 from elct_jax.model import make_predict_fn
 from elct_jax.train.checkpoint import Checkpointer
+from elct_jax.train.init import fit_onsite_bias
 from elct_jax.train.loop import LossWeights, TrainConfig, fit
 from elct_jax.train.optim import OptimConfig
 from elct_jax.train.step import init_state
@@ -198,7 +199,10 @@ def _abstract_state(init, basis: OrbitalBasis, cutoff_ang: float):
 
 
 def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | None = None):
-    """Train (or fine-tune from ``config.init_from``) and return (state, dataset, apply)."""
+    """Train (or fine-tune from ``config.init_from``) and return (state, dataset, apply).
+
+    A fresh network starts with its on-site biases fitted to the labelled training targets
+    (``elct_jax.train.init.fit_onsite_bias``)."""
     dataset = prepare_data(config) if dataset is None else dataset
     init, apply = make_predict_fn(config.model, dataset.basis)
     if config.init_from:
@@ -206,6 +210,7 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
     else:
         key = jax.random.PRNGKey(config.train.seed) if key is None else key
         params = init(key, dataset.batches["train"][0].graph)
+        params = fit_onsite_bias(params, jax.jit(apply), dataset.batches["train"], dataset.basis)
     run_dir = Path(config.train.run_dir)
     save_model_info(run_dir, config, dataset.basis)
     state = fit(apply, params, dataset.batches["train"], dataset.batches["val"], config.train)
