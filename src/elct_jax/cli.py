@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("structure")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_predict)
+
+    from elct_jax.large.cli_bands import add_bands_parser
+
+    add_bands_parser(sub)
     return parser
 
 
