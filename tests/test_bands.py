@@ -159,3 +159,26 @@ def test_elct_bands_command(tmp_path):
     e, idx = data["energies_hartree"][gamma], data["band_index"][gamma]
     fermi = float(data["fermi_hartree"])
     assert np.all(e[idx <= 15] <= fermi + 1e-12) and np.all(e[idx >= 16] >= fermi - 1e-12)
+
+
+@pytest.mark.slow
+def test_bands_of_pyscf_kohn_sham_h_equal_pyscf_get_bands():
+    """The code path on a real LDA Hamiltonian: H(R), S(R) from crystal_labels (graphene primitive
+    cell, gth-szv, 60 Ha) through SparseBlocks + BandSolver give PySCF's own get_bands energies."""
+    from ai2dft.pyscf_bridge.labels import _run_krks, crystal_labels
+    from elct_jax.large.sparse import SparseBlocks
+
+    s = graphene((1, 1, 1), sigma=0.03, seed=3)
+    settings = DFTSettings(basis=BASIS, xc="lda", kmesh=(3, 3, 1), ke_cutoff_Ha=60, smearing=("fermi", 0.01))
+    labels = crystal_labels(s, settings)
+    basis = OrbitalBasis.from_pyscf(BASIS, s.symbols)
+    h = pyscf_to_internal(basis, s.symbols, SparseBlocks.from_dict(labels.H, [4, 4]))
+    o = pyscf_to_internal(basis, s.symbols, SparseBlocks.from_dict(labels.S, [4, 4]))
+    path = band_path(s.lattice_ang, s.pbc, npoints=8)
+    mf = _run_krks(build_cell(s, settings), settings)
+    ref = np.sort(np.asarray(mf.get_bands(mf.cell.get_abs_kpts(path.kpts_frac))[0]), axis=1)
+    bands = BandSolver(h, o).bands(path.kpts_frac, None, None, solver="dense")
+    assert np.abs(bands.energies - ref).max() < 1e-6
+    sparse = BandSolver(h, o).bands(path.kpts_frac, 2, labels.fermi_energy, solver="sparse")
+    for k in range(len(path.x)):
+        assert np.abs(ref[k, sparse.band_index[k]] - sparse.energies[k]).max() < 1e-6

@@ -1,0 +1,188 @@
+"""Large-scale prediction and sparse bands: time and peak memory vs number of atoms.
+
+predict  chunked prediction (elct_jax.large.predict_sparse) of flat graphene n x n supercells,
+         ELCT preset "small" in float32 with RANDOM parameters (timing needs no training),
+         gth-dzvp carbon (13 orbitals, s/p/d blocks), cutoff 6 A. Each size runs in a fresh process
+         (peak RSS is that process's); compiled executables come from a persistent jit cache filled
+         by the first sizes, so the times are prediction, not compilation. The scaling
+         exponent is the least-squares slope of log(time) vs log(n_atoms) over the sizes >= 1000.
+bands    seconds per k-point for the ``--nbands`` bands nearest the Fermi level of a large graphene
+         supercell with shift-invert (one SuperLU LDL^T-like factorization + ARPACK), H(R) predicted
+         by the model of ``--checkpoint`` (e.g. the one of experiments/graphene_bands.py), S(R) from
+         PySCF integrals on the same pairs; Fermi level from the electron count at Gamma. Writes a
+         band plot PNG.
+
+    OMP_NUM_THREADS=1 python benchmarks/large_scale.py predict --sizes 7 12 22 39 71 122 224
+    OMP_NUM_THREADS=1 python benchmarks/large_scale.py bands --checkpoint runs/graphene_bands/run --n 71
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+A_ANG = 2.46
+
+
+def graphene(n: int):
+    from elct_jax.data.sampling import make_supercell
+    from elct_jax.structure import Structure
+
+    base = Structure(("C", "C"), [[0, 0, 5], [A_ANG / 2, A_ANG / (2 * np.sqrt(3)), 5]],
+                     [[A_ANG, 0, 0], [A_ANG / 2, A_ANG * np.sqrt(3) / 2, 0], [0, 0, 10]], (True, True, False))
+    return make_supercell(base, (n, n, 1))
+
+
+def random_small_model(basis_name: str = "gth-dzvp"):
+    import jax
+
+    from elct_jax.basis import OrbitalBasis
+    from elct_jax.config import preset
+    from elct_jax.data.loader import species_index
+    from elct_jax.graph import neighbor_graph
+    from elct_jax.model import make_predict_fn
+    from elct_jax.train.run import TrainedModel
+
+    basis = OrbitalBasis.from_pyscf(basis_name, ["C"])
+    config = preset("small", dtype="float32")
+    init, apply = make_predict_fn(config, basis)
+    cutoff = config.radial.cutoff_ang
+    params = init(jax.random.PRNGKey(0), neighbor_graph(graphene(1), cutoff, species_index(basis)))
+    return TrainedModel(config, basis, cutoff, params, apply)
+
+
+def predict_one(n: int, chunk_atoms: int, cache_dir: str) -> dict:
+    """One size, in this process. jit executables come from a persistent compilation cache that the
+    first (smallest) size fills, so the time is prediction, not compilation; the time of a second,
+    fully warm run of the smallest sizes is reported too."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    from elct_jax.large.chunked import predict_sparse
+
+    model = random_small_model()
+    s = graphene(n)
+    t0 = time.perf_counter()
+    h = predict_sparse(model, s, chunk_atoms=chunk_atoms)
+    seconds = time.perf_counter() - t0
+    row = dict(n_atoms=s.n_atoms, n_pairs=len(h.senders), seconds=seconds, store_mb=h.nbytes / 2**20,
+               peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if s.n_atoms <= 2 * chunk_atoms:
+        t0 = time.perf_counter()
+        predict_sparse(model, s, chunk_atoms=chunk_atoms)
+        row["warm_seconds"] = time.perf_counter() - t0
+    return row
+
+
+def run_predict(sizes, chunk_atoms: int, cache_dir: str) -> list[dict]:
+    rows = []
+    for n in sizes:
+        out = subprocess.run([sys.executable, __file__, "_one", str(n), "--chunk-atoms", str(chunk_atoms),
+                              "--cache", cache_dir], capture_output=True, text=True)
+        if out.returncode:
+            print(json.dumps({"n": n, "error": out.stderr[-2000:]}), flush=True)
+            break
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        row["load_average"] = os.getloadavg()[0]
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    big = [r for r in rows if r["n_atoms"] >= 1000]
+    if len(big) >= 2:
+        slope = np.polyfit(np.log([r["n_atoms"] for r in big]), np.log([r["seconds"] for r in big]), 1)[0]
+        mem = np.polyfit(np.log([r["n_atoms"] for r in big]), np.log([r["peak_rss_mb"] for r in big]), 1)[0]
+        print(json.dumps({"time_exponent": float(slope), "peak_rss_exponent": float(mem)}))
+    return rows
+
+
+def run_bands(checkpoint: str, n: int, nbands: int, n_k: int, out_png: Path, chunk_atoms: int) -> dict:
+    from ai2dft.pyscf_bridge.overlap import valence_electrons
+    from elct_jax.bands import BandSolver, ShiftInvert, band_path, fermi_level, plot_bands, save_bands
+    from elct_jax.large.chunked import predict_sparse
+    from elct_jax.large.sparse import overlap_like
+    from elct_jax.train.run import load_model
+
+    model = load_model(checkpoint)
+    s = graphene(n)
+    t = {}
+    t0 = time.perf_counter()
+    h = predict_sparse(model, s, chunk_atoms=chunk_atoms, dtype=np.float64)
+    t["predict_s"], t0 = time.perf_counter() - t0, time.perf_counter()
+    ovl = overlap_like(h, s, model.basis)
+    t["overlap_s"], t0 = time.perf_counter() - t0, time.perf_counter()
+    solver = BandSolver(h, ovl)
+    t["pattern_s"], t0 = time.perf_counter() - t0, time.perf_counter()
+    n_el = valence_electrons(s.symbols, model.basis.name, "lda")
+    fermi = fermi_level(solver, n_el, np.zeros((1, 3)), method="sparse", nbands=nbands)
+    t["fermi_s"] = time.perf_counter() - t0
+    path = band_path(s.lattice_ang, s.pbc, "GMKG", n_k)
+    per_k = []
+    energies, index = [], []
+    for k in path.kpts_frac:
+        t0 = time.perf_counter()
+        hk, sk = solver.matrices(k)
+        t1 = time.perf_counter()
+        si = ShiftInvert(hk, sk, fermi)
+        t2 = time.perf_counter()
+        e, idx = si.indexed(nbands)
+        t3 = time.perf_counter()
+        per_k.append(dict(bloch_s=t1 - t0, factor_s=t2 - t1, eigsh_s=t3 - t2, total_s=t3 - t0,
+                          nnz=int(hk.nnz + sk.nnz), lu_nnz=int(si.lu.L.nnz + si.lu.U.nnz)))
+        energies.append(e)
+        index.append(idx)
+        print(json.dumps(per_k[-1]), flush=True)
+    from elct_jax.bands import Bands
+
+    bands = Bands(path.kpts_frac, np.array(energies), np.array(index), fermi)
+    save_bands(out_png.with_suffix(".npz"), path, bands)
+    plot_bands(path, bands, out_png, window_ev=None,
+               title=f"graphene {n}x{n} supercell, {s.n_atoms} atoms, {solver.n_ao} orbitals: "
+                     f"{nbands} bands nearest E_F\nELCT (trained on 8-atom cells), shift-invert, "
+                     f"{np.mean([p['total_s'] for p in per_k]):.0f} s per k-point (2-core VM)")
+    return dict(n_atoms=s.n_atoms, n_ao=solver.n_ao, nbands=nbands, fermi_ev=fermi * 27.211386245988,
+                seconds_per_kpoint=float(np.mean([p["total_s"] for p in per_k])),
+                factor_s=float(np.mean([p["factor_s"] for p in per_k])),
+                eigsh_s=float(np.mean([p["eigsh_s"] for p in per_k])), **{k: round(v, 2) for k, v in t.items()},
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, load_average=os.getloadavg()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("predict")
+    p.add_argument("--sizes", type=int, nargs="+", default=[7, 12, 22, 39, 71, 122, 224], help="n of n x n supercells")
+    p.add_argument("--chunk-atoms", type=int, default=256)
+    p.add_argument("--cache", default="/tmp/elct_large_scale_jit_cache", help="persistent jit cache")
+    p = sub.add_parser("_one")
+    p.add_argument("n", type=int)
+    p.add_argument("--chunk-atoms", type=int, default=256)
+    p.add_argument("--cache", required=True)
+    p = sub.add_parser("bands")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--n", type=int, default=71)
+    p.add_argument("--nbands", type=int, default=20)
+    p.add_argument("--npoints", type=int, default=4, help="k-points along G-M-K-G")
+    p.add_argument("--chunk-atoms", type=int, default=512)
+    p.add_argument("--png", type=Path, default=Path("docs/graphene_supercell_bands.png"))
+    args = parser.parse_args()
+    if args.cmd == "_one":
+        print(json.dumps(predict_one(args.n, args.chunk_atoms, args.cache)))
+        return
+    print(json.dumps({"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                      "load_average": os.getloadavg(), "omp_threads": os.environ.get("OMP_NUM_THREADS")}), flush=True)
+    if args.cmd == "predict":
+        run_predict(args.sizes, args.chunk_atoms, args.cache)
+    else:
+        print(json.dumps(run_bands(args.checkpoint, args.n, args.nbands, args.npoints, args.png, args.chunk_atoms)))
+
+
+if __name__ == "__main__":
+    main()
