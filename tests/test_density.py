@@ -84,6 +84,17 @@ def test_vjp_matches_finite_differences(kind, sigma):
     _check_gradients(H, S, W, 6.0, sigma, kind)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_derivatives_in_electron_count_and_width(kind):
+    """d/dn_electrons and d/dsigma of D and of the entropy (fixed-count implicit derivative)."""
+    H, S, W = _random_molecule(16)
+    g_n, g_sigma = jax.jit(jax.grad(_loss, argnums=(3, 4)), static_argnames=("kind",))(H, S, W, 6.3, 0.08, kind)
+    h = 1e-5
+    fd_n = (_loss(H, S, W, 6.3 + h, 0.08, kind) - _loss(H, S, W, 6.3 - h, 0.08, kind)) / (2 * h)
+    fd_sigma = (_loss(H, S, W, 6.3, 0.08 + h, kind) - _loss(H, S, W, 6.3, 0.08 - h, kind)) / (2 * h)
+    np.testing.assert_allclose([float(g_n), float(g_sigma)], [float(fd_n), float(fd_sigma)], rtol=RTOL_GRAD, atol=1e-9)
+
+
 def test_vjp_matches_jax_eigh_autodiff_away_from_degeneracy():
     """Where eigh's own derivative is valid, both agree to round-off."""
     H, S, W = _random_molecule(2)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pyscf import dft, scf as pyscf_scf
 
-from ai2dft import energy as ks
+from ai2dft.energy import free_energy
 from ai2dft.scf import ScfNotConverged, scf
 from ai2dft.system import System
 from ai2dft.variational import minimize_free_energy
@@ -27,7 +27,7 @@ def scf_results(references):
 
 @pytest.fixture(scope="module")
 def omega_grad():
-    return jax.jit(jax.value_and_grad(ks.free_energy, argnums=1))
+    return jax.jit(jax.value_and_grad(free_energy, argnums=1))
 
 
 @pytest.mark.parametrize("xc", XCS)

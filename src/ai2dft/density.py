@@ -85,7 +85,7 @@ def response_kernel(H, S, n_electrons, sigma, kind: str, kweights=None, ao_mask=
 
     Returns (C, Phi), each [nao, nao] (or [nk, nao, nao]): C^H S C = 1, and a Hermitian change dH
     changes D by 2 C (Phi o C^H dH C) C^H (minus the chemical-potential shift). Phi <= 0 (Hartree^-1)
-    is 0 between levels of equal occupation at sigma = 0 and for padded levels. Not differentiable;
+    is 0 between levels of equal occupation at sigma = 0 and between padded levels. Not differentiable;
     meant for preconditioning (the Hessian of Omega(H) is approximately -2 Phi in this basis).
     """
     args, _, crystal = _prepare(H, S, n_electrons, sigma, kind, kweights, ao_mask, s_inv_sqrt)
