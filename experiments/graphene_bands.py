@@ -62,7 +62,7 @@ def train_model(root: Path, epochs: int):
 def compare_bands(root: Path, npoints: int, out_png: Path | None) -> dict:
     """Bands of the held-out structure from the predicted H, the PySCF H and the PySCF H cut to the
     model's neighbour list (the truncation floor), all with the PySCF S(R), dense solver."""
-    from elct_jax.bands import BandSolver, band_path, fermi_level, plot_bands
+    from elct_jax.bands import HEXAGONAL_POINTS, BandSolver, band_path, fermi_level, plot_bands
     from elct_jax.data.deeph_dock import HARTREE_TO_EV, read_deeph_dock
     from elct_jax.large.chunked import predict_sparse
     from elct_jax.large.sparse import SparseBlocks
@@ -75,7 +75,7 @@ def compare_bands(root: Path, npoints: int, out_png: Path | None) -> dict:
     overlap = SparseBlocks.from_dict(record.matrices["overlap"], n_orb)
     pred = predict_sparse(model, s, chunk_atoms=4, dtype=np.float64)  # 2 chunks with halos
     hams = {"pyscf": ref, "predicted": pred, "pyscf_cut": ref.restricted_to(pred)}
-    path = band_path(s.lattice_ang, s.pbc, "GMKG", npoints)
+    path = band_path(s.lattice_ang, s.pbc, "GMKG", npoints, special_points=HEXAGONAL_POINTS)  # strained cell
     mesh = np.array([[a / 6, b / 6, 0.0] for a in range(6) for b in range(6)])
     n_el = int(record.dft["n_electrons"])
     bands, fermi = {}, {}

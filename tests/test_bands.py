@@ -9,11 +9,12 @@ import scipy.linalg
 
 from ai2dft.pyscf_bridge.labels import DFTSettings, build_cell
 from ai2dft.pyscf_bridge.overlap import pair_overlaps, valence_electrons
-from elct_jax.bands import (BandSolver, ShiftInvert, band_path, dos, fermi_level, plot_bands, save_bands)
+from elct_jax.bands import (HEXAGONAL_POINTS, BandSolver, ShiftInvert, band_path, dos, fermi_level, plot_bands,
+                            save_bands)
 from elct_jax.basis import OrbitalBasis
 from elct_jax.graph import neighbor_pairs
 from elct_jax.large.sparse import pyscf_to_internal, sparse_from_basis
-from test_large import graphene
+from test_large import A_ANG, graphene
 
 BASIS = "gth-szv"
 
@@ -92,8 +93,13 @@ def test_sparse_fermi_level_equals_dense(crystal):
 def test_graphene_path_and_dos(path):
     assert path.labels == ("G", "M", "K", "G")
     assert len(path.x) == 7 and np.all(np.diff(path.x) >= 0)
-    k_point = band_path(graphene((1, 1, 1), sigma=0.0).lattice_ang, (True, True, False), "K", npoints=1).kpts_frac[0]
-    assert np.allclose(np.sort(np.abs(k_point[:2])), [1 / 3, 1 / 3]) or np.allclose(np.sort(np.abs(k_point[:2])), [1 / 3, 2 / 3])
+    lattice = graphene((1, 1, 1), sigma=0.0).lattice_ang
+    reciprocal = 2 * np.pi * np.linalg.inv(lattice).T
+    for special in (None, HEXAGONAL_POINTS):  # ASE's hexagonal points and ours name the same K, M
+        k, m = (band_path(lattice, (True, True, False), p, npoints=1, special_points=special).kpts_frac[0]
+                for p in ("K", "M"))
+        assert np.isclose(np.linalg.norm(k @ reciprocal), 4 * np.pi / (3 * A_ANG))  # BZ corner
+        assert np.isclose(np.linalg.norm(m @ reciprocal), 2 * np.pi / (np.sqrt(3) * A_ANG))  # edge centre
     energies = np.array([[0.0, 0.1], [0.05, 0.2]])
     grid = np.linspace(-1.0, 1.5, 5001)
     g = dos(energies, grid, 0.01)
@@ -124,7 +130,7 @@ def test_elct_bands_command(tmp_path):
     from elct_jax.config import preset
     from elct_jax.data.loader import species_index
     from elct_jax.graph import neighbor_graph
-    from elct_jax.large.cli_bands import _command, add_bands_parser
+    from elct_jax.large.cli_bands import _command
     from elct_jax.model import make_predict_fn
     from elct_jax.train.checkpoint import Checkpointer
     from elct_jax.train.optim import OptimConfig, make_optimizer
@@ -142,10 +148,7 @@ def test_elct_bands_command(tmp_path):
     ckpt.save(0, init_state(params, make_optimizer(OptimConfig(), 1)), val_loss=1.0)
     ckpt.close()
     s.to_ase().write(tmp_path / "POSCAR", format="vasp")
-    parser = build_parser()
-    if "bands" not in parser._subparsers._group_actions[0].choices:  # until cli.py registers it
-        add_bands_parser(parser._subparsers._group_actions[0])
-    args = parser.parse_args(["bands", "--checkpoint", str(run), "--structure", str(tmp_path / "POSCAR"),
+    args = build_parser().parse_args(["bands", "--checkpoint", str(run), "--structure", str(tmp_path / "POSCAR"),
                               "--npoints", "5", "--nbands", "6", "--solver", "sparse", "--out", str(tmp_path / "out")])
     assert args.func is _command
     args.func(args)

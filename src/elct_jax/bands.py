@@ -36,14 +36,29 @@ class BandPath:
     labels: tuple[str, ...]
 
 
-def band_path(lattice_ang: np.ndarray, pbc=(True, True, True), path: str | None = None, npoints: int = 100) -> BandPath:
+# hexagonal 2D cell with a1, a2 at 60 degrees (ASE's points for such a cell)
+HEXAGONAL_POINTS = {"G": (0.0, 0.0, 0.0), "M": (0.0, -0.5, 0.0), "K": (1 / 3, -1 / 3, 0.0)}
+
+
+def band_path(lattice_ang: np.ndarray, pbc=(True, True, True), path: str | None = None, npoints: int = 100,
+              special_points: dict | None = None) -> BandPath:
     """The standard path of the lattice (ASE's ``cell.bandpath``; 2D for pbc with one False) or a
-    user path of special-point letters, e.g. "GMKG"."""
+    user path of special-point letters, e.g. "GMKG". ``special_points`` {letter: fractional k} names
+    the points yourself, e.g. HEXAGONAL_POINTS for a strained hexagonal cell that ASE classifies
+    as oblique."""
     from ase.cell import Cell
 
     if lattice_ang is None:
         raise ValueError("a band structure needs a lattice; got a molecule")
-    bp = Cell(np.asarray(lattice_ang)).bandpath(path, npoints=npoints, pbc=pbc)
+    cell = Cell(np.asarray(lattice_ang))
+    if path is not None and special_points is None:
+        known = cell.bandpath(npoints=0, pbc=pbc).special_points
+        unknown = sorted({c for c in path if c.isalpha()} - set(known))
+        if unknown:
+            raise ValueError(f"special point(s) {unknown} are not defined for this lattice "
+                             f"({cell.get_bravais_lattice(pbc=pbc).name}); known: {sorted(known)}; "
+                             f"or give special_points")
+    bp = cell.bandpath(path, npoints=npoints, pbc=pbc, special_points=special_points)
     x, ticks, labels = bp.get_linear_kpoint_axis()
     return BandPath(np.asarray(bp.kpts), np.asarray(x), np.asarray(ticks), tuple(labels))
 
@@ -83,8 +98,9 @@ class ShiftInvert:
             self.sigma += 1e-7 * max(abs(self.sigma), 1.0) * 10**attempt
         self.n_below = None
 
-    def nearest(self, nbands: int, tol: float = 0.0) -> np.ndarray:
-        """The ``nbands`` eigenvalues nearest sigma, ascending."""
+    def nearest(self, nbands: int, tol: float = 1e-12) -> np.ndarray:
+        """The ``nbands`` eigenvalues nearest sigma, ascending. ``tol``: ARPACK's relative accuracy
+        of 1 / (e - sigma), so |error of e| <~ tol * (e - sigma)**2 * max|1 / (e' - sigma)|."""
         n = self.hk.shape[0]
         if nbands >= n - 1:
             raise ValueError(f"nbands={nbands} needs fewer bands than the {n} AOs less one; use the dense solver")
