@@ -198,3 +198,23 @@ def test_chunks_on_two_host_devices_equal_one_device():
     assert out.returncode == 0, out.stderr[-3000:]
     diff = float(out.stdout.split("DIFF")[-1])
     assert diff < 1e-12
+
+
+def test_molecule_overlap_equals_chunked_pair_overlaps():
+    """Molecules: the dense mol.intor overlap and the chunked pair blocks (all pairs, R = 0) agree."""
+    from ai2dft.pyscf_bridge.overlap import molecule_overlap
+
+    symbols = ("O", "H", "H", "C")
+    pos = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0], [0.3, -0.4, 2.1]])
+    dense = molecule_overlap(symbols, pos, "def2-svp")
+    n = len(symbols)
+    i, j = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    off_site = i != j
+    onsite, blocks = pair_overlaps(symbols, pos, None, "def2-svp", i[off_site], j[off_site],
+                                   np.zeros((off_site.sum(), 3), int), chunk_atoms=2)
+    nao = [14, 5, 5, 14]
+    off = np.concatenate([[0], np.cumsum(nao)])
+    for e, (a, b) in enumerate(zip(i[off_site], j[off_site])):
+        assert np.abs(blocks[e, :nao[a], :nao[b]] - dense[off[a]:off[a + 1], off[b]:off[b + 1]]).max() < 1e-13
+    for a in range(n):
+        assert np.abs(onsite[a, :nao[a], :nao[a]] - dense[off[a]:off[a + 1], off[a]:off[a + 1]]).max() < 1e-13
