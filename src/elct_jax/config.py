@@ -4,7 +4,9 @@ Presets
 -------
 ``tiny``   CPU unit tests (seconds): l_max 4 (enough for d-d blocks), 8 channels, 1 block.
 ``small``  CPU training demos: l_max 4, 32 channels, 2 blocks.
-``paper``  close to the DeepH-2 universal model (3 blocks, 80 features, Gaussian basis 0-9 A).
+``paper``  close to the DeepH-2 universal model (3 blocks, 80 features, Gaussian basis 0-9 A):
+           21.6M parameters with a def2-SVP C/H/N/O head (the paper's model has 17.28M; here every
+           SO(2) block carries both parities, so the weights per m are not the paper's).
 
 Use ``preset("tiny", dtype="float64", l_max=6)`` to override fields; unknown names raise.
 """
@@ -56,7 +58,9 @@ class ModelConfig:
 
     l_max       highest degree of the features (both parities for every l <= l_max); must be at
                 least 2 * (highest l of the orbital basis) for the Wigner-Eckart head
-    m_max       highest |m| kept in the edge frame (eSCN m-truncation); None means l_max
+    m_max       highest |m| kept in the edge frame (eSCN m-truncation); None means l_max. Edge
+                features never acquire |m| > m_max about their own bond, so m_max below
+                2 * (highest orbital l) restricts the edge blocks (e.g. delta-delta anisotropy)
     channels    channels per (l, parity)
     n_blocks    number of ELCT blocks
     ffn_channels hidden channels of the per-node/per-edge feed-forward parts
@@ -113,9 +117,9 @@ PRESETS: dict[str, ModelConfig] = {
         attention=AttentionConfig(heads=4, alpha_dim=16),
     ),
     "paper": ModelConfig(
-        l_max=4, channels=80, n_blocks=3, ffn_channels=160, species_dim=32, avg_num_neighbors=40.0,
-        radial=RadialConfig(n_basis=64, cutoff_ang=9.0, hidden=64),
-        attention=AttentionConfig(heads=8, alpha_dim=32),
+        l_max=4, channels=80, n_blocks=3, ffn_channels=80, species_dim=32, avg_num_neighbors=40.0,
+        radial=RadialConfig(n_basis=64, cutoff_ang=9.0, hidden=32),
+        attention=AttentionConfig(heads=8, alpha_dim=16),
     ),
 }
 
