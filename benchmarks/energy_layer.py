@@ -28,7 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from pyscf import dft, gto
 
-from ai2dft.energy import free_energy
+from ai2dft import xc
+from ai2dft.density import density_and_entropy
+from ai2dft.energy import _density_on_grid, energy, fock, free_energy
 from ai2dft.scf import scf
 from ai2dft.system import System
 
@@ -57,7 +59,26 @@ def best_times(fns: dict, repeats: int) -> dict:
     return {k: tuple(v) for k, v in best.items()}
 
 
-def run_case(name: str, repeats: int) -> dict:
+def profile_pieces(system: System, F, D, repeats: int) -> dict:
+    """CPU/wall times of the parts of Omega + gradient (each jitted with the System as an argument)."""
+    S = system.overlap
+
+    def density_vjp(s, H):
+        return jax.grad(lambda H: jnp.sum(F * density_and_entropy(H, S, s.n_electrons, s.sigma, s.smearing_kind)[0]))(H)
+
+    def xc_eval(rho, sigma):
+        return jnp.dot(system.weights, xc.energy_density(system.xc, rho, sigma))
+
+    rho, grad_rho = jax.jit(_density_on_grid)(system, D)
+    sigma = None if grad_rho is None else jnp.sum(grad_rho**2, axis=0)
+    pieces = {"D(H)+VJP": (jax.jit(density_vjp), (system, F)), "rho on grid": (jax.jit(_density_on_grid), (system, D)),
+              "xc functional": (jax.jit(xc_eval), (rho, sigma)), "E_KS": (jax.jit(energy), (system, D)),
+              "E_KS+grad": (jax.jit(jax.value_and_grad(energy, argnums=1)), (system, D)),
+              "fock": (jax.jit(fock), (system, D))}
+    return best_times({k: (lambda f, a: lambda: jax.block_until_ready(f(*a)))(*v) for k, v in pieces.items()}, repeats)
+
+
+def run_case(name: str, repeats: int, profile: bool) -> dict:
     mol = gto.M(atom=MOLECULES[name], basis="def2-svp", verbose=0)
     c0, w0 = time.process_time(), time.perf_counter()
     mf = dft.RKS(mol, xc="pbe").density_fit()
@@ -83,6 +104,8 @@ def run_case(name: str, repeats: int) -> dict:
     times["jax_scf"] = best_times({"s": lambda: jax.block_until_ready(scf(system, tol=1e-6).energy)},
                                   max(1, repeats // 3))["s"]
     times["pyscf_scf"], times["build"] = pyscf_scf, build
+    if profile:
+        times.update(profile_pieces(system, F, jnp.asarray(dm), repeats))
     return dict(name=name, nao=mol.nao, ngrid=system.weights.shape[0], naux=system.cderi.shape[0],
                 omega_error=float(omega) - mf.e_tot, jax_scf_error=float(result.energy) - mf.e_tot,
                 jax_scf_iter=int(result.n_iter), t_compile=t_compile, times=times)
@@ -103,9 +126,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--molecules", nargs="+", default=list(MOLECULES), choices=list(MOLECULES))
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="also time the parts of Omega + gradient")
     args = parser.parse_args()
     print(machine())
-    rows = [run_case(name, args.repeats) for name in args.molecules]
+    rows = [run_case(name, args.repeats, args.profile) for name in args.molecules]
     print(f"load average during the run: {os.getloadavg()}")
     for which, col in (("CPU time", 0), ("wall time", 1)):
         print(f"\n{which} (min over repeats)")
@@ -118,6 +142,11 @@ def main() -> None:
                   f"{t['jax_scf']:>7.2f}s {r['jax_scf_iter']:>5} {t['jax_scf'] / t['pyscf_scf']:>6.2f} | {t['build']:>6.2f}s")
     print("\nfirst ratio: (Omega value + gradient) / (one PySCF Fock build); second: JAX SCF / PySCF SCF "
           "(the JAX SCF excludes building the System: AO values on the grid, DF tensor; last column)")
+    if args.profile:
+        parts = ["D(H)+VJP", "rho on grid", "xc functional", "E_KS", "E_KS+grad", "fock"]
+        print("\nparts, CPU time in ms: " + ", ".join(parts))
+        for r in rows:
+            print(f"{r['name']:<9}" + " ".join(f"{r['times'][k][0] * 1e3:>9.1f}" for k in parts))
     for r in rows:
         print(f"{r['name']}: compile {r['t_compile']:.1f} s, Omega(F_pyscf) - E_pyscf = {r['omega_error']:.1e} Ha, "
               f"JAX SCF - PySCF = {r['jax_scf_error']:.1e} Ha")
