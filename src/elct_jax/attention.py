@@ -86,7 +86,7 @@ class ELCTBlock(nn.Module):
         a = self.param("score_vector", nn.initializers.normal(alpha_dim**-0.5), (heads, alpha_dim), cfg.jnp_dtype)
         logits = jnp.einsum("eha,ha->eh", s, a)
         alpha = jraph.segment_softmax(logits, receivers, n_node)  # [E, heads]
-        n_edge, n_comp = values.shape[:2]
-        weighted = values.reshape(n_edge, n_comp, 2, heads, -1) * alpha[:, None, None, :, None]
+        n_edge, n_comp, _, c = values.shape
+        weighted = values.reshape(n_edge, n_comp, 2, heads, c // heads) * alpha[:, None, None, :, None]
         summed = jax.ops.segment_sum(weighted.reshape(values.shape), receivers, n_node)
         return EquivariantLinear(cfg.channels, param_dtype=cfg.jnp_dtype, name="attention_out")(summed)

@@ -5,7 +5,7 @@ Presets
 ``tiny``   CPU unit tests (seconds): l_max 4 (enough for d-d blocks), 8 channels, 1 block.
 ``small``  CPU training demos: l_max 4, 32 channels, 2 blocks.
 ``paper``  close to the DeepH-2 universal model (3 blocks, 80 features, Gaussian basis 0-9 A):
-           21.6M parameters with a def2-SVP C/H/N/O head (the paper's model has 17.28M; here every
+           21.4M parameters with a def2-SVP C/H/N/O head (the paper's model has 17.28M; here every
            SO(2) block carries both parities, so the weights per m are not the paper's).
 
 Use ``preset("tiny", dtype="float64", l_max=6)`` to override fields; unknown names raise.

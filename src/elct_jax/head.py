@@ -119,7 +119,7 @@ class WignerEckartHead(nn.Module):
                 [jnp.swapaxes(y[(big_l, par)][:, :, base : base + slots], 1, 2) for big_l, base in bases], axis=-1
             )  # [n, slots, d1 d2]
             u = jnp.asarray(coupling_matrix(l1, l2), x.dtype)
-            pieces.append(jnp.einsum("nsk,ak->nsa", coupled, u).reshape(x.shape[0], -1))
+            pieces.append(jnp.einsum("nsk,ak->nsa", coupled, u).reshape(x.shape[0], slots * u.shape[0]))
         flat = jnp.concatenate(pieces + [jnp.zeros((x.shape[0], 1), x.dtype)], axis=-1)
         blocks = jnp.take_along_axis(flat, jnp.asarray(tables.gather)[group], axis=1)
         return blocks.reshape(-1, self.n_max, self.n_max)

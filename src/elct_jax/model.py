@@ -46,8 +46,9 @@ class ELCT(nn.Module):
         n_sp, n_max = len(elements), max_orbitals(self.basis)
         species = jnp.asarray(graph.nodes["species"], jnp.int32)
         senders, receivers = jnp.asarray(graph.senders), jnp.asarray(graph.receivers)
-        pos = jnp.asarray(graph.nodes["positions"], dt)
-        r = (pos[receivers] + jnp.asarray(graph.edges["shift"], dt) - pos[senders])[:, LAB_TO_E3NN]
+        geo = jnp.promote_types(dt, jnp.float32)  # geometry and Wigner-D in at least float32
+        pos = jnp.asarray(graph.nodes["positions"], geo)
+        r = (pos[receivers] + jnp.asarray(graph.edges["shift"], geo) - pos[senders])[:, LAB_TO_E3NN]
         d2 = jnp.sum(r * r, axis=-1)
         real_edge = d2 > 0  # padding edges join a padding node to itself: r = 0
         dist = jnp.sqrt(jnp.where(real_edge, d2, 1.0))
@@ -55,7 +56,7 @@ class ELCT(nn.Module):
 
         emb = lambda name: nn.Embed(n_sp, cfg.species_dim, param_dtype=dt, name=name)
         edge_scalars = jnp.concatenate(
-            [gaussian_basis(dist, cfg.radial.n_basis, cfg.radial.cutoff_ang),
+            [gaussian_basis(dist, cfg.radial.n_basis, cfg.radial.cutoff_ang).astype(dt),
              emb("species_sender")(species[senders]), emb("species_receiver")(species[receivers])], axis=-1)
         radial = nn.silu(MLP((cfg.radial.hidden, cfg.radial.hidden), param_dtype=dt, name="radial")(edge_scalars))
 
