@@ -255,18 +255,6 @@ def test_bad_input_is_rejected():
         density.validate_hamiltonian(jnp.asarray(bad), S.shape)
 
 
-def test_response_kernel_gives_the_linear_response_of_a_gapped_density():
-    """At sigma = 0 with a gap, dD = 2 C (Phi o C^T dH C) C^T exactly (no chemical-potential term)."""
-    H, S, _ = _random_molecule(13)
-    C, phi = jax.jit(density.response_kernel, static_argnums=4)(H, S, 6.0, 0.0, "fermi")
-    np.testing.assert_allclose(np.asarray(C.T @ S @ C), np.eye(8), atol=1e-12)
-    v = jnp.asarray(_hermitian(np.random.default_rng(14), 8))
-    h = 1e-5
-    fd = (_density(H + h * v, S, 6.0, 0.0, "fermi")[0] - _density(H - h * v, S, 6.0, 0.0, "fermi")[0]) / (2 * h)
-    np.testing.assert_allclose(np.asarray(2 * C @ (phi * (C.T @ v @ C)) @ C.T), np.asarray(fd), atol=1e-8)
-    assert float(jnp.max(phi)) <= 0.0
-
-
 def test_density_matrix_of_a_pyscf_system():
     """density_matrix(System, H): PySCF's density from its Fock matrix; padded system; input errors."""
     from molecules import rks

@@ -80,22 +80,6 @@ def density_and_entropy(H, S, n_electrons, sigma, kind: str, kweights=None, ao_m
     return (D if crystal else D[0]), ent
 
 
-def response_kernel(H, S, n_electrons, sigma, kind: str, kweights=None, ao_mask=None, s_inv_sqrt=None):
-    """Eigenvectors C and occupation divided differences Phi at H (arguments as ``density_and_entropy``).
-
-    Returns (C, Phi), each [nao, nao] (or [nk, nao, nao]): C^H S C = 1, and a Hermitian change dH
-    changes D by 2 C (Phi o C^H dH C) C^H (minus the chemical-potential shift). Phi <= 0 (Hartree^-1)
-    is 0 between levels of equal occupation at sigma = 0 and between padded levels. Not differentiable;
-    meant for preconditioning (the Hessian of Omega(H) is approximately -2 Phi in this basis).
-    """
-    args, _, crystal = _prepare(H, S, n_electrons, sigma, kind, kweights, ao_mask, s_inv_sqrt)
-    H, _, X, kweights, pad, n_electrons, sigma = jax.lax.stop_gradient(args)
-    eps, C = _spectrum(H, X, pad, sigma)
-    f, mu, _ = _occupied(kind, eps, kweights, n_electrons, sigma)
-    phi = _response_kernels(kind, eps, f, mu, sigma)[0]
-    return (C, phi) if crystal else (C[0], phi[0])
-
-
 def _prepare(H, S, n_electrons, sigma, kind, kweights, ao_mask, s_inv_sqrt):
     """Validated, masked, k-batched arguments of ``_density_core`` (after kind), the mask, crystal?"""
     smearing.validate_kind(kind)
