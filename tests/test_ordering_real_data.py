@@ -53,6 +53,7 @@ def _fock(positions, level):
     return mf.get_fock()
 
 
+@pytest.mark.slow  # two grid-level-7 PySCF SCFs: ~1-4 min on 2 cores
 def test_fock_rotates_up_to_grid_error(basis):
     """PBE Fock matrix at grid level 7: rotation with inversion equal to D F D^T to 1e-7 Hartree."""
     q = -ROTATION

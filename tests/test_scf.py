@@ -41,6 +41,7 @@ def test_scf_reproduces_pyscf(xc, references, scf_results):
     np.testing.assert_allclose(np.asarray(result.H), mf.get_fock(dm=np.asarray(result.D)), atol=1e-8)
 
 
+@pytest.mark.slow  # PySCF smeared SCF converges slowly: ~1-3 min on 2 cores
 def test_scf_with_fermi_smearing_matches_pyscf(references):
     """Mermin free energy of a smeared SCF equals PySCF's e_free (same System shapes: no recompile)."""
     mf = pyscf_scf.addons.smearing_(dft.RKS(mole("H2O"), xc="lda,vwn").density_fit(), sigma=0.05, method="fermi")
