@@ -152,6 +152,25 @@ def test_padding_does_not_change_real_outputs(basis, model):
     assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
 
 
+def test_padding_edges_pointing_at_a_real_atom_are_masked(basis, model):
+    """Another padding scheme: extra zero-length edges 0 -> 0 (into a real atom's softmax and sum)."""
+    params, _, apply_jit = model
+    graph = _graph(basis, POSITIONS)
+    n_edge, extra = len(graph.senders), 5
+    zeros = np.zeros(extra, np.int32)
+    padded = graph._replace(
+        senders=np.concatenate([graph.senders, zeros]), receivers=np.concatenate([graph.receivers, zeros]),
+        edges={"shift": np.concatenate([graph.edges["shift"], np.zeros((extra, 3))]),
+               "cell_shift": np.concatenate([graph.edges["cell_shift"], np.zeros((extra, 3), np.int32)]),
+               "reverse": np.concatenate([graph.edges["reverse"], n_edge + np.arange(extra, dtype=np.int32)])},
+        n_edge=np.array([n_edge + extra], np.int32))
+    on, ed = apply_jit(params, graph)
+    on_p, ed_p = apply_jit(params, padded)
+    np.testing.assert_allclose(on_p, on, atol=1e-12)
+    np.testing.assert_allclose(ed_p[:n_edge], ed, atol=1e-12)
+    assert np.all(ed_p[n_edge:] == 0)
+
+
 def test_hermiticity_and_block_layout(basis, model):
     params, _, apply_jit = model
     graph = _graph(basis, POSITIONS)

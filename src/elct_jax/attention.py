@@ -7,8 +7,9 @@ into the edge frame and concatenated; an SO(2) convolution, a gate and a second 
   * the value of the message to atom j (rotated back), and
   * invariant attention scores (m = 0, eps = +1 outputs of the first convolution).
 Atom j sums the values of its incoming edges weighted by a softmax over those edges, per head.
-Feed-forward parts with residuals follow for atoms and edges. Padding edges only touch padding
-nodes (jraph convention), so they never enter a real atom's softmax or sum.
+Feed-forward parts with residuals follow for atoms and edges. Padding edges (``edge_mask`` False)
+get zero attention weight and never enter a real atom's softmax normalisation or sum, wherever they
+point.
 """
 from __future__ import annotations
 
@@ -53,13 +54,13 @@ class ELCTBlock(nn.Module):
     """One equivariant local-coordinate transformer block.
 
     __call__(v [N, (L+1)**2, 2, C], e [E, (L+1)**2, 2, C], wigner (per-l edge-frame D), radial [E, R],
-             senders [E], receivers [E]) -> (v, e) updated, same shapes.
+             senders [E], receivers [E], edge_mask [E] bool) -> (v, e) updated, same shapes.
     """
 
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, v, e, wigner, radial, senders, receivers):
+    def __call__(self, v, e, wigner, radial, senders, receivers, edge_mask):
         cfg = self.config
         c, heads, dt = cfg.channels, cfg.attention.heads, cfg.jnp_dtype
         vn = EquivariantRMSNorm(param_dtype=dt, name="norm_v")(v)
@@ -71,21 +72,22 @@ class ELCTBlock(nn.Module):
         )(x, radial)
         y = from_frame(y, wigner)  # [E, (L+1)**2, 2, 2C]: edge update | message values
         e = e + y[..., :c]
-        v = v + self._attend(y[..., c:], scores, receivers, v.shape[0])
+        v = v + self._attend(y[..., c:], scores, receivers, edge_mask, v.shape[0])
         v = v + EquivariantFFN(cfg.ffn_channels, param_dtype=dt, name="ffn_v")(
             EquivariantRMSNorm(param_dtype=dt, name="norm_ffn_v")(v))
         e = e + EquivariantFFN(cfg.ffn_channels, param_dtype=dt, name="ffn_e")(
             EquivariantRMSNorm(param_dtype=dt, name="norm_ffn_e")(e))
         return v, e
 
-    def _attend(self, values, scores, receivers, n_node):
+    def _attend(self, values, scores, receivers, edge_mask, n_node):
         """Softmax over each atom's incoming edges, per head; values [E, (L+1)**2, 2, C] -> [N, ...]."""
         cfg = self.config
         heads, alpha_dim = cfg.attention.heads, cfg.attention.alpha_dim
         s = jax.nn.leaky_relu(scores.reshape(-1, heads, alpha_dim), 0.2)
         a = self.param("score_vector", nn.initializers.normal(alpha_dim**-0.5), (heads, alpha_dim), cfg.jnp_dtype)
         logits = jnp.einsum("eha,ha->eh", s, a)
-        alpha = jraph.segment_softmax(logits, receivers, n_node)  # [E, heads]
+        logits = jnp.where(edge_mask[:, None], logits, 0.5 * jnp.finfo(logits.dtype).min)
+        alpha = jraph.segment_softmax(logits, receivers, n_node) * edge_mask[:, None]  # [E, heads]
         n_edge, n_comp, _, c = values.shape
         weighted = values.reshape(n_edge, n_comp, 2, heads, c // heads) * alpha[:, None, None, :, None]
         summed = jax.ops.segment_sum(weighted.reshape(values.shape), receivers, n_node)

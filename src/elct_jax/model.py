@@ -10,8 +10,9 @@
 
 Output (see ``elct_jax.hamiltonian``): onsite [n_node, n_max, n_max], edge_blocks [n_edge, n_max, n_max];
 the species' orbitals occupy the leading rows/columns, zeros elsewhere and on padding edges.
-Padding nodes (jraph.pad_with_graphs) get finite, meaningless on-site blocks; mask them with
-``elct_jax.graph.node_mask``. Computation runs in ``config.dtype``.
+Padding edges are recognised by r_ij = 0 (a real edge never has it) and masked out of every softmax
+and sum, so they cannot change real outputs even when they point at a real atom. Padding nodes
+(jraph.pad_with_graphs) get finite, meaningless on-site blocks; mask them with ``elct_jax.graph.node_mask``. Computation runs in ``config.dtype``.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ class ELCT(nn.Module):
         pos = jnp.asarray(graph.nodes["positions"], geo)
         r = (pos[receivers] + jnp.asarray(graph.edges["shift"], geo) - pos[senders])[:, LAB_TO_E3NN]
         d2 = jnp.sum(r * r, axis=-1)
-        real_edge = d2 > 0  # padding edges join a padding node to itself: r = 0
+        real_edge = d2 > 0  # padding edges (jraph.pad_with_graphs or any other scheme) have r = 0
         dist = jnp.sqrt(jnp.where(real_edge, d2, 1.0))
         wigner = edge_wigner_d(r, cfg.l_max, cfg.m_trunc)
 
@@ -63,10 +64,11 @@ class ELCT(nn.Module):
         e = self._embed_edges(radial, wigner)
         v = jnp.zeros((species.shape[0],) + e.shape[1:], dt)
         v = v.at[:, 0, 0, :].set(nn.Embed(n_sp, cfg.channels, param_dtype=dt, name="species_node")(species))
+        e = e * real_edge[:, None, None, None]
         v = v + jax.ops.segment_sum(e, receivers, species.shape[0]) / cfg.avg_num_neighbors
 
         for b in range(cfg.n_blocks):
-            v, e = ELCTBlock(cfg, name=f"block{b}")(v, e, wigner, radial, senders, receivers)
+            v, e = ELCTBlock(cfg, name=f"block{b}")(v, e, wigner, radial, senders, receivers, real_edge)
         v = EquivariantRMSNorm(param_dtype=dt, name="norm_out_v")(v)
         e = EquivariantRMSNorm(param_dtype=dt, name="norm_out_e")(e)
 
