@@ -23,14 +23,13 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from ai2dft import lbfgs
 from ai2dft.crystal import CrystalSystem, bloch_sum, hermitian_part, inverse_bloch_sum
 from ai2dft.crystal_energy import density_and_entropy_of, effective_hamiltonian, energy, fock
 from ai2dft.scf import ScfResult, diis_extrapolate
-from ai2dft.variational import VariationalResult, _two_loop
+from ai2dft.lbfgs import VariationalResult
 
 Array = jax.Array
-_ARMIJO = 1e-4
-_MAX_BACKTRACKS = 30
 
 
 def scf(system: CrystalSystem, max_iter: int = 100, tol: float = 1e-8, H0: Array | None = None,
@@ -177,66 +176,6 @@ def _evaluator(system: CrystalSystem, to_h: Callable, from_k: Callable) -> Calla
 
 
 def _minimize(system, to_h: Callable, from_k: Callable, x0, gtol, max_iter: int, memory: int):
-    """L-BFGS with Armijo backtracking over a real parameter array x (traced code).
-
-    to_h: x -> H(k); from_k: linear map of a k-space direction to parameters (the inverse of
-    to_h's linear part). The initial inverse Hessian P acts as P g = -pg, P y_i = z_i = pg_i - pg_(i+1)
-    (``ai2dft.variational``'s scheme). H and H_path of the result are parameter arrays.
-    """
-    evaluate = _evaluator(system, to_h, from_k)
-    omega0, g0, pg0 = evaluate(x0)
-    hist = jnp.zeros((memory,) + x0.shape, x0.dtype)
-    paths = (jnp.broadcast_to(x0, (max_iter + 1,) + x0.shape), jnp.full(max_iter + 1, omega0),
-             jnp.full(max_iter + 1, jnp.max(jnp.abs(g0))))
-
-    def line_search(x, point, d):
-        omega, g, pg = point
-        slope = jnp.vdot(g, d)
-        slack = 16 * jnp.finfo(x.dtype).eps * jnp.abs(omega)  # round-off of Omega itself
-
-        def accepted(alpha, om):
-            return om <= omega + _ARMIJO * alpha * slope + slack
-
-        def body(c):
-            k, alpha, _ = c
-            alpha = jnp.where(k == 0, 1.0, 0.5 * alpha)
-            return k + 1, alpha, evaluate(x + alpha * d)
-
-        k, alpha, new = jax.lax.while_loop(lambda c: (c[0] < _MAX_BACKTRACKS) & ~accepted(c[1], c[2][0]), body,
-                                           (0, 1.0, (jnp.inf, g, pg)))
-        return alpha, new, accepted(alpha, new[0])
-
-    def cond(state):
-        it, _, point, *_, stalled, _ = state
-        return (it < max_iter) & (jnp.max(jnp.abs(point[1])) >= gtol) & ~stalled
-
-    def body(state):
-        it, x, point, hist_s, hist_y, hist_z, rho, n_stored, n_valid, _, paths = state
-        _, g, pg = point
-        d = _two_loop(g, pg, hist_s, hist_y, hist_z, rho, n_valid, (n_stored - 1) % memory)
-        downhill = jnp.vdot(g, d) < 0
-        d = jnp.where(downhill, d, pg)  # restart from the preconditioned gradient
-        n_valid = jnp.where(downhill, n_valid, 0)
-        alpha, new, ok = line_search(x, point, d)
-        s, y, z = alpha * d, new[1] - g, pg - new[2]
-        sy = jnp.vdot(s, y)
-        keep = ok & (sy > 1e-12 * jnp.sqrt(jnp.vdot(s, s) * jnp.vdot(y, y)))
-        slot = n_stored % memory
-        hist_s, hist_y, hist_z = (jnp.where(keep, h.at[slot].set(v), h)
-                                  for h, v in ((hist_s, s), (hist_y, y), (hist_z, z)))
-        rho = jnp.where(keep, rho.at[slot].set(1.0 / jnp.where(keep, sy, 1.0)), rho)
-        n_valid = jnp.where(keep, jnp.minimum(n_valid + 1, memory), n_valid)
-        n_stored = n_stored + keep.astype(n_stored.dtype)
-        x = jnp.where(ok, x + s, x)
-        point = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, point)
-        it = it + ok.astype(it.dtype)
-        rows = jnp.arange(max_iter + 1) >= it  # unused rows hold the final values
-        paths = (jnp.where(rows.reshape((-1,) + (1,) * x.ndim), x, paths[0]), jnp.where(rows, point[0], paths[1]),
-                 jnp.where(rows, jnp.max(jnp.abs(point[1])), paths[2]))
-        return it, x, point, hist_s, hist_y, hist_z, rho, n_stored, n_valid, ~ok, paths
-
-    state = (jnp.asarray(0), x0, (omega0, g0, pg0), hist, hist, hist, jnp.zeros(memory), jnp.asarray(0),
-             jnp.asarray(0), jnp.asarray(False), paths)
-    it, x, (omega, g, _), *_, paths = jax.lax.while_loop(cond, body, state)
-    return VariationalResult(H=x, free_energy=omega, converged=jnp.max(jnp.abs(g)) < gtol, n_iter=it,
-                             H_path=paths[0], free_energy_path=paths[1], grad_path=paths[2])
+    """``ai2dft.lbfgs.minimize`` over a real parameter array x with H(k) = to_h(x); from_k maps a k-space
+    direction to parameters (the inverse of to_h's linear part)."""
+    return lbfgs.minimize(_evaluator(system, to_h, from_k), x0, gtol, max_iter, memory)
