@@ -1,0 +1,285 @@
+"""Label-free vs supervised training of the ELCT network on ONE water molecule (the neural-network DFT
+paper's Fig. 4a).
+
+H2O, PBE/def2-SVP, density fitting, PySCF grid level 3. The same network (ELCT, float64 parameters,
+the same random initialisation) is trained with the same optimizer and the same number of steps by
+the project's jitted ``train_step`` in three modes (the loss weights are traced: one compilation):
+
+  supervised    loss = MAE(H, H_pyscf)                   (labels: PySCF's converged Fock matrix)
+  omega         loss = Omega(H) / N_e                    (label-free: Mermin free energy only)
+  omega+sc      loss = Omega(H) / N_e + |H - F[D(H)]|    (label-free: + self-consistency residual)
+
+The label-free modes never see H_pyscf: their MAE weight is exactly 0, so the gradient carries no
+label information. Every ``--eval-every`` steps it records, against the converged PySCF SCF:
+|H - H_scf| (mean over the 24 x 24 AO pairs, after removing the shift c S that Omega cannot see, and
+raw), |E_KS[D(H)] - E_scf|, max |D(H) - D_scf| and the loss, prints a table and the final numbers,
+and saves experiments/out/unsupervised_h2o.png.
+
+Omega(H) depends on H only through D(H): with integer occupations (no smearing) it fixes the
+occupied subspace, not the virtual-virtual block of H; the self-consistency residual pins all of H.
+From a random initialisation Omega alone can also stall in a wrong occupation: the equivariant network
+gives the C2v molecule a C2v-symmetric H, whose eigenvectors keep their irreducible representation,
+and the number of occupied orbitals per irrep changes only through a level crossing at the Fermi
+level, where dOmega/dH has no component pushing the levels (sigma = 0). The "final D(H)" line names
+the SCF orbitals that the network's D(H) leaves empty or fills.
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \\
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python experiments/unsupervised_h2o.py
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.linalg
+
+from ai2dft.density import density_matrix
+from ai2dft.energy import energy
+from ai2dft.pyscf_bridge.labels import DFTSettings
+from elct_jax.config import preset
+from elct_jax.data.generate import label_record
+from elct_jax.data.loader import Batch, collate, make_example
+from elct_jax.data.systems import system_from_record
+from elct_jax.evaluate import HARTREE_TO_MEV, HARTREE_TO_UHA
+from elct_jax.hamiltonian import blocks_to_dense, dict_to_dense
+from elct_jax.model import count_parameters, make_predict_fn
+from elct_jax.structure import Structure
+from elct_jax.train.step import init_state, make_loss_fn, train_step
+
+jax.config.update("jax_enable_x64", True)
+
+WATER = Structure(("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))
+MODES = {"supervised": (1.0, 0.0, 0.0), "omega": (0.0, 1.0, 0.0), "omega+sc": (0.0, 1.0, 1.0)}  # [w_mae, w_omega, w_sc]
+OUT = Path(__file__).parent / "out"
+LBFGS = optax.lbfgs()  # one object: the jitted L-BFGS step is shared by the modes
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """The converged PySCF SCF of the structure (PySCF AO order, Hartree)."""
+
+    H: np.ndarray        # [nao, nao] Fock matrix
+    S: np.ndarray        # [nao, nao] overlap
+    D: np.ndarray        # [nao, nao] D(H) by ai2dft
+    energy: float        # E_KS[D(H)] by ai2dft
+    e_pyscf: float       # PySCF's e_tot
+
+
+def water_problem(grid_level: int, cutoff_ang: float, smearing: float):
+    """(Batch with the DFT system and the H target, Reference, basis) for the water molecule;
+    smearing: Fermi-Dirac width in Hartree (0: integer occupations), for the reference and Omega alike."""
+    settings = DFTSettings(basis="def2-svp", xc="pbe", grid_level=grid_level, conv_tol=1e-12,
+                           smearing=("fermi", smearing) if smearing > 0 else None)
+    record, converged = label_record(WATER, settings)
+    if not converged:
+        raise RuntimeError("the PySCF reference SCF did not converge")
+    system = system_from_record(record)
+    batch = collate([make_example(record, record.basis, cutoff_ang, system)], record.basis)
+    H = dict_to_dense(record.matrices["hamiltonian"], record.basis, WATER.symbols)
+    S = dict_to_dense(record.matrices["overlap"], record.basis, WATER.symbols)
+    D = density_matrix(system, jnp.asarray(H))
+    ref = Reference(H, S, np.asarray(D), float(energy(system, D)), float(record.dft["e_tot_hartree"]))
+    return batch, ref, record.basis
+
+
+def make_hamiltonian_fn(apply, n_ao: int):
+    """hamiltonian(params, batch) -> the network's dense H [n_ao, n_ao] of the batch's structure, PySCF order."""
+
+    def hamiltonian(params, batch: Batch):
+        onsite, edges = apply(params, batch.graph)
+        return blocks_to_dense(onsite, edges, batch.layout, order="pyscf")[0, :n_ao, :n_ao]
+
+    return hamiltonian
+
+
+def make_metrics_fn(hamiltonian):
+    """metrics(params, batch, H_ref, S, D_ref, E_ref) -> dict of Hartree errors (jitted)."""
+
+    @jax.jit
+    def metrics(params, batch: Batch, H_ref, S, D_ref, E_ref):
+        H = hamiltonian(params, batch)
+        system = jax.tree.map(lambda x: x[0], batch.systems)
+        D = density_matrix(system, H)
+        dH = H - H_ref
+        shift = jnp.sum(dH * S) / jnp.sum(S * S)  # elct_jax.evaluate.shift_aligned, in jnp
+        occupied_overlap = jnp.trace(D @ S @ D_ref @ S) / (2 * system.n_electrons)  # 1: same occupied space
+        return dict(H_aligned=jnp.mean(jnp.abs(dH - shift * S)), H_raw=jnp.mean(jnp.abs(dH)),
+                    E=energy(system, D) - E_ref, D=jnp.max(jnp.abs(D - D_ref)), occ=occupied_overlap, shift=shift)
+
+    return metrics
+
+
+def occupation_diagnosis(D: np.ndarray, ref: Reference, n_electrons: float) -> str:
+    """Which SCF orbitals a density matrix D [nao, nao] leaves empty or fills: weight
+    w_k = (c_k^T S D S c_k) / 2 of each reference orbital c_k (eigenvector of H_scf; 1 occupied, 0 empty)."""
+    eps, C = scipy.linalg.eigh(ref.H, ref.S)
+    w = np.diag(C.T @ ref.S @ D @ ref.S @ C) / 2
+    n_occ = int(round(n_electrons / 2))
+    empty = [f"#{k + 1} ({eps[k]:.3f} Ha, w={w[k]:.2f})" for k in range(n_occ) if w[k] < 0.5]
+    filled = [f"#{k + 1} ({eps[k]:.3f} Ha, w={w[k]:.2f})" for k in range(n_occ, len(eps)) if w[k] > 0.5]
+    if not empty and not filled:
+        return f"occupies the SCF's {n_occ} lowest orbitals (min weight {w[:n_occ].min():.4f})"
+    return f"SCF orbitals left empty: {', '.join(empty)}; SCF virtuals occupied: {', '.join(filled)}"
+
+
+def make_optimizer(lr: float, final_lr: float, steps: int) -> optax.GradientTransformation:
+    """Adam with the learning rate decayed exponentially from lr to final_lr over ``steps``."""
+    schedule = optax.exponential_decay(lr, transition_steps=steps, decay_rate=final_lr / lr)
+    return optax.adam(schedule)
+
+
+@functools.partial(jax.jit, static_argnames=("apply",))
+def lbfgs_step(params, opt_state, batch: Batch, weights, *, apply):
+    """One optax.lbfgs step (zoom line search) on the training step's loss -> (params, opt_state, loss)."""
+    loss_fn = make_loss_fn(apply)
+    value = lambda p: loss_fn(p, batch, weights)[0]  # noqa: E731
+    loss, grad = optax.value_and_grad_from_state(value)(params, state=opt_state)
+    updates, opt_state = LBFGS.update(grad, opt_state, params, value=loss, grad=grad, value_fn=value)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+def run_mode(mode: str, params0, batch: Batch, ref: Reference, apply, optimizer, steps: int, lbfgs_steps: int,
+             eval_every: int, hamiltonian, metrics_fn) -> dict:
+    """Train from params0 in one mode (Adam ``steps``, then L-BFGS ``lbfgs_steps`` on the same loss);
+    returns the history (numpy arrays, Hartree) and timings."""
+    weights = jnp.array(MODES[mode])
+    args = tuple(jnp.asarray(x) for x in (ref.H, ref.S, ref.D, ref.energy))
+    state = init_state(params0, optimizer)
+    rows, t_train, t_first = [], 0.0, 0.0
+
+    def record(step, loss):
+        m = {k: float(v) for k, v in metrics_fn(state.params, batch, *args).items()}
+        rows.append(dict(step=step, loss=loss, **m))
+
+    record(0, float("nan"))
+    for step in range(1, steps + 1):
+        t0 = time.perf_counter()
+        state, m = train_step(state, batch, weights, apply_fn=apply, optimizer=optimizer)
+        loss = float(m["loss"])
+        if step == 1:  # includes the compilation when this is the first mode
+            t_first = time.perf_counter() - t0
+        else:
+            t_train += time.perf_counter() - t0
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"{mode}: loss {loss} at step {step}")
+        if step % eval_every == 0 or step == steps:
+            record(step, loss)
+    params, opt_state = state.params, LBFGS.init(state.params)
+    for step in range(steps + 1, steps + lbfgs_steps + 1):
+        params, opt_state, loss = lbfgs_step(params, opt_state, batch, weights, apply=apply)
+        state = dataclasses.replace(state, params=params)
+        if step % eval_every == 0 or step == steps + lbfgs_steps:
+            record(step, float(loss))
+    history = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    history["seconds_per_step"] = t_train / max(steps - 1, 1)
+    history["seconds_first_step"] = t_first
+    system = jax.tree.map(lambda x: x[0], batch.systems)
+    D = np.asarray(density_matrix(system, jax.jit(hamiltonian)(state.params, batch)))
+    history["occupation"] = occupation_diagnosis(D, ref, float(system.n_electrons))
+    return history
+
+
+def report(mode: str, h: dict) -> None:
+    print(f"\n{mode}  ({h['seconds_per_step'] * 1e3:.0f} ms per step; first step {h['seconds_first_step']:.1f} s)")
+    print(f"{'step':>6} {'loss':>14} {'|H-H_scf|* meV':>15} {'|H-H_scf| meV':>14} {'E-E_scf uHa':>13} "
+          f"{'max|D-D_scf|':>13} {'occ. overlap':>13}")
+    for i in range(len(h["step"])):
+        print(f"{h['step'][i]:6d} {h['loss'][i]:14.8f} {h['H_aligned'][i] * HARTREE_TO_MEV:15.4f} "
+              f"{h['H_raw'][i] * HARTREE_TO_MEV:14.3f} {h['E'][i] * HARTREE_TO_UHA:13.3f} {h['D'][i]:13.3e} "
+              f"{h['occ'][i]:13.6f}")
+    print(f"final D(H): {h['occupation']}")
+
+
+def summary(histories: dict) -> str:
+    head = (f"{'mode':<12}{'|H-H_scf|* meV':>16}{'|H-H_scf|* uHa':>16}{'|H-H_scf| meV':>15}"
+            f"{'E-E_scf uHa':>13}{'max|D-D_scf|':>14}{'best |E-E_scf| uHa':>20}")
+    lines = [head, "-" * len(head)]
+    for mode, h in histories.items():
+        lines.append(f"{mode:<12}{h['H_aligned'][-1] * HARTREE_TO_MEV:>16.4f}{h['H_aligned'][-1] * HARTREE_TO_UHA:>16.2f}"
+                     f"{h['H_raw'][-1] * HARTREE_TO_MEV:>15.3f}{h['E'][-1] * HARTREE_TO_UHA:>13.4f}"
+                     f"{h['D'][-1]:>14.3e}{np.min(np.abs(h['E'][1:])) * HARTREE_TO_UHA:>20.4f}")
+    lines.append("*: after removing the constant shift c*S (Omega(H + cS) = Omega(H)); means over all AO pairs; "
+                 "E = E_KS[D(H)]")
+    return "\n".join(lines)
+
+
+def plot(histories: dict, path: Path, title: str, switch_step: int | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("H_aligned", HARTREE_TO_MEV, "|H - H_scf| after shift alignment (meV)"),
+              ("E", HARTREE_TO_UHA, "|E_KS[D(H)] - E_scf| (micro-Hartree)"),
+              ("D", 1.0, "max |D(H) - D_scf|"),
+              ("H_raw", HARTREE_TO_MEV, "|H - H_scf| without alignment (meV)")]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    for ax, (key, scale, label) in zip(axes.ravel(), panels):
+        for i, (mode, h) in enumerate(histories.items()):
+            ax.semilogy(h["step"], np.maximum(np.abs(h[key]) * scale, 1e-12), "-", color=f"C{i}", label=mode)
+        if key == "E":
+            ax.axhline(1.0, color="k", ls=":", lw=1, label="1 uHa")
+        if switch_step is not None:
+            ax.axvline(switch_step, color="gray", ls="--", lw=1, label="Adam -> L-BFGS")
+        ax.set_title(label, fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("training step")
+    axes[0, 1].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    print(f"\nsaved {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--preset", default="tiny", help="ELCT preset (float64 parameters)")
+    parser.add_argument("--steps", type=int, default=600, help="training steps of every mode")
+    parser.add_argument("--lr", type=float, default=1e-2, help="initial Adam learning rate")
+    parser.add_argument("--final-lr", type=float, default=1e-4, help="learning rate at the last step")
+    parser.add_argument("--lbfgs-steps", type=int, default=0, help="L-BFGS steps after Adam (same loss)")
+    parser.add_argument("--eval-every", type=int, default=20)
+    parser.add_argument("--grid-level", type=int, default=3)
+    parser.add_argument("--cutoff", type=float, default=6.0, help="graph cutoff, Angstrom")
+    parser.add_argument("--smearing", type=float, default=0.0, help="Fermi-Dirac width, Hartree (0: none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=OUT / "unsupervised_h2o.png")
+    args = parser.parse_args()
+
+    batch, ref, basis = water_problem(args.grid_level, args.cutoff, args.smearing)
+    print(f"H2O PBE/def2-SVP, grid level {args.grid_level}, smearing {args.smearing} Ha: PySCF E = {ref.e_pyscf:.10f} Ha, "
+          f"E_KS[D(H_pyscf)] (ai2dft) = {ref.energy:.10f} Ha (difference {(ref.energy - ref.e_pyscf) * 1e6:.3f} uHa)")
+    eps = scipy.linalg.eigh(ref.H, ref.S, eigvals_only=True)
+    print("SCF orbital energies (Ha), 5 occupied | 3 lowest virtual: "
+          + " ".join(f"{e:.4f}" for e in eps[:5]) + " | " + " ".join(f"{e:.4f}" for e in eps[5:8]))
+    config = preset(args.preset, dtype="float64")
+    init, apply = make_predict_fn(config, basis)
+    params0 = init(jax.random.PRNGKey(args.seed), batch.graph)
+    print(f"ELCT preset {args.preset!r}, float64, {count_parameters(params0)} parameters; Adam lr {args.lr:g} -> "
+          f"{args.final_lr:g} (exponential) over {args.steps} steps per mode")
+    optimizer = make_optimizer(args.lr, args.final_lr, args.steps)
+    hamiltonian = make_hamiltonian_fn(apply, ref.H.shape[0])
+    metrics_fn = make_metrics_fn(hamiltonian)
+    histories = {}
+    for mode in args.modes:
+        histories[mode] = run_mode(mode, params0, batch, ref, apply, optimizer, args.steps, args.lbfgs_steps,
+                                   args.eval_every, hamiltonian, metrics_fn)
+        report(mode, histories[mode])
+    budget = f"Adam {args.steps} steps" + (f" + L-BFGS {args.lbfgs_steps}" if args.lbfgs_steps else "")
+    print(f"\nfinal ({budget}):\n{summary(histories)}")
+    plot(histories, args.out, f"ELCT ({args.preset}, float64) on one H2O, PBE/def2-SVP: label-free vs supervised, "
+                              f"{budget}", args.steps if args.lbfgs_steps else None)
+
+
+if __name__ == "__main__":
+    main()
