@@ -59,8 +59,20 @@ def band_path(lattice_ang: np.ndarray, pbc=(True, True, True), path: str | None 
                              f"({cell.get_bravais_lattice(pbc=pbc).name}); known: {sorted(known)}; "
                              f"or give special_points")
     bp = cell.bandpath(path, npoints=npoints, pbc=pbc, special_points=special_points)
-    x, ticks, labels = bp.get_linear_kpoint_axis()
-    return BandPath(np.asarray(bp.kpts), np.asarray(x), np.asarray(ticks), tuple(labels))
+    kpts = np.asarray(bp.kpts)
+    step = np.linalg.norm(np.diff(kpts, axis=0) @ (2 * np.pi * np.linalg.inv(cell.complete()).T), axis=1)
+    x = np.concatenate([[0.0], np.cumsum(step)])  # path length, 1/Angstrom (ASE's axis collapses for few points)
+    ticks, labels, start = [], [], 0
+    for name in (c for c in bp.path if c.isalpha() or c.isdigit()):
+        if name.isdigit():  # ASE names like "H1"
+            labels[-1] += name
+            continue
+        hit = np.flatnonzero(np.all(np.isclose(kpts[start:], bp.special_points[name]), axis=1))
+        if len(hit):
+            start += int(hit[0])
+            ticks.append(x[start])
+            labels.append(name)
+    return BandPath(kpts, x, np.asarray(ticks), tuple(labels))
 
 
 @dataclass(frozen=True)
@@ -286,8 +298,9 @@ def plot_bands(path: BandPath, bands: Bands, out_png, title: str = "", window_ev
     for b, style in ((bands, dict(color="C0", lw=1.2)), (reference, dict(color="C3", lw=0.9, ls="--"))):
         if b is None:
             continue
+        marker = dict(marker="o", ms=2.5) if len(path.x) < 20 else {}  # few k-points: show them
         for line in _band_lines(b):
-            ax.plot(path.x, (line - shift) * HARTREE_TO_EV, **style)
+            ax.plot(path.x, (line - shift) * HARTREE_TO_EV, **style, **marker)
     for t in path.ticks:
         ax.axvline(t, color="0.7", lw=0.6)
     ax.axhline(0.0, color="0.4", lw=0.6, ls=":")
