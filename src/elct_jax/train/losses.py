@@ -5,7 +5,17 @@
     sc     mean over those structures of mean |H - F[D(H)]| over real AO pairs (self-consistency residual)
 
 Omega is invariant under H -> H + c S, so label-free training fixes H only up to that shift; the
-self-consistency residual is not, and pins it. Everything here is pure jnp and vmaps over structures.
+self-consistency residual is not, and pins it. Omega also leaves the occupied-occupied and
+virtual-virtual blocks of H free (it depends on H only through D(H)), and its gradient
+dOmega/dH = chi[F - H] is damped by the response chi ~ (f_i - f_a) / (e_i - e_a), tiny for levels far
+from the Fermi level: plain first-order training on Omega stalls (experiments/unsupervised_h2o.py).
+
+The residual is differentiated with F[D(H)] held fixed (``stop_gradient``): F is the label the
+structure generates for itself, as in self-consistency training (Zhang et al., ICML 2024), and the
+H-gradient sign(H - F) points along the preconditioned Omega gradient -chi^{-1} dOmega/dH = H - F
+(the direction of the project's variational solver, ``ai2dft.lbfgs``), with no back-propagation through
+the Fock build. Its fixed point H = F[D(H)] is the SCF solution, which pins every block of H.
+Everything here is pure jnp and vmaps over structures.
 """
 from __future__ import annotations
 
@@ -34,10 +44,11 @@ def free_energy_per_electron(system: System, H) -> jax.Array:
 
 
 def self_consistency_residual(system: System, H) -> jax.Array:
-    """[] mean |H - F[D(H)]| over the real AO pairs (Hartree)."""
-    D, _ = _density(system, H)
+    """[] mean |H - F[D(H)]| over the real AO pairs (Hartree); differentiated with F held fixed."""
+    D, _ = _density(system, jax.lax.stop_gradient(H))
     pair = system.ao_mask[:, None] * system.ao_mask[None, :]
-    return jnp.sum(jnp.abs(H - fock(system, D)) * pair) / jnp.sum(pair)
+    target = jax.lax.stop_gradient(fock(system, D))
+    return jnp.sum(jnp.abs(H - target) * pair) / jnp.sum(pair)
 
 
 def masked_mean(values, mask):
