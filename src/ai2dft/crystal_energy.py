@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from ai2dft import coulomb_fft, xc
 from ai2dft.crystal import CrystalSystem, bloch_sum, hermitian_part
-from ai2dft.density import density_and_entropy
+from ai2dft.density import density_and_entropy, validate_hamiltonian
 
 Array = jax.Array
 DROPPED_LEVEL_HARTREE = 100.0  # level of the S(k) eigenvectors removed as linearly dependent
@@ -143,6 +143,19 @@ def density_and_entropy_of(system: CrystalSystem, H: Array) -> tuple[Array, Arra
     return density_and_entropy(effective_hamiltonian(system, H), system.overlap, system.n_electrons, system.sigma,
                                system.smearing_kind, kweights=system.kweights, ao_mask=system.ao_mask,
                                s_inv_sqrt=system.s_inv_sqrt)
+
+
+def density_matrix(system: CrystalSystem, H: Array) -> Array:
+    """[nk, nao, nao] D(H(k)) as ``free_energy`` uses it (smearing, k-weights and the basis PySCF keeps
+    from ``system``). Validates a concrete H like ``ai2dft.density.density_matrix`` (shape, finite,
+    Hermitian) and raises ``ValueError`` naming the problem."""
+    validate_hamiltonian(H, system.overlap.shape)
+    return _density_matrix_jit(system, H)
+
+
+@jax.jit
+def _density_matrix_jit(system: CrystalSystem, H: Array) -> Array:
+    return density_and_entropy_of(system, H)[0]
 
 
 def free_energy(system: CrystalSystem, H: Array) -> Array:

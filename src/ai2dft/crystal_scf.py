@@ -26,25 +26,27 @@ import jax.numpy as jnp
 from ai2dft import lbfgs
 from ai2dft.crystal import CrystalSystem, bloch_sum, hermitian_part, inverse_bloch_sum
 from ai2dft.crystal_energy import density_and_entropy_of, effective_hamiltonian, energy, fock
-from ai2dft.scf import ScfResult, diis_extrapolate
+from ai2dft.scf import ScfResult, check_on_failure, diis_extrapolate, report_failure
 from ai2dft.lbfgs import VariationalResult
 
 Array = jax.Array
 
 
 def scf(system: CrystalSystem, max_iter: int = 100, tol: float = 1e-8, H0: Array | None = None,
-        diis_space: int = 8) -> ScfResult:
+        diis_space: int = 8, on_failure: str = "warn") -> ScfResult:
     """Converge the Kohn-Sham equations of a crystal from H0 [nk, nao, nao] (default: hcore).
 
     Returns an ``ai2dft.scf.ScfResult`` whose H, D are [nk, nao, nao]; tol bounds the max-abs
-    orthogonalized commutator (Hartree). Check ``result.converged``.
+    orthogonalized commutator (Hartree). on_failure as in ``ai2dft.scf.scf``: "warn"
+    (``RuntimeWarning``), "raise" (``ScfNotConverged``) or "ignore" when not converged.
     """
+    check_on_failure(on_failure)
     if diis_space < 1:
         raise ValueError(f"diis_space must be >= 1, got {diis_space}")
     H0 = system.hcore if H0 is None else jnp.asarray(H0, system.hcore.dtype)
     if H0.shape != system.hcore.shape:
         raise ValueError(f"H0 has shape {H0.shape}, expected {system.hcore.shape}")
-    return _scf(system, H0, max_iter, tol, diis_space)
+    return report_failure(_scf(system, H0, max_iter, tol, diis_space), tol, on_failure)
 
 
 def _dagger(a: Array) -> Array:

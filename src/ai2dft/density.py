@@ -183,15 +183,16 @@ _density_core.defvjp(_density_fwd, _density_bwd)
 
 
 def density_matrix(system, H) -> jax.Array:
-    """D(H) (same shape as H) for a molecular ``System`` or a ``CrystalSystem``.
+    """D(H) [nao, nao] of a molecular ``System`` (crystals: ``ai2dft.crystal_energy.density_matrix``;
+    ``ai2dft.density_matrix`` takes either).
 
-    Overlap, electron count, smearing width and kind, AO mask (and k-weights for crystals) come
-    from ``system``. Validates eagerly (when H is concrete) and raises ``ValueError`` for an H of
-    the wrong shape, a non-Hermitian H (reporting the largest asymmetry) or non-finite entries.
+    Overlap, electron count, smearing width and kind and AO mask come from ``system``. Validates
+    eagerly (when H is concrete) and raises ``ValueError`` for an H of the wrong shape, a
+    non-Hermitian H (reporting the largest asymmetry) or non-finite entries.
     """
     validate_hamiltonian(H, system.overlap.shape)
     D, _ = _density_and_entropy_jit(H, system.overlap, system.n_electrons, system.sigma, system.smearing_kind,
-                                    getattr(system, "kweights", None), system.ao_mask)
+                                    None, system.ao_mask)
     return D
 
 

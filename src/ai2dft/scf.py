@@ -58,20 +58,30 @@ def scf(system: System, max_iter: int = 100, tol: float = 1e-8, H0: Array | None
     (``ScfNotConverged``) or "ignore" when ``converged`` is False; inside an outer ``jax.jit``
     nothing can be raised, so check ``result.converged`` there.
     """
-    if on_failure not in ("warn", "raise", "ignore"):
-        raise ValueError(f"on_failure must be 'warn', 'raise' or 'ignore', got {on_failure!r}")
+    check_on_failure(on_failure)
     if diis_space < 1:
         raise ValueError(f"diis_space must be >= 1, got {diis_space}")
     H0 = system.hcore if H0 is None else jnp.asarray(H0)
     if H0.shape != system.hcore.shape:
         raise ValueError(f"H0 has shape {H0.shape}, expected {system.hcore.shape}")
-    result = _scf_jit(system, H0, max_iter, tol, diis_space)
+    return report_failure(_scf_jit(system, H0, max_iter, tol, diis_space), tol, on_failure)
+
+
+def check_on_failure(on_failure: str) -> None:
+    """Raise ValueError unless on_failure is "warn", "raise" or "ignore"."""
+    if on_failure not in ("warn", "raise", "ignore"):
+        raise ValueError(f"on_failure must be 'warn', 'raise' or 'ignore', got {on_failure!r}")
+
+
+def report_failure(result: ScfResult, tol: float, on_failure: str) -> ScfResult:
+    """``result``, after a ``RuntimeWarning`` ("warn") or ``ScfNotConverged`` ("raise") when it is not
+    converged; nothing for "ignore" or inside an outer ``jax.jit`` (traced ``converged``)."""
     if on_failure != "ignore" and not isinstance(result.converged, jax.core.Tracer) and not bool(result.converged):
         message = (f"SCF not converged after {int(result.n_iter)} iterations: commutator error "
                    f"{float(result.error):.2e} > tol {tol:.1e} (energy {float(result.energy):.10f} Ha)")
         if on_failure == "raise":
             raise ScfNotConverged(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
     return result
 
 

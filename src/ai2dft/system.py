@@ -1,4 +1,6 @@
-"""``System``: everything the molecular Kohn-Sham energy needs, as a frozen JAX pytree.
+"""``System``: everything the molecular Kohn-Sham energy needs, as a frozen JAX pytree; its
+constructors are also the one entry point for crystals (they return a ``CrystalSystem`` for a
+periodic PySCF cell or periodic ASE atoms).
 
 Arrays are in PySCF AO order and atomic units (Hartree, Bohr). The container does not import
 PySCF; the constructors call ``ai2dft.pyscf_bridge.molecule`` lazily.
@@ -17,6 +19,8 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ai2dft.crystal import CrystalSystem
 
 Array = jax.Array
 
@@ -95,10 +99,26 @@ class System:
         smearing: tuple[str, float] | None = None,
         grid_level: int | None = None,
         auxbasis: str | None = None,
-    ) -> "System":
-        """From a PySCF RKS object (its xc, grid, density fitting and smearing are used unless
-        given here) or a ``Mole`` (then ``xc`` is required; default grid level 3, PySCF's default
-        auxiliary basis, no smearing). ``smearing`` is ``(kind, sigma_hartree)``."""
+        *,
+        kmesh: tuple[int, int, int] | None = None,
+        ke_cutoff: float | None = None,
+        chunk_size: int | None = None,
+    ) -> "System | CrystalSystem":
+        """The Kohn-Sham system of a PySCF molecule or crystal; ``smearing`` is ``(kind, sigma_hartree)``.
+
+        Molecules (a ``System``): from an RKS object (its xc, grid, density fitting and smearing are
+        used unless given here) or a ``Mole`` (then ``xc`` is required; default grid level 3, PySCF's
+        default auxiliary basis, no smearing).
+        Crystals (a ``CrystalSystem``, see :meth:`CrystalSystem.from_pyscf`): from a ``KRKS`` (all
+        settings taken from it) or a built ``pbc.gto.Cell`` with ``xc`` (default "pbe"), ``kmesh``
+        (default (1, 1, 1)), ``ke_cutoff`` (Hartree; sets the FFT mesh, None keeps ``cell.mesh``) and
+        ``chunk_size`` (grid points per AO chunk). Options of the other kind raise ``ValueError``.
+        """
+        if _is_periodic(obj):
+            _reject(dict(grid_level=grid_level, auxbasis=auxbasis), "a periodic cell")
+            chunk = {} if chunk_size is None else dict(chunk_size=chunk_size)
+            return CrystalSystem.from_pyscf(obj, xc=xc, kmesh=kmesh, smearing=smearing, ke_cutoff=ke_cutoff, **chunk)
+        _reject(dict(kmesh=kmesh, ke_cutoff=ke_cutoff, chunk_size=chunk_size), f"a molecule ({type(obj).__name__})")
         from ai2dft.pyscf_bridge.molecule import molecule_arrays
 
         return cls.from_arrays(**molecule_arrays(obj, xc, smearing, grid_level, auxbasis))
@@ -122,11 +142,32 @@ class System:
         return cls.from_pyscf(build_mole(symbols, positions_angstrom, basis, charge), xc=xc, **kwargs)
 
     @classmethod
-    def from_ase(cls, atoms: Any, basis: str, xc: str, charge: int = 0, **kwargs: Any) -> "System":
-        """From an ASE ``Atoms`` (positions in Angstrom); keywords as in :meth:`from_symbols`."""
+    def from_ase(cls, atoms: Any, basis: str, xc: str, charge: int = 0, **kwargs: Any) -> "System | CrystalSystem":
+        """From an ASE ``Atoms`` (positions in Angstrom): a molecule (``pbc`` all False; keywords as in
+        :meth:`from_symbols`) or, if any direction is periodic, a crystal via
+        :meth:`CrystalSystem.from_ase` (``pbc`` must then be all True; neutral cells only; keywords
+        pseudo, kmesh, smearing, ke_cutoff, chunk_size)."""
+        if any(atoms.pbc):
+            _reject(dict(grid_level=kwargs.pop("grid_level", None), auxbasis=kwargs.pop("auxbasis", None)),
+                    "a periodic cell")
+            if charge != 0:
+                raise ValueError(f"charge={charge}: periodic cells must be neutral")
+            return CrystalSystem.from_ase(atoms, basis, xc, **kwargs)
         return cls.from_symbols(
             atoms.get_chemical_symbols(), atoms.get_positions(), basis, xc, charge, **kwargs
         )
+
+
+def _is_periodic(obj: Any) -> bool:
+    """A PySCF pbc ``Cell``, or a mean-field object built on one (both carry lattice vectors)."""
+    return hasattr(obj, "lattice_vectors") or hasattr(getattr(obj, "cell", None), "lattice_vectors")
+
+
+def _reject(options: dict[str, Any], source: str) -> None:
+    """Raise ValueError naming the options that were given (not None) but do not apply to ``source``."""
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        raise ValueError(f"option(s) {', '.join(given)} do not apply to {source}")
 
 
 def _pad_axes(x: Array, widths: dict[int, int], value: float = 0.0) -> Array:

@@ -1,0 +1,162 @@
+"""One entry point for molecules and crystals: ``ai2dft.System.from_pyscf`` / ``from_ase`` return a
+``System`` or a ``CrystalSystem``, and the public functions dispatch on it.
+
+Molecule: H2O PBE/def2-SVP (the shared converged reference of tests/molecules.py). Crystal: graphene
+(2 C, gth-szv, gth-pade, LDA, Fermi smearing 0.01 Ha, 2x2x1 k, ke_cutoff 15 Ha: an 11x11x29 mesh).
+The public functions must give exactly the numbers of the type-specific modules, and the crystal
+options must reach PySCF (energy and Fock matrix equal PySCF's KRKS at a guess density).
+"""
+from __future__ import annotations
+
+import ase
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from molecules import mole, rks
+from pyscf.pbc import gto as pbc_gto
+
+import ai2dft
+from ai2dft import crystal_energy, crystal_scf, variational
+from ai2dft import density as density_module
+from ai2dft.crystal import CrystalSystem
+from ai2dft.energy import energy as molecular_energy
+from ai2dft.energy import fock as molecular_fock
+from ai2dft.energy import free_energy as molecular_free_energy
+from ai2dft.pyscf_bridge.cell import make_krks
+from ai2dft.scf import scf as molecular_scf
+
+GRAPHENE_A, GRAPHENE_C = 2.46, 8.0  # Angstrom
+CRYSTAL_OPTIONS = dict(xc="lda,vwn", kmesh=(2, 2, 1), smearing=("fermi", 0.01), ke_cutoff=15.0)
+EXACT = 1e-12
+
+
+def graphene_atoms(pbc=True) -> ase.Atoms:
+    a, c = GRAPHENE_A, GRAPHENE_C
+    cell = [[a, 0, 0], [-a / 2, a * np.sqrt(3) / 2, 0], [0, 0, c]]
+    return ase.Atoms("C2", positions=[[0, 0, 0], [0, a / np.sqrt(3), 0]], cell=cell, pbc=pbc)
+
+
+def graphene_cell() -> pbc_gto.Cell:
+    atoms = graphene_atoms()
+    return pbc_gto.M(a=np.asarray(atoms.cell), atom=[("C", p) for p in atoms.positions], basis="gth-szv",
+                     pseudo="gth-pade", verbose=0)
+
+
+def max_abs(a, b) -> float:
+    return float(jnp.max(jnp.abs(jnp.asarray(a) - jnp.asarray(b))))
+
+
+@pytest.fixture(scope="module")
+def water():
+    mf = rks("H2O", "pbe")
+    return mf, ai2dft.System.from_pyscf(mf)
+
+
+@pytest.fixture(scope="module")
+def graphene():
+    return ai2dft.System.from_pyscf(graphene_cell(), **CRYSTAL_OPTIONS)
+
+
+def test_dispatch_table_is_the_type_specific_functions():
+    """Molecules run exactly the molecular code (no wrapper in between); crystals the crystal code."""
+    table = {
+        ai2dft.density_matrix: (density_module.density_matrix, crystal_energy.density_matrix),
+        ai2dft.energy: (molecular_energy, crystal_energy.energy),
+        ai2dft.fock: (molecular_fock, crystal_energy.fock),
+        ai2dft.free_energy: (molecular_free_energy, crystal_energy.free_energy),
+        ai2dft.scf: (molecular_scf, crystal_scf.scf),
+        ai2dft.minimize_free_energy: (variational.minimize_free_energy, crystal_scf.minimize_free_energy),
+    }
+    for public, (molecular, crystal) in table.items():
+        assert public.dispatch(ai2dft.System) is molecular, public
+        assert public.dispatch(CrystalSystem) is crystal, public
+
+
+def test_molecule_through_the_public_functions(water):
+    mf, system = water
+    assert type(system) is ai2dft.System
+    F = jnp.asarray(mf.get_fock())
+    omega, grad = jax.jit(jax.value_and_grad(ai2dft.free_energy, argnums=1))(system, F)
+    omega_ref, grad_ref = jax.jit(jax.value_and_grad(molecular_free_energy, argnums=1))(system, F)
+    assert abs(float(omega) - float(omega_ref)) < EXACT and max_abs(grad, grad_ref) < EXACT
+    assert abs(float(omega) - mf.e_tot) < 1e-8  # no smearing: Omega at PySCF's Fock matrix is its energy
+    D = ai2dft.density_matrix(system, F)
+    assert max_abs(D, mf.make_rdm1()) < 1e-7
+    assert abs(float(ai2dft.energy(system, D)) - float(molecular_energy(system, D))) < EXACT
+    assert max_abs(ai2dft.fock(system, D), molecular_fock(system, D)) < EXACT
+    result = ai2dft.scf(system, tol=1e-9)
+    assert bool(result.converged) and abs(float(result.energy) - mf.e_tot) < 1e-8
+
+
+def test_cell_gives_a_crystal_system_with_its_options(graphene):
+    """from_pyscf(Cell) = CrystalSystem.from_pyscf = from_ase(periodic Atoms), and the options reach
+    PySCF: energy and Fock matrix at PySCF's initial guess equal those of the KRKS they describe."""
+    assert type(graphene) is CrystalSystem
+    assert graphene.n_k == 4 and graphene.xc == "lda,vwn" and graphene.smearing_kind == "fermi"
+    assert float(graphene.sigma) == 0.01 and graphene.ao.shape[3] == 2048
+    direct = CrystalSystem.from_pyscf(graphene_cell(), **CRYSTAL_OPTIONS)
+    from_ase = ai2dft.System.from_ase(graphene_atoms(), "gth-szv", "lda,vwn", kmesh=(2, 2, 1),
+                                      smearing=("fermi", 0.01), ke_cutoff=15.0, chunk_size=1000)
+    assert type(from_ase) is CrystalSystem and from_ase.ao.shape[3] == 1000
+    for other in (direct, from_ase):
+        assert other.mesh == graphene.mesh
+        for name in ("overlap", "hcore", "kpts", "coulG", "e_nuc", "n_electrons"):
+            assert max_abs(getattr(other, name), getattr(graphene, name)) < EXACT, name
+    mf = make_krks(graphene_cell(), **CRYSTAL_OPTIONS)
+    assert graphene.mesh == tuple(mf.with_df.mesh)
+    dm = np.asarray(mf.get_init_guess())
+    assert abs(float(ai2dft.energy(graphene, jnp.asarray(dm))) - mf.energy_tot(dm)) < 1e-9
+    assert max_abs(ai2dft.fock(graphene, jnp.asarray(dm)), np.asarray(mf.get_fock(dm=dm))) < 1e-9
+
+
+def test_crystal_through_the_public_functions(graphene):
+    system = graphene
+    result = ai2dft.scf(system, tol=1e-9)
+    reference = crystal_scf.scf(system, tol=1e-9)
+    assert bool(result.converged)
+    for name in ("H", "D", "energy", "free_energy"):
+        assert max_abs(getattr(result, name), getattr(reference, name)) < EXACT, name
+    H = result.H + 0.01 * system.overlap  # a shift c*S changes nothing physical
+    D = ai2dft.density_matrix(system, H)
+    D_ref, _ = crystal_energy.density_and_entropy_of(system, H)
+    assert max_abs(D, D_ref) < EXACT
+    n_electrons = jnp.sum(system.kweights * jnp.real(jnp.einsum("kij,kji->k", D, system.overlap)))
+    assert abs(float(n_electrons) - float(system.n_electrons)) < 1e-10
+    assert abs(float(ai2dft.energy(system, D)) - float(crystal_energy.energy(system, D))) < EXACT
+    assert max_abs(ai2dft.fock(system, D), crystal_energy.fock(system, D)) < EXACT
+    omega, grad = jax.jit(jax.value_and_grad(ai2dft.free_energy, argnums=1))(system, H)
+    omega_ref, grad_ref = jax.jit(jax.value_and_grad(crystal_energy.free_energy, argnums=1))(system, H)
+    assert abs(float(omega) - float(omega_ref)) < EXACT and max_abs(grad, grad_ref) < EXACT
+    assert abs(float(omega) - float(result.free_energy)) < 1e-9 and float(jnp.max(jnp.abs(grad))) < 1e-7
+    variational_result = ai2dft.minimize_free_energy(system, max_iter=40, gtol=1e-7)
+    assert bool(variational_result.converged)
+    assert abs(float(variational_result.free_energy) - float(result.free_energy)) < 1e-9
+
+
+def test_crystal_scf_failure_is_reported_like_the_molecular_one(graphene):
+    with pytest.warns(RuntimeWarning, match="SCF not converged after 2 iterations"):
+        ai2dft.scf(graphene, max_iter=2)
+    with pytest.raises(ai2dft.ScfNotConverged, match="commutator error"):
+        ai2dft.scf(graphene, max_iter=2, on_failure="raise")
+    with pytest.raises(ValueError, match="on_failure"):
+        ai2dft.scf(graphene, on_failure="quiet")
+
+
+def test_options_of_the_other_kind_are_named(graphene):
+    with pytest.raises(ValueError, match=r"kmesh, ke_cutoff do not apply to a molecule \(Mole\)"):
+        ai2dft.System.from_pyscf(mole("H2O"), xc="pbe", kmesh=(2, 2, 1), ke_cutoff=20.0)
+    with pytest.raises(ValueError, match="kmesh do not apply to a molecule"):
+        ai2dft.System.from_ase(graphene_atoms(pbc=False), "def2-svp", "pbe", kmesh=(2, 2, 1))
+    with pytest.raises(ValueError, match="grid_level do not apply to a periodic cell"):
+        ai2dft.System.from_pyscf(graphene_cell(), xc="pbe", grid_level=3)
+    with pytest.raises(ValueError, match="auxbasis do not apply to a periodic cell"):
+        ai2dft.System.from_ase(graphene_atoms(), "gth-szv", "pbe", auxbasis="weigend")
+    with pytest.raises(ValueError, match="must be neutral"):
+        ai2dft.System.from_ase(graphene_atoms(), "gth-szv", "pbe", charge=2)
+    with pytest.raises(ValueError, match="periodic in all three directions"):
+        ai2dft.System.from_ase(graphene_atoms(pbc=[True, True, False]), "gth-szv", "pbe")
+    with pytest.raises(TypeError, match=r"ai2dft.energy needs an ai2dft.System or ai2dft.CrystalSystem.*ndarray"):
+        ai2dft.energy(np.eye(8), np.eye(8))
+    with pytest.raises(ValueError, match="H has shape"):
+        ai2dft.density_matrix(graphene, graphene.hcore[0])
