@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 
+from ai2dft.crystal import CrystalSystem
 from ai2dft.system import System, pad_system
 from elct_jax.basis import OrbitalBasis
 from elct_jax.data.deeph_dock import DeepHFormatError, DeepHRecord, read_deeph_dock
@@ -37,13 +38,14 @@ class Example:
     """One structure. targets[name] = (onsite [n_atoms, n_max, n_max], edges [n_edges, n_max, n_max]),
     internal order, Hartree; edge_found [n_edges] is False where the record has no block for an edge
     (that target is zero and masked out). An unlabelled structure has no "hamiltonian" target.
-    system: the ai2dft System of the structure for label-free (Omega, self-consistency) training, or None."""
+    system: the ai2dft System (molecule) or CrystalSystem (crystal) of the structure for label-free
+    (Omega, self-consistency) training, or None."""
 
     symbols: tuple[str, ...]
     graph: jraph.GraphsTuple
     targets: dict[str, tuple[np.ndarray, np.ndarray]]
     edge_found: np.ndarray
-    system: System | None = None
+    system: System | CrystalSystem | None = None
 
     def __post_init__(self):
         n_node, n_edge = int(np.sum(self.graph.n_node)), len(self.graph.senders)
@@ -68,8 +70,9 @@ class Batch:
     target_masks name -> (onsite, edge) bool masks of the same shapes: entries that carry a label
     onsite_mask  [n_node, n_max, n_max] bool: a real orbital pair of a real atom
     edge_mask    [n_edge, n_max, n_max] bool: a real orbital pair of a real edge whose block is known
-    systems      ai2dft System stacked over the B structures, padded to n_ao_pad AOs; None when the
-                 examples carry no systems (supervised-only data)
+    systems      ai2dft System stacked over the B structures, padded to n_ao_pad AOs; for crystals a
+                 CrystalSystem stacked over B, unpadded (all of one shape: nk, nao, mesh, xc); None
+                 when the examples carry no systems (supervised-only data)
     has_system   [B] float, 1 where a structure takes part in the label-free terms
     """
 
@@ -79,7 +82,7 @@ class Batch:
     target_masks: dict[str, tuple[np.ndarray, np.ndarray]]
     onsite_mask: np.ndarray
     edge_mask: np.ndarray
-    systems: System | None
+    systems: System | CrystalSystem | None
     has_system: np.ndarray
 
 
@@ -137,8 +140,9 @@ class PadSizes:
 
 
 def pad_sizes(examples: Sequence[Example], basis: OrbitalBasis) -> PadSizes:
-    """The bucketed sizes ``collate`` pads ``examples`` to."""
-    systems = [ex.system for ex in examples if ex.system is not None]
+    """The bucketed sizes ``collate`` pads ``examples`` to (grid and auxiliary sizes of molecular systems
+    only: crystal systems are stacked unpadded)."""
+    systems = [ex.system for ex in examples if isinstance(ex.system, System)]
     return PadSizes(
         n_node=bucket_size(sum(len(ex.symbols) for ex in examples) + 1),
         n_edge=bucket_size(sum(len(ex.graph.senders) for ex in examples)),
@@ -190,14 +194,34 @@ def _target_or_zeros(ex: Example, name: str, part: int, n: int, n_max: int) -> n
     return ex.targets[name][part] if name in ex.targets else np.zeros((n, n_max, n_max))
 
 
-def _stack_systems(examples: Sequence[Example], sizes: PadSizes) -> tuple[System | None, np.ndarray]:
-    """Systems padded to ``sizes`` and stacked over the batch, with the [B] presence flags."""
+def _stack_systems(examples: Sequence[Example], sizes: PadSizes) -> tuple[System | CrystalSystem | None, np.ndarray]:
+    """Systems padded to ``sizes`` (molecules) or checked to share one shape (crystals) and stacked over
+    the batch, with the [B] presence flags."""
     if all(ex.system is None for ex in examples):
         return None, np.zeros(len(examples))
     if any(ex.system is None for ex in examples):
         raise ValueError("either every example of a batch has a DFT system or none has")
+    crystal = [isinstance(ex.system, CrystalSystem) for ex in examples]
+    if all(crystal):
+        return _stack_crystals([ex.system for ex in examples]), np.ones(len(examples))
+    if any(crystal):
+        raise ValueError("a batch mixes molecules and crystals; batch them separately")
     padded = [pad_system(ex.system, sizes.n_ao, sizes.n_grid, sizes.n_aux) for ex in examples]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *padded), np.ones(len(examples))
+
+
+def _stack_crystals(systems: Sequence[CrystalSystem]) -> CrystalSystem:
+    """CrystalSystems stacked over the batch; raises unless all share k-points count, AOs, mesh, xc,
+    smearing kind and grid chunking (crystals are not padded)."""
+    first = systems[0]
+    for n, s in enumerate(systems[1:], start=1):
+        same = jax.tree.structure(s) == jax.tree.structure(first) and all(
+            a.shape == b.shape for a, b in zip(jax.tree.leaves(s), jax.tree.leaves(first)))
+        if not same:
+            raise ValueError(f"crystal {n} of the batch has another shape than crystal 0 ({s!r} vs {first!r}); "
+                             f"a batch of crystals needs one k-mesh, AO count, FFT mesh, xc and smearing kind "
+                             f"(use batch_size 1 for mixed crystals)")
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *systems)
 
 
 def _stack(arrays: list[np.ndarray], n_total: int) -> np.ndarray:

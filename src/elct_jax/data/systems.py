@@ -1,21 +1,65 @@
-"""Rebuild the ai2dft ``System`` of a dataset record from the level of theory stored with it."""
+"""Rebuild the ai2dft Kohn-Sham system of a dataset record from the level of theory stored with it.
+
+Molecules give an ``ai2dft.System``, crystals an ``ai2dft.crystal.CrystalSystem`` built on the SCF
+k-mesh, plane-wave cutoff, pseudopotential, functional and smearing of the record's labels (the
+``elct`` entry of its info.json, written by ``elct_jax.data.generate``). The PySCF cell is the one
+the label generator builds (``ai2dft.pyscf_bridge.labels.build_cell``), so labels and system agree.
+"""
 from __future__ import annotations
 
+from ai2dft.crystal import CrystalSystem
 from ai2dft.system import System
 from elct_jax.data.deeph_dock import DeepHRecord
 
+_CRYSTAL_SETTINGS = ("xc", "kmesh", "pseudopotential", "ke_cutoff_Ha", "smearing")
 
-def system_from_record(record: DeepHRecord) -> System:
-    """The molecular Kohn-Sham System of ``record`` (same basis, xc, charge, grid level, smearing as its
-    labels). Raises ``ValueError`` for crystals (not yet supported here) or records lacking the settings."""
+
+def system_from_record(record: DeepHRecord, chunk_size: int = 2048) -> System | CrystalSystem:
+    """The Kohn-Sham system of ``record``: :func:`molecule_system_from_record` for molecules,
+    :func:`crystal_system_from_record` for periodic structures (``chunk_size`` applies to crystals)."""
     if record.structure.is_periodic:
-        raise ValueError("label-free training on crystal records is not supported by the data pipeline yet")
-    dft = record.dft
-    missing = [k for k in ("xc",) if k not in dft]
-    if missing:
-        raise ValueError(f"record has no {missing} in its info.json 'elct' settings; cannot rebuild its DFT system")
+        return crystal_system_from_record(record, chunk_size)
+    return molecule_system_from_record(record)
+
+
+def molecule_system_from_record(record: DeepHRecord) -> System:
+    """The molecular System of ``record`` (same basis, xc, charge, grid level, smearing as its labels).
+    Raises ``ValueError`` for crystals or records lacking the settings."""
+    if record.structure.is_periodic:
+        raise ValueError("molecule_system_from_record got a periodic record; use crystal_system_from_record")
+    dft = _settings(record, ("xc",))
     smearing = tuple(dft["smearing"]) if dft.get("smearing") else None
     return System.from_symbols(
         record.structure.symbols, record.structure.positions_ang, record.basis.name, dft["xc"],
         charge=int(dft.get("charge", 0)), grid_level=dft.get("grid_level"), smearing=smearing,
     )
+
+
+def crystal_system_from_record(record: DeepHRecord, chunk_size: int = 2048) -> CrystalSystem:
+    """The CrystalSystem of a periodic ``record``: its basis and GTH pseudopotential, xc, SCF k-mesh
+    (Gamma-centred), FFT mesh of ``ke_cutoff_Ha`` (None: PySCF's default mesh, very fine) and smearing
+    (None: integer occupations), as stored by the label generator. Raises ``ValueError`` naming any
+    missing setting, or for a molecule."""
+    from ai2dft.pyscf_bridge.labels import DFTSettings, build_cell
+
+    if not record.structure.is_periodic:
+        raise ValueError("crystal_system_from_record got a molecule; use molecule_system_from_record")
+    dft = _settings(record, _CRYSTAL_SETTINGS)
+    smearing = tuple(dft["smearing"]) if dft["smearing"] else None
+    settings = DFTSettings(basis=record.basis.name, xc=dft["xc"], charge=int(dft.get("charge", 0)),
+                           smearing=smearing, pseudo=dft["pseudopotential"], kmesh=tuple(dft["kmesh"]),
+                           ke_cutoff_Ha=dft["ke_cutoff_Ha"])
+    cell = build_cell(record.structure, settings)
+    return CrystalSystem.from_pyscf(cell, xc=settings.xc, kmesh=settings.kmesh, smearing=settings.smearing,
+                                    ke_cutoff=settings.ke_cutoff_Ha, chunk_size=chunk_size)
+
+
+def _settings(record: DeepHRecord, required: tuple[str, ...]) -> dict:
+    """The record's DFT settings, after checking that ``required`` keys and a PySCF basis name are there."""
+    dft = record.dft
+    missing = [k for k in required if k not in dft]
+    if missing:
+        raise ValueError(f"record has no {missing} in its info.json 'elct' settings; cannot rebuild its DFT system")
+    if not record.basis.name or record.basis.name == "unknown":
+        raise ValueError("record has no PySCF basis name (info.json 'elct.basis'); cannot rebuild its DFT system")
+    return dft

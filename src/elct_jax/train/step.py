@@ -2,6 +2,11 @@
 
     loss = w_mae * MAE(H, H_ref) + w_omega * mean(Omega(H) / N_e) + w_sc * mean|H - F[D(H)]|
 
+Molecules (``batch.systems`` an ``ai2dft.System``) use the dense H of ``blocks_to_dense`` and
+``train.losses``; crystals (an ``ai2dft.crystal.CrystalSystem``) use H(k) of ``hamiltonian.bloch_sum``
+and ``train.crystal_losses`` (Omega and N_e per cell). The choice is made at trace time from the
+pytree type: one jitted step, one compilation per batch shape.
+
 The weights are a traced array ``[w_mae, w_omega, w_sc]``: changing them never recompiles. A batch may
 carry a leading shard axis (one slice per device, see ``elct_jax.train.parallel``); the loss is then the
 mean over shards and XLA inserts the gradient all-reduce.
@@ -16,8 +21,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ai2dft.crystal import CrystalSystem
 from elct_jax.hamiltonian import blocks_to_dense
 from elct_jax.data.loader import Batch
+from elct_jax.train.crystal_losses import crystal_energy_losses
 from elct_jax.train.losses import block_mae, energy_losses
 from elct_jax.train.optim import ema_update
 
@@ -60,6 +67,9 @@ def make_loss_fn(apply_fn: Callable) -> Callable:
         mae = hamiltonian_mae(onsite, edges, batch)
         if batch.systems is None:
             omega = sc = jnp.zeros((), mae.dtype)
+        elif isinstance(batch.systems, CrystalSystem):
+            omega, sc = crystal_energy_losses(batch.systems, onsite, edges, batch.layout, batch.has_system,
+                                              weights[1], weights[2])
         else:
             H = blocks_to_dense(onsite, edges, batch.layout, order="pyscf")
             omega, sc = energy_losses(batch.systems, H.astype(batch.systems.overlap.dtype), batch.has_system,

@@ -1,0 +1,97 @@
+"""Label-free loss terms of the training step for a batch of B crystals of one shape.
+
+    omega  mean over crystals of Omega(H(k)) / n_electrons (Hartree per electron; both per cell)
+    sc     mean over crystals of sum_k w_k mean_ij |H_ij(k) - F_ij[D(H)](k)| over real AO pairs (Hartree)
+
+H(k) = sum_R H(R) exp(2 pi i k.R) is assembled from the network's real-space blocks by
+``elct_jax.hamiltonian.bloch_sum`` at the k-points of each crystal's ``CrystalSystem`` (PySCF order),
+and Omega, D(H) and F[D] are those of ``ai2dft.crystal_energy`` (exact against PySCF KRKS). The
+semantics are those of the molecular terms (``elct_jax.train.losses``): Omega is differentiated
+through D(H) (network -> H(R) -> H(k) -> Omega), the self-consistency residual with F[D(H)] held
+fixed (``stop_gradient``), so its gradient points along the preconditioned Omega direction H - F.
+Everything here is pure jnp; the B crystals are vmapped.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from ai2dft.crystal import CrystalSystem
+from ai2dft.crystal_energy import density_and_entropy_of, fock, free_energy
+from elct_jax.hamiltonian import BlockLayout, bloch_sum
+from elct_jax.train.losses import masked_mean
+
+
+def structure_layout(layout: BlockLayout, g) -> BlockLayout:
+    """The single-structure layout of structure ``g`` (int, may be traced) of a batched ``layout``:
+    the same blocks, with every block of another structure sent to the dump slot."""
+    if not layout.batched:
+        return layout
+    size = layout.n_ao_pad**2
+
+    def own(dest):  # flat index g' * size + row * P + col -> row * P + col if g' == g, else the dump slot
+        dest = jnp.asarray(dest)
+        return jnp.where(dest // size == g, dest - g * size, size).astype(dest.dtype)
+
+    return dataclasses.replace(
+        layout,
+        onsite_dest={k: own(v) for k, v in layout.onsite_dest.items()},
+        edge_dest={k: own(v) for k, v in layout.edge_dest.items()},
+        ao_mask=jnp.asarray(layout.ao_mask)[g][None],
+        n_graph=1,
+        batched=False,
+    )
+
+
+def bloch_hamiltonians(onsite, edges, layout: BlockLayout, systems: CrystalSystem) -> jax.Array:
+    """[B, nk, nao, nao] H(k) of every crystal of the batch at its systems' k-points, PySCF order.
+
+    onsite [n_node, n_max, n_max], edges [n_edge, n_max, n_max]: the network's blocks (internal order,
+    Hartree) of the whole batch graph; systems: CrystalSystem stacked over B. The layout's padded AO
+    slots (uncoupled) are cut off: nao is the systems' AO count.
+    """
+    n_ao = systems.overlap.shape[-1]
+
+    def one(g, kpts_frac):
+        H = bloch_sum(onsite, edges, structure_layout(layout, g), kpts_frac, order="pyscf")
+        return H[:, :n_ao, :n_ao]
+
+    H = jax.vmap(one)(jnp.arange(systems.kpts_frac.shape[0]), systems.kpts_frac)
+    return H.astype(systems.overlap.dtype)
+
+
+def free_energy_per_electron(system: CrystalSystem, H_k) -> jax.Array:
+    """[] Omega(H(k)) / n_electrons of one crystal (Hartree per electron). H_k: [nk, nao, nao]."""
+    return free_energy(system, H_k) / system.n_electrons
+
+
+def self_consistency_residual(system: CrystalSystem, H_k) -> jax.Array:
+    """[] sum_k w_k mean_ij |H_ij(k) - F_ij[D(H)](k)| over real AO pairs (Hartree); F held fixed."""
+    D, _ = density_and_entropy_of(system, jax.lax.stop_gradient(H_k))
+    target = jax.lax.stop_gradient(fock(system, D))
+    pair = system.ao_mask[:, None] * system.ao_mask[None, :]
+    per_k = jnp.sum(jnp.abs(H_k - target) * pair, axis=(-2, -1)) / jnp.sum(pair)  # [nk]
+    return jnp.sum(system.kweights * per_k)
+
+
+def crystal_energy_losses(systems: CrystalSystem, onsite, edges, layout: BlockLayout, has_system, w_omega, w_sc):
+    """(omega, sc) batch means for crystals; each term is computed only when its traced weight is non-zero.
+
+    systems: CrystalSystem stacked over B; onsite, edges: the network's blocks of the batch graph;
+    layout: the batch's BlockLayout; has_system [B].
+    """
+    H = bloch_hamiltonians(onsite, edges, layout, systems)
+    real = jnp.real(H).dtype
+    omega = jax.lax.cond(
+        w_omega != 0,
+        lambda: masked_mean(jax.vmap(free_energy_per_electron)(systems, H), has_system),
+        lambda: jnp.zeros((), real),
+    )
+    sc = jax.lax.cond(
+        w_sc != 0,
+        lambda: masked_mean(jax.vmap(self_consistency_residual)(systems, H), has_system),
+        lambda: jnp.zeros((), real),
+    )
+    return omega, sc

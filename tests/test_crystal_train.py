@@ -1,0 +1,179 @@
+"""The jitted training step on crystals: record -> CrystalSystem, crystal batches, Omega and the
+self-consistency residual through H(k) = sum_R H(R) e^{2 pi i k.R}, supervised MAE on PySCF labels.
+
+Small and real: 2-atom graphene, gth-szv (s, p: l_max = 2 suffices), LDA, Fermi smearing 0.01 Ha,
+3x3x1 k (K included), 60 Ha mesh; labels from the project's generator (PySCF KRKS), float64.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from pyscf.pbc import gto as pbc_gto
+
+from ai2dft import crystal_energy
+from ai2dft.crystal import CrystalSystem
+from ai2dft.pyscf_bridge.labels import DFTSettings
+from elct_jax.config import preset
+from elct_jax.data.deeph_dock import DeepHRecord
+from elct_jax.data.generate import label_record
+from elct_jax.data.loader import collate, make_example
+from elct_jax.data.systems import crystal_system_from_record, system_from_record
+from elct_jax.graph import neighbor_graph
+from elct_jax.hamiltonian import block_layout, blocks_from_dict, blocks_to_dict, bloch_sum
+from elct_jax.model import make_predict_fn
+from elct_jax.structure import Structure
+from elct_jax.train.crystal_losses import bloch_hamiltonians, self_consistency_residual
+from elct_jax.train.optim import OptimConfig, make_optimizer
+from elct_jax.train.step import init_state, make_eval_step, make_loss_fn, make_train_step
+
+A = 2.46
+GRAPHENE = Structure(("C", "C"), [[0, 0, 5], [A / 2, A / (2 * np.sqrt(3)), 5]],
+                     [[A, 0, 0], [A / 2, A * np.sqrt(3) / 2, 0], [0, 0, 10]], (True, True, False))
+SETTINGS = DFTSettings(basis="gth-szv", xc="lda", kmesh=(3, 3, 1), ke_cutoff_Ha=60, smearing=("fermi", 0.01))
+CUTOFF = 4.0  # graph cutoff, Angstrom (36 edges)
+OPTIM = OptimConfig(learning_rate=2e-3, clip_norm=0.0)
+FREE_ENERGY = jax.jit(crystal_energy.free_energy)  # eager evaluation is several times slower than a compile
+RESIDUAL = jax.jit(self_consistency_residual)
+
+
+def _n_real(example):
+    return len(example.symbols), len(example.graph.senders)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    record, converged = label_record(GRAPHENE, SETTINGS)
+    assert converged
+    system = system_from_record(record)
+    example = make_example(record, record.basis, CUTOFF, system)
+    batch = collate([example], record.basis)
+    init, apply = make_predict_fn(preset("tiny", dtype="float64", l_max=2), record.basis)
+    params = jax.jit(init)(jax.random.PRNGKey(0), batch.graph)  # eager init of the network: 3-4x slower
+    return dict(record=record, system=system, example=example, batch=batch, apply=apply, params=params,
+                evaluate=make_eval_step(apply), predict=jax.jit(apply))
+
+
+def test_crystal_system_follows_the_record(setup):
+    record, system = setup["record"], setup["system"]
+    assert isinstance(system, CrystalSystem) and system.n_k == 9 and system.n_ao == 8
+    assert system.xc == "lda," and system.smearing_kind == "fermi" and float(system.sigma) == 0.01
+    assert float(system.n_electrons) == 8
+    cell = pbc_gto.M(a=GRAPHENE.lattice_ang, atom=list(zip(GRAPHENE.symbols, GRAPHENE.positions_ang)),
+                     basis="gth-szv", pseudo="gth-pade", verbose=0)
+    assert system.mesh == tuple(cell.cutoff_to_mesh(60))
+    np.testing.assert_allclose(np.asarray(system.kpts_frac), cell.get_scaled_kpts(cell.make_kpts((3, 3, 1))), atol=1e-12)
+    # the stored (multigrid) PySCF H(R), on every stored block, is self-consistent for the rebuilt system
+    structure = record.structure
+    graph = neighbor_graph(structure, 11.0, {el: n for n, el in enumerate(record.basis.elements)})
+    onsite, edges, found = blocks_from_dict(record.matrices["hamiltonian"], record.basis, structure.symbols, graph)
+    assert found.sum() + 2 == len(record.matrices["hamiltonian"])
+    H_k = bloch_sum(jnp.asarray(onsite), jnp.asarray(edges), block_layout(record.basis, structure.symbols, graph),
+                    system.kpts_frac)
+    residual = float(RESIDUAL(system, H_k.astype(system.overlap.dtype)))
+    assert residual < 2e-5, f"mean |H_ref - F[D(H_ref)]| = {residual:.2e} Ha"
+
+
+def test_missing_settings_and_bad_batches_are_named(setup):
+    record, example = setup["record"], setup["example"]
+    incomplete = dataclasses.replace(record, dft={k: v for k, v in record.dft.items() if k != "ke_cutoff_Ha"})
+    with pytest.raises(ValueError, match="ke_cutoff_Ha"):
+        system_from_record(incomplete)
+    coarse_k = dataclasses.replace(record, dft={**record.dft, "kmesh": [2, 2, 1]})
+    other = make_example(coarse_k, record.basis, CUTOFF, crystal_system_from_record(coarse_k))
+    with pytest.raises(ValueError, match="one k-mesh"):
+        collate([example, other], record.basis)
+
+
+def test_batched_bloch_sums_equal_each_crystals_own(setup):
+    """Two crystals of one shape in a batch: each H(k) equals the Bloch sum over its own graph alone."""
+    record, example, basis = setup["record"], setup["example"], setup["record"].basis
+    rng = np.random.default_rng(0)
+    moved = Structure(GRAPHENE.symbols, GRAPHENE.positions_ang + 0.05 * rng.standard_normal((2, 3)),
+                      GRAPHENE.lattice_ang, GRAPHENE.pbc)  # same cell: same FFT mesh
+    second = DeepHRecord(moved, basis, {}, None, record.dft)
+    examples = [example, make_example(second, basis, CUTOFF, crystal_system_from_record(second))]
+    batch = collate(examples, basis)
+    onsite = jnp.asarray(rng.standard_normal(batch.onsite_mask.shape))
+    edges = jnp.asarray(rng.standard_normal(batch.edge_mask.shape))
+    H = bloch_hamiltonians(onsite, edges, batch.layout, batch.systems)  # [2, nk, nao, nao]
+    node, edge = 0, 0
+    for g, ex in enumerate(examples):
+        n_node, n_edge = _n_real(ex)
+        own = bloch_sum(onsite[node:node + n_node], edges[edge:edge + n_edge],
+                        block_layout(basis, ex.symbols, ex.graph), ex.system.kpts_frac)
+        np.testing.assert_allclose(np.asarray(H[g]), np.asarray(own), rtol=0, atol=1e-13)
+        node, edge = node + n_node, edge + n_edge
+
+
+def test_step_omega_is_the_free_energy_of_the_predicted_blocks(setup):
+    """(a) Omega of the step = crystal_energy.free_energy of H(k) assembled independently from the same blocks."""
+    example, system, batch, params = setup["example"], setup["system"], setup["batch"], setup["params"]
+    metrics = setup["evaluate"](params, batch, jnp.array([0.0, 1.0, 1.0]))
+    onsite, edges = setup["predict"](params, batch.graph)
+    n_node, n_edge = _n_real(example)
+    H_k = bloch_sum(onsite[:n_node], edges[:n_edge], block_layout(setup["record"].basis, example.symbols,
+                                                                  example.graph), system.kpts_frac)
+    omega = float(FREE_ENERGY(system, H_k)) / float(system.n_electrons)
+    assert abs(float(metrics["omega"]) - omega) < 1e-10, (float(metrics["omega"]), omega)
+    assert abs(float(metrics["sc"]) - float(RESIDUAL(system, H_k))) < 1e-10
+
+
+@pytest.mark.parametrize("weights", [(0.0, 1.0, 0.0), (0.0, 0.0, 1.0)])
+def test_each_label_free_term_lowers_its_loss(setup, weights):
+    """(b) omega and sc each decrease over a few Adam steps from the random initialisation."""
+    optimizer = make_optimizer(OPTIM, 2)
+    step = make_train_step(setup["apply"], optimizer)
+    state = init_state(setup["params"], optimizer)
+    losses = []
+    for _ in range(5):
+        state, metrics = step(state, setup["batch"], jnp.array(weights))
+        losses.append(float(metrics["loss"]))
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < losses[0] - 1e-2 * abs(losses[0]), losses
+
+
+def test_gradient_through_bloch_sum_and_free_energy_matches_finite_differences(setup):
+    """(c) network -> H(R) -> H(k) -> Omega: jax.grad against central differences on 4 parameters."""
+    batch, params = setup["batch"], setup["params"]
+    weights = jnp.array([0.0, 1.0, 0.0])
+    loss = lambda p: setup["evaluate"](p, batch, weights)["loss"]  # noqa: E731
+    grads = jax.jit(jax.grad(lambda p: make_loss_fn(setup["apply"])(p, batch, weights)[0]))(params)
+    leaves, treedef = jax.tree.flatten(params)
+    g_leaves = jax.tree.leaves(grads)
+    rng = np.random.default_rng(1)
+    for k in rng.choice(len(leaves), size=4, replace=False):
+        idx = tuple(rng.integers(0, n) for n in leaves[k].shape)
+        h = 1e-5
+
+        def shifted(delta):
+            moved = list(leaves)
+            moved[k] = leaves[k].at[idx].add(delta)
+            return float(loss(jax.tree.unflatten(treedef, moved)))
+
+        fd = (shifted(h) - shifted(-h)) / (2 * h)
+        assert abs(float(g_leaves[k][idx]) - fd) <= 1e-6 * max(1.0, abs(fd)), (k, idx, g_leaves[k][idx], fd)
+
+
+def test_supervised_mae_on_pyscf_labels_in_the_same_step(setup):
+    """(d) the step's MAE equals mean |H_pred(R) - H_pyscf(R)| over the record's blocks on the graph, and
+    supervised steps lower it; a hybrid loss is the weighted sum of the three terms."""
+    record, example, batch, params = setup["record"], setup["example"], setup["batch"], setup["params"]
+    onsite, edges = setup["predict"](params, batch.graph)
+    n_node, n_edge = _n_real(example)
+    pred = blocks_to_dict(onsite[:n_node], edges[:n_edge], record.basis, example.symbols, example.graph)
+    ref = record.matrices["hamiltonian"]
+    errors = np.concatenate([np.abs(np.asarray(block) - ref[key]).ravel() for key, block in pred.items()])
+    metrics = setup["evaluate"](params, batch, jnp.array([1.0, 0.5, 0.25]))
+    assert abs(float(metrics["mae"]) - errors.mean()) < 1e-12, (float(metrics["mae"]), errors.mean())
+    expected = float(metrics["mae"]) + 0.5 * float(metrics["omega"]) + 0.25 * float(metrics["sc"])
+    assert abs(float(metrics["loss"]) - expected) < 1e-12
+    optimizer = make_optimizer(OPTIM, 2)
+    step = make_train_step(setup["apply"], optimizer)
+    state = init_state(params, optimizer)
+    maes = []
+    for _ in range(5):
+        state, m = step(state, batch, jnp.array([1.0, 0.0, 0.0]))
+        maes.append(float(m["mae"]))
+    assert maes[-1] < 0.9 * maes[0], maes
