@@ -1,20 +1,23 @@
 """Cost of the differentiable energy layer against PySCF, in one process.
 
-For H2O, ethanol and benzene (PBE/def2-SVP, density fitting with PySCF's default auxiliary
-basis, grid level 3) it times
-  omega+grad  jax.jit(jax.value_and_grad(ai2dft.energy.free_energy)) at H = PySCF's Fock matrix
-              (D(H), E_KS, the Mermin free energy and its gradient dOmega/dH, all of it)
-  get_veff    PySCF building one Kohn-Sham potential for the same density (``mf.get_veff``:
-              J by density fitting + V_xc on the grid, after a warm-up call)
-  pyscf scf   a full PySCF SCF from scratch (grids, DF tensor, minao guess, conv_tol 1e-9)
-  jax scf     ``ai2dft.scf.scf`` from the core Hamiltonian (compiled beforehand; tol 1e-6), not
-              counting ``System.from_pyscf`` (AO values on the grid, DF tensor), timed separately
+Molecules: H2O, ethanol and benzene (PBE/def2-SVP, density fitting with PySCF's default auxiliary
+basis, grid level 3). Crystal: graphene (2 C, gth-dzvp, gth-pbe, PBE, 4x4x1 Gamma-centred k-mesh,
+Fermi smearing 0.01 Ha, FFTDF on the uniform mesh of --ke-cutoff, default 50 Ha). For each case it times
+  omega+grad  jax.jit(jax.value_and_grad(ai2dft.free_energy)) at H = PySCF's Fock matrix (H(k) for the
+              crystal): D(H), E_KS, the Mermin free energy and its gradient dOmega/dH, all of it
+  get_veff    PySCF building one Kohn-Sham potential for the same density (``mf.get_veff``, after a
+              warm-up call; molecules: J by density fitting + V_xc on the grid; crystal: J by FFT + V_xc
+              on the same uniform mesh, every k-point). The core Hamiltonian is precomputed in both codes.
+  pyscf scf   a full PySCF SCF from scratch (RKS / KRKS: hcore, grids, DF tensor, minao guess, conv_tol 1e-9)
+  jax scf     ``ai2dft.scf`` from the core Hamiltonian (compiled beforehand; tol 1e-6), not
+              counting ``ai2dft.System.from_pyscf`` (AO values on the grid, DF tensor), timed separately
+The same public functions serve both kinds of system (``System.from_pyscf`` of a KRKS is a CrystalSystem).
 The machine is shared, so each quantity is timed as the minimum over repeats of both the process
 CPU time (all threads; robust to other users' load) and the wall time, with the JAX and PySCF
 calls interleaved so both see the same load. Compile times are printed separately.
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \\
-    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python benchmarks/energy_layer.py
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python benchmarks/energy_layer.py [--cases graphene]
 """
 from __future__ import annotations
 
@@ -27,11 +30,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from pyscf import dft, gto
+from pyscf.pbc import gto as pbc_gto
 
+import ai2dft
 from ai2dft import xc
 from ai2dft.density import density_and_entropy
-from ai2dft.energy import _density_on_grid, energy, fock, free_energy
-from ai2dft.scf import scf
+from ai2dft.energy import _density_on_grid, energy, fock
+from ai2dft.pyscf_bridge.cell import make_krks
 from ai2dft.system import System
 
 jax.config.update("jax_enable_x64", True)
@@ -45,6 +50,33 @@ MOLECULES = {  # Angstrom
         [f"C {1.3915 * np.cos(k * np.pi / 3):.6f} {1.3915 * np.sin(k * np.pi / 3):.6f} 0" for k in range(6)]
         + [f"H {2.4715 * np.cos(k * np.pi / 3):.6f} {2.4715 * np.sin(k * np.pi / 3):.6f} 0" for k in range(6)]),
 }
+GRAPHENE_A, GRAPHENE_C = 2.46, 8.0  # Angstrom; c is the slab period (vacuum ~ 8 A)
+CRYSTALS = {"graphene": dict(basis="gth-dzvp", kmesh=(4, 4, 1), smearing=("fermi", 0.01))}
+CASES = [*MOLECULES, *CRYSTALS]
+
+
+def graphene_cell(basis: str) -> pbc_gto.Cell:
+    a, c = GRAPHENE_A, GRAPHENE_C
+    lattice = [[a, 0, 0], [-a / 2, a * np.sqrt(3) / 2, 0], [0, 0, c]]
+    return pbc_gto.M(a=lattice, atom=[("C", (0, 0, 0)), ("C", (0, a / np.sqrt(3), 0))], basis=basis,
+                     pseudo="gth-pbe", verbose=0)
+
+
+def pyscf_object(name: str, ke_cutoff: float):
+    """An unconverged PySCF RKS (molecule, density fitting) or KRKS (crystal, FFTDF on the ke_cutoff mesh), PBE."""
+    if name in MOLECULES:
+        return dft.RKS(gto.M(atom=MOLECULES[name], basis="def2-svp", verbose=0), xc="pbe").density_fit()
+    settings = CRYSTALS[name]
+    return make_krks(graphene_cell(settings["basis"]), xc="pbe", kmesh=settings["kmesh"],
+                     smearing=settings["smearing"], ke_cutoff=ke_cutoff)
+
+
+def size_of(system) -> str:
+    """The sizes that set the cost: AOs, grid points, and auxiliary functions (molecule) or k-points (crystal)."""
+    if isinstance(system, System):
+        return f"nao {system.n_ao}, grid {system.weights.shape[0]:,}, aux {system.cderi.shape[0]}"
+    mesh = "x".join(map(str, system.mesh))
+    return f"nao {system.n_ao}, grid {mesh} = {system.n_grid:,}, {system.n_k} k"
 
 
 def best_times(fns: dict, repeats: int) -> dict:
@@ -78,37 +110,36 @@ def profile_pieces(system: System, F, D, repeats: int) -> dict:
     return best_times({k: (lambda f, a: lambda: jax.block_until_ready(f(*a)))(*v) for k, v in pieces.items()}, repeats)
 
 
-def run_case(name: str, repeats: int, profile: bool) -> dict:
-    mol = gto.M(atom=MOLECULES[name], basis="def2-svp", verbose=0)
-    c0, w0 = time.process_time(), time.perf_counter()
-    mf = dft.RKS(mol, xc="pbe").density_fit()
+def run_case(name: str, repeats: int, profile: bool, ke_cutoff: float) -> dict:
+    mf = pyscf_object(name, ke_cutoff)
     mf.conv_tol = 1e-9
+    c0, w0 = time.process_time(), time.perf_counter()
     mf.kernel()
     pyscf_scf = (time.process_time() - c0, time.perf_counter() - w0)
     assert mf.converged, f"PySCF SCF of {name} did not converge"
     dm = mf.make_rdm1()
-    mf.get_veff(mol, dm)  # warm-up: caches of the DF object and the grid
+    mf.get_veff(mf.mol, dm)  # warm-up: caches of the DF object and the grid
 
     c0, w0 = time.process_time(), time.perf_counter()
-    system = jax.block_until_ready(System.from_pyscf(mf))
+    system = jax.block_until_ready(ai2dft.System.from_pyscf(mf))
     build = (time.process_time() - c0, time.perf_counter() - w0)
-    F = jnp.asarray(mf.get_fock())
-    value_and_grad = jax.jit(jax.value_and_grad(free_energy, argnums=1))
+    F = jnp.asarray(np.asarray(mf.get_fock()))
+    value_and_grad = jax.jit(jax.value_and_grad(ai2dft.free_energy, argnums=1))
     t0 = time.perf_counter()
     omega, _ = jax.block_until_ready(value_and_grad(system, F))
     t_compile = time.perf_counter() - t0
-    scf(system, tol=1e-6)  # compile
-    result = scf(system, tol=1e-6)
+    result = jax.block_until_ready(ai2dft.scf(system, tol=1e-6))  # compiles
     times = best_times({"omega": lambda: jax.block_until_ready(value_and_grad(system, F)),
-                        "veff": lambda: mf.get_veff(mol, dm)}, repeats)
-    times["jax_scf"] = best_times({"s": lambda: jax.block_until_ready(scf(system, tol=1e-6).energy)},
+                        "veff": lambda: mf.get_veff(mf.mol, dm)}, repeats)
+    times["jax_scf"] = best_times({"s": lambda: jax.block_until_ready(ai2dft.scf(system, tol=1e-6).energy)},
                                   max(1, repeats // 3))["s"]
     times["pyscf_scf"], times["build"] = pyscf_scf, build
-    if profile:
+    if profile and isinstance(system, System):
         times.update(profile_pieces(system, F, jnp.asarray(dm), repeats))
-    return dict(name=name, nao=mol.nao, ngrid=system.weights.shape[0], naux=system.cderi.shape[0],
-                omega_error=float(omega) - mf.e_tot, jax_scf_error=float(result.energy) - mf.e_tot,
-                jax_scf_iter=int(result.n_iter), t_compile=t_compile, times=times)
+    e_free = getattr(mf, "e_free", mf.e_tot)  # Mermin free energy of smeared runs
+    return dict(name=name, size=size_of(system), omega_error=float(omega) - e_free,
+                jax_scf_error=float(result.free_energy) - e_free, jax_scf_iter=int(result.n_iter),
+                pyscf_scf_iter=mf.cycles, t_compile=t_compile, times=times)
 
 
 def machine() -> str:
@@ -124,31 +155,35 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--molecules", nargs="+", default=list(MOLECULES), choices=list(MOLECULES))
+    parser.add_argument("--cases", nargs="+", default=CASES, choices=CASES)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--profile", action="store_true", help="also time the parts of Omega + gradient")
+    parser.add_argument("--ke-cutoff", type=float, default=50.0, help="crystal FFT mesh cutoff, Hartree")
+    parser.add_argument("--profile", action="store_true", help="also time the parts of Omega + gradient (molecules)")
     args = parser.parse_args()
     print(machine())
-    rows = [run_case(name, args.repeats, args.profile) for name in args.molecules]
+    rows = [run_case(name, args.repeats, args.profile, args.ke_cutoff) for name in args.cases]
     print(f"load average during the run: {os.getloadavg()}")
+    width = max(len(r["size"]) for r in rows)
     for which, col in (("CPU time", 0), ("wall time", 1)):
         print(f"\n{which} (min over repeats)")
-        print(f"{'molecule':<9}{'nao':>5}{'ngrid':>8}{'naux':>6} | {'omega+grad':>10} {'get_veff':>9} {'ratio':>6} | "
-              f"{'pyscf scf':>9} {'jax scf':>8} {'iter':>5} {'ratio':>6} | {'System':>7}")
+        print(f"{'case':<9}{'size':<{width}} | {'omega+grad':>10} {'get_veff':>9} {'ratio':>6} | "
+              f"{'pyscf scf':>9} {'iter':>4} {'jax scf':>8} {'iter':>4} {'ratio':>6} | {'System':>7}")
         for r in rows:
             t = {k: v[col] for k, v in r["times"].items()}
-            print(f"{r['name']:<9}{r['nao']:>5}{r['ngrid']:>8}{r['naux']:>6} | {t['omega'] * 1e3:>8.1f}ms "
+            print(f"{r['name']:<9}{r['size']:<{width}} | {t['omega'] * 1e3:>8.1f}ms "
                   f"{t['veff'] * 1e3:>7.1f}ms {t['omega'] / t['veff']:>6.2f} | {t['pyscf_scf']:>8.2f}s "
-                  f"{t['jax_scf']:>7.2f}s {r['jax_scf_iter']:>5} {t['jax_scf'] / t['pyscf_scf']:>6.2f} | {t['build']:>6.2f}s")
+                  f"{r['pyscf_scf_iter']:>4} {t['jax_scf']:>7.2f}s {r['jax_scf_iter']:>4} {t['jax_scf'] / t['pyscf_scf']:>6.2f} | "
+                  f"{t['build']:>6.2f}s")
     print("\nfirst ratio: (Omega value + gradient) / (one PySCF Fock build); second: JAX SCF / PySCF SCF "
           "(the JAX SCF excludes building the System: AO values on the grid, DF tensor; last column)")
-    if args.profile:
-        parts = ["D(H)+VJP", "rho on grid", "xc functional", "E_KS", "E_KS+grad", "fock"]
+    parts = ["D(H)+VJP", "rho on grid", "xc functional", "E_KS", "E_KS+grad", "fock"]
+    profiled = [r for r in rows if parts[0] in r["times"]]
+    if profiled:
         print("\nparts, CPU time in ms: " + ", ".join(parts))
-        for r in rows:
+        for r in profiled:
             print(f"{r['name']:<9}" + " ".join(f"{r['times'][k][0] * 1e3:>9.1f}" for k in parts))
     for r in rows:
-        print(f"{r['name']}: compile {r['t_compile']:.1f} s, Omega(F_pyscf) - E_pyscf = {r['omega_error']:.1e} Ha, "
+        print(f"{r['name']}: compile {r['t_compile']:.1f} s, Omega(F_pyscf) - Omega_pyscf = {r['omega_error']:.1e} Ha, "
               f"JAX SCF - PySCF = {r['jax_scf_error']:.1e} Ha")
 
 
