@@ -12,6 +12,7 @@ supervised runs): label-free training cannot, and every mode starts from the sam
 
   supervised   MAE against the PySCF Hamiltonians of the training structures
   omega        label-free: Omega(H) / N_e on the training structures
+  sc           label-free: |H - F[D(H)]| (self-consistency residual, F held fixed: see elct_jax.train.losses)
   omega+sc     label-free: Omega(H) / N_e + |H - F[D(H)]|
 
 In the label-free modes the MAE weight is exactly 0: the PySCF labels of the training structures
@@ -47,7 +48,7 @@ jax.config.update("jax_enable_x64", True)
 
 WATER = Structure(("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))
 MODES = {"supervised": LossWeights(mae=1.0), "omega": LossWeights(mae=0.0, omega=1.0),
-         "omega+sc": LossWeights(mae=0.0, omega=1.0, sc=1.0)}
+         "sc": LossWeights(mae=0.0, sc=1.0), "omega+sc": LossWeights(mae=0.0, omega=1.0, sc=1.0)}
 
 
 def make_data(out_dir: Path, n: int, grid_level: int, smearing: float, seed: int) -> Path:
@@ -90,7 +91,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--n-train", type=int, default=8)
     parser.add_argument("--n-test", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--dtype", default="float64")
