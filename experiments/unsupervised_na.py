@@ -1,0 +1,318 @@
+"""Label-free vs supervised training of the ELCT network on ONE bcc sodium crystal (the neural-network DFT
+paper's bcc-Na case), through the crystal Kohn-Sham layer.
+
+bcc Na, conventional cubic cell (2 atoms, a = 4.23 A), LDA, GTH-PADE-q1 pseudopotential (3s valence, 1
+electron per atom), gth-szv Gaussians (5 AOs per atom), Fermi-Dirac smearing 0.01 Ha, Gamma-centred
+``--kmesh`` (default 2x2x2), FFT mesh of ``--ke-cutoff`` Ha (default 90: the tight
+s and p Gaussians of gth-szv (exponent 17.7) need it for the FFT grid of the training system to agree with
+PySCF's multigrid labels: their SCF solutions differ by 57 / 11.7 / 1.3 / 0.35 meV (mean over H(k)) at
+30 / 60 / 90 / 120 Ha, in the empty tight-function levels, which Omega hardly sees). The reference is the project's own label
+generator (``elct_jax.data.generate.label_record``: PySCF KRKS, unaliased H(R) on a Born-von Karman
+supercell covering every block with overlap > 1e-10); the training system is rebuilt from that record
+(``elct_jax.data.systems.system_from_record``). The same network (ELCT, float64 parameters, one random
+initialisation, radial cutoff = graph cutoff) gets the same budget in each mode: ``--steps`` Adam steps by
+the project's jitted ``train_step`` (H(k) = Bloch sum of the predicted H(R); the loss weights are traced),
+then ``--lbfgs-steps`` optax.lbfgs steps on the same loss:
+
+  supervised    loss = MAE(H(R), H_pyscf(R))                (labels)
+  omega         loss = Omega(H) / N_e                       (label-free: Mermin free energy per electron)
+  omega+sc      loss = Omega(H) / N_e + |H(k) - F[D(H)](k)|  (label-free: + self-consistency residual)
+  sc            loss = |H(k) - F[D(H)](k)|                 (label-free: self-consistency alone; optional)
+
+Every ``--eval-every`` steps it records, against the reference: |H(R) - H_scf(R)| (mean over the graph's
+blocks, after removing the shift c S that Omega cannot see, and raw), the free-energy error per cell
+Omega(H) - Omega(H_scf) (both on the training system; H_scf with all its blocks), and the Fermi-level
+error of the shift-aligned H; prints a table and the final numbers, saves experiments/out/unsupervised_na.png.
+
+The network's H(R) vanishes beyond the graph cutoff, so even a perfect network is off by the truncation
+of H_scf to the graph (printed as the "floor"); the diffuse Na 3s needs a cutoff of ~12 A for < 1 uHa.
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \\
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python experiments/unsupervised_na.py
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ai2dft import crystal_energy, crystal_scf, smearing
+from ai2dft.pyscf_bridge.labels import DFTSettings
+from elct_jax.config import RadialConfig, preset
+from elct_jax.data.generate import label_record
+from elct_jax.data.loader import Batch, collate, make_example
+from elct_jax.data.systems import system_from_record
+from elct_jax.evaluate import HARTREE_TO_MEV, HARTREE_TO_UHA
+from elct_jax.graph import neighbor_graph
+from elct_jax.hamiltonian import block_layout, blocks_from_dict, bloch_sum
+from elct_jax.model import count_parameters, make_predict_fn
+from elct_jax.structure import Structure
+from elct_jax.train.crystal_losses import bloch_hamiltonians, self_consistency_residual
+from elct_jax.train.step import init_state, make_loss_fn, train_step
+
+jax.config.update("jax_enable_x64", True)
+
+A_ANG = 4.23
+NA = Structure(("Na", "Na"), [[0.0, 0.0, 0.0], [A_ANG / 2] * 3], np.eye(3) * A_ANG, (True, True, True))
+MODES = {"supervised": (1.0, 0.0, 0.0), "omega": (0.0, 1.0, 0.0), "omega+sc": (0.0, 1.0, 1.0),
+         "sc": (0.0, 0.0, 1.0)}  # [w_mae, w_omega, w_sc]
+OUT = Path(__file__).parent / "out"
+LBFGS = optax.lbfgs()  # one object: the jitted L-BFGS step is shared by the modes
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """The PySCF reference on the training system (Hartree, per cell)."""
+
+    H_k: np.ndarray      # [nk, nao, nao] Bloch sum of ALL stored H(R) blocks at the training k-points
+    H_own: np.ndarray    # [nk, nao, nao] the training system's own SCF solution (ai2dft crystal SCF from H_k)
+    omega: float         # Omega(H_k) on the training system
+    mu: float            # Fermi level of H_k
+    omega_graph: float   # Omega of H_scf(R) truncated to the training graph (the floor of any network)
+    e_pyscf: float       # PySCF's e_tot (multigrid)
+
+
+def fermi_level(system, H_k) -> jax.Array:
+    """[] chemical potential (Hartree) of H(k) [nk, nao, nao] at the system's electron count and smearing,
+    in the basis PySCF keeps (``effective_hamiltonian``; dropped directions sit far above)."""
+    X = system.s_inv_sqrt
+    Ho = jnp.conj(jnp.swapaxes(X, -1, -2)) @ crystal_energy.effective_hamiltonian(system, H_k) @ X
+    eps = jnp.linalg.eigvalsh(Ho)  # [nk, nao]
+    weights = 2.0 * system.kweights[:, None]
+    return smearing.chemical_potential(system.smearing_kind, eps, weights, system.n_electrons, system.sigma)
+
+
+def na_problem(args):
+    """(record, system, Batch with the H and S targets on the training graph, Reference)."""
+    settings = DFTSettings(basis="gth-szv", xc="lda", pseudo="gth-pade-q1", kmesh=(args.kmesh,) * 3,
+                           ke_cutoff_Ha=args.ke_cutoff, smearing=("fermi", args.sigma), conv_tol=1e-11)
+    t0 = time.perf_counter()
+    record, converged = label_record(NA, settings)
+    if not converged:
+        raise RuntimeError("the PySCF reference KRKS did not converge")
+    system = system_from_record(record)
+    print(f"reference: PySCF KRKS + real-space blocks {time.perf_counter() - t0:.0f} s, "
+          f"{len(record.matrices['hamiltonian'])} blocks (realspace k-mesh {record.dft['realspace_kmesh']}); {system!r}")
+    batch = collate([make_example(record, record.basis, args.cutoff, system)], record.basis)
+    omega = jax.jit(crystal_energy.free_energy)
+    H_k = full_bloch_sum(record, system)
+    graph_k = bloch_hamiltonians(*batch.targets["hamiltonian"], batch.layout, batch.systems)[0]
+    own = crystal_scf.scf(system, tol=1e-9, H0=H_k)
+    if not own.converged:
+        raise RuntimeError("the training system's own SCF (from the PySCF H) did not converge")
+    ref = Reference(np.asarray(H_k), np.asarray(own.H), float(omega(system, H_k)), float(fermi_level(system, H_k)),
+                    float(omega(system, graph_k)), float(record.dft["e_tot_hartree"]))
+    return record, system, batch, ref
+
+
+def aligned_k_error(H_k, H_ref_k, S_k) -> jax.Array:
+    """[] mean |H(k) - c S(k) - H_ref(k)| over k and AO pairs, c the least-squares shift (Hartree)."""
+    c = jnp.real(jnp.vdot(S_k, H_k - H_ref_k)) / jnp.real(jnp.vdot(S_k, S_k))
+    return jnp.mean(jnp.abs(H_k - c * S_k - H_ref_k))
+
+
+def full_bloch_sum(record, system) -> jax.Array:
+    """[nk, nao, nao] H(k) of every stored H(R) block of ``record`` at the system's k-points."""
+    structure = record.structure
+    lattice, pos = structure.lattice_ang, structure.positions_ang
+    reach = max(np.linalg.norm(pos[j] + np.array(R) @ lattice - pos[i]) for (*R, i, j) in record.matrices["hamiltonian"])
+    graph = neighbor_graph(structure, reach + 0.1, {el: n for n, el in enumerate(record.basis.elements)})
+    onsite, edges, found = blocks_from_dict(record.matrices["hamiltonian"], record.basis, structure.symbols, graph)
+    H = bloch_sum(jnp.asarray(onsite), jnp.asarray(edges), block_layout(record.basis, structure.symbols, graph),
+                  system.kpts_frac)
+    return H.astype(system.overlap.dtype)
+
+
+def reference_report(system, ref: Reference, batch: Batch) -> None:
+    """The reference's consistency with the training system and the floor set by the graph cutoff."""
+    omega_own = float(crystal_energy.free_energy(system, jnp.asarray(ref.H_own)))
+    H, H_own = jnp.asarray(ref.H_k), jnp.asarray(ref.H_own)
+    D, entropy = crystal_energy.density_and_entropy_of(system, H)
+    e_ks = float(crystal_energy.energy(system, D))
+    diff = jnp.abs(H - H_own)
+    by_l = {l: float(jnp.max(diff[:, np.asarray(system.ao_l) == l])) for l in sorted(set(np.asarray(system.ao_l).tolist()))}
+    n_edges = int(np.sum(np.asarray(batch.edge_mask).any(axis=(1, 2))))
+    print(f"Omega(H_scf) = {ref.omega:.10f} Ha/cell on the training system, {(ref.omega - omega_own) * HARTREE_TO_UHA:.3f} "
+          f"uHa above its own SCF minimum; E_KS[D(H_scf)] - PySCF e_tot = {(e_ks - ref.e_pyscf) * HARTREE_TO_UHA:.2f} uHa "
+          f"(PySCF's e_tot is E, Omega = E - sigma S = E - {float(system.sigma * entropy) * HARTREE_TO_UHA:.1f} uHa). "
+          f"H_scf(k) vs the training system's own SCF H(k): mean {float(jnp.mean(diff)) * HARTREE_TO_MEV:.2f} meV "
+          f"({float(aligned_k_error(H, H_own, system.overlap)) * HARTREE_TO_MEV:.2f} meV after the c S shift), max by AO "
+          f"row l: " + ", ".join(f"l={l} {v * HARTREE_TO_MEV:.1f} meV" for l, v in by_l.items())
+          + " (PySCF's multigrid vs the FFT grid of the training system)")
+    print(f"Fermi level {ref.mu:.6f} Ha; graph ({n_edges} edges): H_scf truncated to it has Omega - Omega(H_scf) = "
+          f"{(ref.omega_graph - ref.omega) * HARTREE_TO_UHA:.2f} uHa (the floor of any network on this graph)")
+
+
+def make_adam(lr: float, final_lr: float, steps: int) -> optax.GradientTransformation:
+    """Adam with the learning rate decayed exponentially from lr to final_lr over ``steps``."""
+    return optax.adam(optax.exponential_decay(lr, transition_steps=max(steps, 1), decay_rate=final_lr / lr))
+
+
+@functools.partial(jax.jit, static_argnames=("apply",))
+def lbfgs_step(params, opt_state, batch: Batch, weights, *, apply):
+    """One optax.lbfgs step (zoom line search) on the training step's loss -> (params, opt_state, loss)."""
+    loss_fn = make_loss_fn(apply)
+    value = lambda p: loss_fn(p, batch, weights)[0]  # noqa: E731
+    loss, grad = optax.value_and_grad_from_state(value)(params, state=opt_state)
+    updates, opt_state = LBFGS.update(grad, opt_state, params, value=loss, grad=grad, value_fn=value)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+def make_metrics_fn(apply, ref: Reference):
+    """metrics(params, batch) -> dict of Hartree errors against the reference (jitted)."""
+    H_own = jnp.asarray(ref.H_own)
+
+    @jax.jit
+    def metrics(params, batch: Batch):
+        onsite, edges = apply(params, batch.graph)
+        (t_on, t_ed), (m_on, m_ed) = batch.targets["hamiltonian"], batch.target_masks["hamiltonian"]
+        s_on, s_ed = batch.targets["overlap"]
+        flat = lambda a, b: jnp.concatenate([a.reshape(-1), b.reshape(-1)])  # noqa: E731
+        dH, S, mask = flat(onsite - t_on, edges - t_ed), flat(s_on, s_ed), flat(m_on, m_ed).astype(onsite.dtype)
+        shift = jnp.sum(dH * S * mask) / jnp.sum(S * S * mask)  # elct_jax.evaluate.shift_aligned, in jnp
+        system = jax.tree.map(lambda x: x[0], batch.systems)
+        H_k = bloch_hamiltonians(onsite, edges, batch.layout, batch.systems)[0]
+        mu = fermi_level(system, H_k - shift * system.overlap)
+        return dict(H_aligned=jnp.sum(jnp.abs(dH - shift * S) * mask) / jnp.sum(mask),
+                    H_raw=jnp.sum(jnp.abs(dH) * mask) / jnp.sum(mask),
+                    E=crystal_energy.free_energy(system, H_k) - ref.omega, mu=mu - ref.mu, shift=shift,
+                    sc=self_consistency_residual(system, H_k), k_own=aligned_k_error(H_k, H_own, system.overlap))
+
+    return metrics
+
+
+def run_mode(mode: str, params0, batch: Batch, apply, optimizer, args, metrics_fn) -> dict:
+    """Adam ``args.steps`` then L-BFGS ``args.lbfgs_steps`` on one mode's loss; history in Hartree."""
+    weights = jnp.array(MODES[mode])
+    state = init_state(params0, optimizer)
+    rows, t_adam, t_lbfgs = [], 0.0, 0.0
+
+    def record(step, loss):
+        rows.append(dict(step=step, loss=loss, **{k: float(v) for k, v in metrics_fn(state.params, batch).items()}))
+
+    record(0, float("nan"))
+    for step in range(1, args.steps + 1):
+        t0 = time.perf_counter()
+        state, m = train_step(state, batch, weights, apply_fn=apply, optimizer=optimizer)
+        loss = float(m["loss"])
+        t_adam += time.perf_counter() - t0
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"{mode}: loss {loss} at step {step}")
+        if step % args.eval_every == 0 or step == args.steps:
+            record(step, loss)
+    params, opt_state = state.params, LBFGS.init(state.params)
+    for step in range(args.steps + 1, args.steps + args.lbfgs_steps + 1):
+        t0 = time.perf_counter()
+        params, opt_state, loss = jax.block_until_ready(lbfgs_step(params, opt_state, batch, weights, apply=apply))
+        t_lbfgs += time.perf_counter() - t0
+        state = dataclasses.replace(state, params=params)
+        if step % args.eval_every == 0 or step == args.steps + args.lbfgs_steps:
+            record(step, float(loss))
+    history = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    history["seconds_adam"], history["seconds_lbfgs"] = t_adam, t_lbfgs
+    return history
+
+
+def report(mode: str, h: dict) -> None:
+    print(f"\n{mode}  (Adam {h['seconds_adam']:.0f} s, L-BFGS {h['seconds_lbfgs']:.0f} s, compilation included)")
+    print(f"{'step':>6} {'loss':>14} {'|H-H_scf|* meV':>15} {'|H-H_scf| meV':>14} {'Omega err uHa':>14} "
+          f"{'E_F err* meV':>13} {'|H-F| meV':>10} {'|H(k)-H_own(k)|* meV':>21}")
+    for i in range(len(h["step"])):
+        print(f"{h['step'][i]:6d} {h['loss'][i]:14.8f} {h['H_aligned'][i] * HARTREE_TO_MEV:15.4f} "
+              f"{h['H_raw'][i] * HARTREE_TO_MEV:14.3f} {h['E'][i] * HARTREE_TO_UHA:14.3f} "
+              f"{h['mu'][i] * HARTREE_TO_MEV:13.4f} {h['sc'][i] * HARTREE_TO_MEV:10.3f} {h['k_own'][i] * HARTREE_TO_MEV:21.3f}")
+
+
+def summary(histories: dict) -> str:
+    head = (f"{'mode':<12}{'|H-H_scf|* meV':>16}{'|H-H_scf| meV':>15}{'Omega err uHa/cell':>20}"
+            f"{'E_F err* meV':>14}{'|H-F| meV':>11}{'|H(k)-H_own(k)|* meV':>22}")
+    lines = [head, "-" * len(head)]
+    for mode, h in histories.items():
+        lines.append(f"{mode:<12}{h['H_aligned'][-1] * HARTREE_TO_MEV:>16.4f}{h['H_raw'][-1] * HARTREE_TO_MEV:>15.3f}"
+                     f"{h['E'][-1] * HARTREE_TO_UHA:>20.3f}{h['mu'][-1] * HARTREE_TO_MEV:>14.4f}"
+                     f"{h['sc'][-1] * HARTREE_TO_MEV:>11.3f}{h['k_own'][-1] * HARTREE_TO_MEV:>22.3f}")
+    lines.append("*: after removing the constant shift c*S (Omega(H + cS) = Omega(H)); H(R) means over the graph's "
+                 "blocks; Omega err = Omega(H) - Omega(H_scf) per cell; |H-F| = mean |H(k) - F[D(H)](k)|; H_own: the "
+                 "training system's own SCF solution (the fixed point label-free training aims at)")
+    return "\n".join(lines)
+
+
+def plot(histories: dict, path: Path, title: str, switch_step: int | None, floor_uha: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("H_aligned", HARTREE_TO_MEV, "|H(R) - H_scf(R)| after shift alignment (meV)"),
+              ("E", HARTREE_TO_UHA, "|Omega(H) - Omega(H_scf)| per cell (micro-Hartree)"),
+              ("mu", HARTREE_TO_MEV, "|E_F - E_F,scf| after shift alignment (meV)"),
+              ("k_own", HARTREE_TO_MEV, "|H(k) - H_own(k)| after shift alignment (meV)")]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    for ax, (key, scale, label) in zip(axes.ravel(), panels):
+        for i, (mode, h) in enumerate(histories.items()):
+            ax.semilogy(h["step"], np.maximum(np.abs(h[key]) * scale, 1e-12), "-", color=f"C{i}", label=mode)
+        if key == "E":
+            ax.axhline(max(abs(floor_uha), 1e-12), color="k", ls=":", lw=1, label="graph-truncation floor")
+        if switch_step is not None:
+            ax.axvline(switch_step, color="gray", ls="--", lw=1, label="Adam -> L-BFGS")
+        ax.set_title(label, fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("training step")
+    axes[0, 1].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    print(f"\nsaved {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", nargs="+", default=["supervised", "omega", "omega+sc"], choices=list(MODES))
+    parser.add_argument("--preset", default="tiny", help="ELCT preset (float64 parameters, l_max 2: s and p AOs)")
+    parser.add_argument("--kmesh", type=int, default=2, help="n for the Gamma-centred n x n x n SCF k-mesh")
+    parser.add_argument("--ke-cutoff", type=float, default=90.0, help="plane-wave cutoff of the FFT mesh, Hartree")
+    parser.add_argument("--sigma", type=float, default=0.01, help="Fermi-Dirac width, Hartree")
+    parser.add_argument("--cutoff", type=float, default=12.0, help="graph and radial cutoff, Angstrom")
+    parser.add_argument("--steps", type=int, default=300, help="Adam steps of every mode")
+    parser.add_argument("--lr", type=float, default=1e-2, help="initial Adam learning rate")
+    parser.add_argument("--final-lr", type=float, default=1e-4, help="learning rate at the last Adam step")
+    parser.add_argument("--lbfgs-steps", type=int, default=250, help="L-BFGS steps after Adam (same loss)")
+    parser.add_argument("--eval-every", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=OUT / "unsupervised_na.png")
+    args = parser.parse_args()
+
+    record, system, batch, ref = na_problem(args)
+    reference_report(system, ref, batch)
+    base = preset(args.preset)
+    config = preset(args.preset, dtype="float64", l_max=2,
+                    radial=RadialConfig(n_basis=base.radial.n_basis, cutoff_ang=args.cutoff, hidden=base.radial.hidden))
+    init, apply = make_predict_fn(config, record.basis)
+    params0 = jax.jit(init)(jax.random.PRNGKey(args.seed), batch.graph)
+    print(f"ELCT preset {args.preset!r}, float64, l_max 2, cutoff {args.cutoff} A, {count_parameters(params0)} "
+          f"parameters; Adam lr {args.lr:g} -> {args.final_lr:g} over {args.steps} steps, then {args.lbfgs_steps} "
+          f"L-BFGS steps, per mode")
+    optimizer = make_adam(args.lr, args.final_lr, args.steps)
+    metrics_fn = make_metrics_fn(apply, ref)
+    histories = {}
+    for mode in args.modes:
+        histories[mode] = run_mode(mode, params0, batch, apply, optimizer, args, metrics_fn)
+        report(mode, histories[mode])
+    budget = f"Adam {args.steps} + L-BFGS {args.lbfgs_steps} steps"
+    print(f"\nfinal ({budget}):\n{summary(histories)}")
+    plot(histories, args.out, f"ELCT ({args.preset}, float64) on bcc Na (2-atom cell, LDA/gth-szv, q1, "
+                              f"{args.kmesh}x{args.kmesh}x{args.kmesh} k): label-free vs supervised, {budget}",
+         args.steps if args.lbfgs_steps else None, (ref.omega_graph - ref.omega) * HARTREE_TO_UHA)
+
+
+if __name__ == "__main__":
+    main()
