@@ -53,8 +53,9 @@ def _table(rows: dict[str, list]) -> str:
         mae = np.mean([e.mae for e in errs])
         mae_a = np.mean([e.mae_aligned for e in errs])
         de = np.mean([e.energy for e in errs])
-        lines.append(f"{name:<26}{mae * HARTREE_TO_MEV:>10.3f}{mae * HARTREE_TO_UHA:>10.1f}"
-                     f"{mae_a * HARTREE_TO_MEV:>10.3f}{de * HARTREE_TO_MEV:>10.4f}{de * HARTREE_TO_UHA:>10.2f}")
+        values = (f"{mae * HARTREE_TO_MEV:.3f}", f"{mae * HARTREE_TO_UHA:.1f}", f"{mae_a * HARTREE_TO_MEV:.3f}",
+                  f"{de * HARTREE_TO_MEV:.4f}", f"{de * HARTREE_TO_UHA:.2f}")
+        lines.append(f"{name:<26}" + "".join(f" {v:>9}" for v in values))  # a space even when a number is wide
     lines.append("MAE*: after removing the constant shift c*S that Omega(H) cannot see; "
                  "dE = E_KS[D(H_pred)] - E_KS[D(H_DFT)] (>= 0, variational)")
     return "\n".join(lines)
