@@ -14,7 +14,7 @@ from elct_jax.bands import (HEXAGONAL_POINTS, BandSolver, ShiftInvert, band_path
 from elct_jax.basis import OrbitalBasis
 from elct_jax.graph import neighbor_pairs
 from elct_jax.large.sparse import pyscf_to_internal, sparse_from_basis
-from test_large import A_ANG, graphene
+from crystals import GRAPHENE_A, graphene_supercell
 
 BASIS = "gth-szv"
 
@@ -32,7 +32,7 @@ def real_space(structure, intor, cutoff=11.0):
 def crystal():
     """Displaced 2x2 graphene (8 C, 32 AOs); H := kinetic energy T(R) (any Hermitian operator with
     PySCF lattice sums to compare with), S(R) overlaps."""
-    s = graphene((2, 2, 1))
+    s = graphene_supercell((2, 2, 1))
     return s, BandSolver(real_space(s, "int1e_kin"), real_space(s, "int1e_ovlp"))
 
 
@@ -93,13 +93,13 @@ def test_sparse_fermi_level_equals_dense(crystal):
 def test_graphene_path_and_dos(path):
     assert path.labels == ("G", "M", "K", "G")
     assert len(path.x) == 7 and np.all(np.diff(path.x) >= 0)
-    lattice = graphene((1, 1, 1), sigma=0.0).lattice_ang
+    lattice = graphene_supercell((1, 1, 1), sigma=0.0).lattice_ang
     reciprocal = 2 * np.pi * np.linalg.inv(lattice).T
     for special in (None, HEXAGONAL_POINTS):  # ASE's hexagonal points and ours name the same K, M
         k, m = (band_path(lattice, (True, True, False), p, npoints=1, special_points=special).kpts_frac[0]
                 for p in ("K", "M"))
-        assert np.isclose(np.linalg.norm(k @ reciprocal), 4 * np.pi / (3 * A_ANG))  # BZ corner
-        assert np.isclose(np.linalg.norm(m @ reciprocal), 2 * np.pi / (np.sqrt(3) * A_ANG))  # edge centre
+        assert np.isclose(np.linalg.norm(k @ reciprocal), 4 * np.pi / (3 * GRAPHENE_A))  # BZ corner
+        assert np.isclose(np.linalg.norm(m @ reciprocal), 2 * np.pi / (np.sqrt(3) * GRAPHENE_A))  # edge centre
     energies = np.array([[0.0, 0.1], [0.05, 0.2]])
     grid = np.linspace(-1.0, 1.5, 5001)
     g = dos(energies, grid, 0.01)
@@ -140,7 +140,7 @@ def test_elct_bands_command(tmp_path):
     basis = OrbitalBasis.from_pyscf(BASIS, ["C"])
     config = RunConfig(data=DataConfig(cutoff_ang=3.0), model=preset("tiny", dtype="float64", l_max=2))
     init, _ = make_predict_fn(config.model, basis)
-    s = graphene((2, 2, 1))
+    s = graphene_supercell((2, 2, 1))
     params = init(jax.random.PRNGKey(0), neighbor_graph(s, 3.0, species_index(basis)))
     run = tmp_path / "run"
     save_model_info(run, config, basis)
@@ -171,7 +171,7 @@ def test_bands_of_pyscf_kohn_sham_h_equal_pyscf_get_bands():
     from ai2dft.pyscf_bridge.labels import _run_krks, crystal_labels
     from elct_jax.large.sparse import SparseBlocks
 
-    s = graphene((1, 1, 1), sigma=0.03, seed=3)
+    s = graphene_supercell((1, 1, 1), sigma=0.03, seed=3)
     settings = DFTSettings(basis=BASIS, xc="lda", kmesh=(3, 3, 1), ke_cutoff_Ha=60, smearing=("fermi", 0.01))
     labels = crystal_labels(s, settings)
     basis = OrbitalBasis.from_pyscf(BASIS, s.symbols)

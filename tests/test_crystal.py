@@ -5,75 +5,30 @@ Slow: graphene gth-dzvp 4x4x1 and bcc Na gth-dzvp 4x4x4 (Fermi), plus peak memor
 """
 from __future__ import annotations
 
-import functools
 import pathlib
 import subprocess
 import sys
 import textwrap
 
-import ase
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from pyscf.pbc import df as pbc_df
 from pyscf.pbc import dft as pbc_dft
-from pyscf.pbc import gto as pbc_gto
 
 from ai2dft import crystal_energy
 from ai2dft.xc import canonical_xc
 from ai2dft.crystal import CrystalSystem, bloch_sum, bvk_translations, inverse_bloch_sum
 from ai2dft.pyscf_bridge.cell import make_krks
+from crystals import graphene_atoms, graphene_cell, reference
 
-GRAPHENE_A, GRAPHENE_C = 2.46, 8.0  # Angstrom; c is the slab period (vacuum ~ 8 A)
 
 # jitted once per module: every test on the same shapes reuses the compiled code
 ENERGY = jax.jit(crystal_energy.energy)
 ENERGY_GRAD = jax.jit(jax.grad(crystal_energy.energy, argnums=1))
 FOCK = jax.jit(crystal_energy.fock)
 OMEGA_AND_GRAD = jax.jit(jax.value_and_grad(crystal_energy.free_energy, argnums=1))
-
-
-def graphene_atoms() -> ase.Atoms:
-    a, c = GRAPHENE_A, GRAPHENE_C
-    cell = [[a, 0, 0], [-a / 2, a * np.sqrt(3) / 2, 0], [0, 0, c]]
-    return ase.Atoms("C2", positions=[[0, 0, 0], [0, a / np.sqrt(3), 0]], cell=cell, pbc=True)
-
-
-def graphene_cell(basis: str) -> pbc_gto.Cell:
-    atoms = graphene_atoms()
-    return pbc_gto.M(a=np.asarray(atoms.cell), atom=[("C", p) for p in atoms.positions], basis=basis,
-                     pseudo="gth-pbe", verbose=0)
-
-
-def bcc_na_cell() -> pbc_gto.Cell:
-    half = 4.23 / 2  # Angstrom, conventional cubic a = 4.23
-    lattice = half * np.array([[-1, 1, 1], [1, -1, 1], [1, 1, -1]])
-    return pbc_gto.M(a=lattice, atom="Na 0 0 0", basis="gth-dzvp", pseudo="gth-pbe", spin=1, verbose=0)
-
-
-def converged_krks(cell, kmesh, ke_cutoff, sigma=0.01, xc="pbe"):
-    mf = make_krks(cell, xc=xc, kmesh=kmesh, smearing=("fermi", sigma), ke_cutoff=ke_cutoff)
-    mf.conv_tol, mf.conv_tol_grad = 1e-12, 1e-8
-    mf.kernel()
-    assert mf.converged
-    return mf
-
-
-REFERENCES = {  # name -> (cell builder, k-mesh, ke_cutoff in Hartree); Fermi smearing 0.01 Ha, PBE
-    "graphene-szv-331": (lambda: graphene_cell("gth-szv"), (3, 3, 1), 30.0),
-    "graphene-dzvp-211": (lambda: graphene_cell("gth-dzvp"), (2, 1, 1), 20.0),
-    "graphene-dzvp-441": (lambda: graphene_cell("gth-dzvp"), (4, 4, 1), 50.0),
-    "na-dzvp-444": (bcc_na_cell, (4, 4, 4), 50.0),
-}
-
-
-@functools.lru_cache(maxsize=None)
-def reference(name: str):
-    """(converged PySCF KRKS, CrystalSystem on its mesh), computed once per test session."""
-    build, kmesh, ke_cutoff = REFERENCES[name]
-    mf = converged_krks(build(), kmesh, ke_cutoff)
-    return mf, CrystalSystem.from_pyscf(mf, chunk_size=1024)
 
 
 def hermitian(rng, shape):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_crystal import reference
+from crystals import reference
 
 from ai2dft import crystal_energy, crystal_scf
 from ai2dft.crystal import bvk_translations, inverse_bloch_sum

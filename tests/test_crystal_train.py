@@ -27,10 +27,9 @@ from elct_jax.structure import Structure
 from elct_jax.train.crystal_losses import bloch_hamiltonians, self_consistency_residual
 from elct_jax.train.optim import OptimConfig, make_optimizer
 from elct_jax.train.step import init_state, make_eval_step, make_loss_fn, make_train_step
+from crystals import graphene_supercell
 
-A = 2.46
-GRAPHENE = Structure(("C", "C"), [[0, 0, 5], [A / 2, A / (2 * np.sqrt(3)), 5]],
-                     [[A, 0, 0], [A / 2, A * np.sqrt(3) / 2, 0], [0, 0, 10]], (True, True, False))
+GRAPHENE = graphene_supercell((1, 1, 1), sigma=0.0)
 SETTINGS = DFTSettings(basis="gth-szv", xc="lda", kmesh=(3, 3, 1), ke_cutoff_Ha=60, smearing=("fermi", 0.01))
 CUTOFF = 4.0  # graph cutoff, Angstrom (36 edges)
 OPTIM = OptimConfig(learning_rate=2e-3, clip_norm=0.0)

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 from pyscf import dft, gto
-from test_hamiltonian import real_space_overlaps
+from crystals import real_space_overlaps
 
 from elct_jax.basis import OrbitalBasis
 from elct_jax.data import (

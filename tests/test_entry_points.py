@@ -8,13 +8,12 @@ options must reach PySCF (energy and Fock matrix equal PySCF's KRKS at a guess d
 """
 from __future__ import annotations
 
-import ase
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from crystals import graphene_atoms, graphene_cell
 from molecules import mole, rks
-from pyscf.pbc import gto as pbc_gto
 
 import ai2dft
 from ai2dft import crystal_energy, crystal_scf, variational
@@ -26,21 +25,8 @@ from ai2dft.energy import free_energy as molecular_free_energy
 from ai2dft.pyscf_bridge.cell import make_krks
 from ai2dft.scf import scf as molecular_scf
 
-GRAPHENE_A, GRAPHENE_C = 2.46, 8.0  # Angstrom
 CRYSTAL_OPTIONS = dict(xc="lda,vwn", kmesh=(2, 2, 1), smearing=("fermi", 0.01), ke_cutoff=15.0)
 EXACT = 1e-12
-
-
-def graphene_atoms(pbc=True) -> ase.Atoms:
-    a, c = GRAPHENE_A, GRAPHENE_C
-    cell = [[a, 0, 0], [-a / 2, a * np.sqrt(3) / 2, 0], [0, 0, c]]
-    return ase.Atoms("C2", positions=[[0, 0, 0], [0, a / np.sqrt(3), 0]], cell=cell, pbc=pbc)
-
-
-def graphene_cell() -> pbc_gto.Cell:
-    atoms = graphene_atoms()
-    return pbc_gto.M(a=np.asarray(atoms.cell), atom=[("C", p) for p in atoms.positions], basis="gth-szv",
-                     pseudo="gth-pade", verbose=0)
 
 
 def max_abs(a, b) -> float:
@@ -55,7 +41,7 @@ def water():
 
 @pytest.fixture(scope="module")
 def graphene():
-    return ai2dft.System.from_pyscf(graphene_cell(), **CRYSTAL_OPTIONS)
+    return ai2dft.System.from_pyscf(graphene_cell("gth-szv", pseudo="gth-pade"), **CRYSTAL_OPTIONS)
 
 
 def test_dispatch_table_is_the_type_specific_functions():
@@ -95,7 +81,7 @@ def test_cell_gives_a_crystal_system_with_its_options(graphene):
     assert type(graphene) is CrystalSystem
     assert graphene.n_k == 4 and graphene.xc == "lda,vwn" and graphene.smearing_kind == "fermi"
     assert float(graphene.sigma) == 0.01 and graphene.ao.shape[3] == 2048
-    direct = CrystalSystem.from_pyscf(graphene_cell(), **CRYSTAL_OPTIONS)
+    direct = CrystalSystem.from_pyscf(graphene_cell("gth-szv", pseudo="gth-pade"), **CRYSTAL_OPTIONS)
     from_ase = ai2dft.System.from_ase(graphene_atoms(), "gth-szv", "lda,vwn", kmesh=(2, 2, 1),
                                       smearing=("fermi", 0.01), ke_cutoff=15.0, chunk_size=1000)
     assert type(from_ase) is CrystalSystem and from_ase.ao.shape[3] == 1000
@@ -103,7 +89,7 @@ def test_cell_gives_a_crystal_system_with_its_options(graphene):
         assert other.mesh == graphene.mesh
         for name in ("overlap", "hcore", "kpts", "coulG", "e_nuc", "n_electrons"):
             assert max_abs(getattr(other, name), getattr(graphene, name)) < EXACT, name
-    mf = make_krks(graphene_cell(), **CRYSTAL_OPTIONS)
+    mf = make_krks(graphene_cell("gth-szv", pseudo="gth-pade"), **CRYSTAL_OPTIONS)
     assert graphene.mesh == tuple(mf.with_df.mesh)
     dm = np.asarray(mf.get_init_guess())
     assert abs(float(ai2dft.energy(graphene, jnp.asarray(dm))) - mf.energy_tot(dm)) < 1e-9
@@ -150,7 +136,7 @@ def test_crystal_density_matrix_stays_in_the_basis_pyscf_keeps():
     """gth-dzvp graphene at k = (1/2, 0, 0) has an S(k) eigenvalue of 6.4e-7, below PySCF's 1e-6
     linear-dependency threshold: D(H) must have no weight on that direction (D = P D P), as in
     free_energy and scf. (The molecular density path, used for crystals before, gave |D - P D P| ~ 1e2.)"""
-    cell = graphene_cell()
+    cell = graphene_cell("gth-szv", pseudo="gth-pade")
     cell.basis, cell.pseudo = "gth-dzvp", "gth-pbe"
     system = ai2dft.System.from_pyscf(cell.build(), xc="lda,vwn", kmesh=(2, 1, 1), smearing=("fermi", 0.01),
                                       ke_cutoff=10.0)
@@ -178,7 +164,7 @@ def test_options_of_the_other_kind_are_named(graphene):
     with pytest.raises(ValueError, match="kmesh do not apply to a molecule"):
         ai2dft.System.from_ase(graphene_atoms(pbc=False), "def2-svp", "pbe", kmesh=(2, 2, 1))
     with pytest.raises(ValueError, match="grid_level do not apply to a periodic cell"):
-        ai2dft.System.from_pyscf(graphene_cell(), xc="pbe", grid_level=3)
+        ai2dft.System.from_pyscf(graphene_cell("gth-szv", pseudo="gth-pade"), xc="pbe", grid_level=3)
     with pytest.raises(ValueError, match="auxbasis do not apply to a periodic cell"):
         ai2dft.System.from_ase(graphene_atoms(), "gth-szv", "pbe", auxbasis="weigend")
     with pytest.raises(ValueError, match="must be neutral"):

@@ -23,6 +23,7 @@ from elct_jax.hamiltonian import (
     symmetrize_onsite,
 )
 from elct_jax.structure import Structure
+from crystals import real_space_overlaps
 
 WATER = (("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))
 AMMONIA = (("N", "H", "H", "H"), np.array([[0.0, 0.0, 0.1], [0.94, 0.0, -0.27], [-0.47, 0.81, -0.27], [-0.47, -0.81, -0.27]]))
@@ -168,28 +169,6 @@ def crystal():
     structure = Structure(("H", "He"), np.array([[0.1, 0.2, 0.0], [1.3, 1.1, 1.2]]), lattice, (True, True, True))
     basis = OrbitalBasis.from_pyscf("6-31g**", ["H", "He"])
     return structure, basis
-
-
-def real_space_overlaps(structure, basis, graph, intor="int1e_ovlp"):
-    """S_ij(R) = <i, home cell | j, cell R> (or another one-electron ``intor``) from PySCF molecular
-    integrals between the home cell and translated copies, internal order, keyed (R1, R2, R3, i, j)."""
-    shifts = sorted({tuple(map(int, R)) for R in graph.edges["cell_shift"]} | {(0, 0, 0)})
-    home = list(zip(structure.symbols, structure.positions_ang.tolist()))
-    images = [(s, (p + np.array(R) @ structure.lattice_ang).tolist()) for R in shifts for s, p in home]
-    mol0 = gto.M(atom=home, basis=basis.name, spin=None, verbose=0)
-    mol_r = gto.M(atom=images, basis=basis.name, spin=None, verbose=0)
-    S = gto.intor_cross(intor, mol0, mol_r)
-    images_syms = [s for s, _ in images]
-    S = S[basis.permutation(structure.symbols, "pyscf")][:, basis.permutation(images_syms, "pyscf")]
-    off0 = basis.ao_offsets(structure.symbols)
-    off_r = basis.ao_offsets(images_syms)
-    n = structure.n_atoms
-    return {
-        (*R, i, j): S[off0[i] : off0[i + 1], off_r[r * n + j] : off_r[r * n + j + 1]]
-        for r, R in enumerate(shifts)
-        for i in range(n)
-        for j in range(n)
-    }
 
 
 def test_bloch_sum_matches_pyscf_pbc(crystal):

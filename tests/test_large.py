@@ -14,26 +14,16 @@ from ai2dft.pyscf_bridge.overlap import pair_overlaps
 from elct_jax.basis import OrbitalBasis
 from elct_jax.config import preset
 from elct_jax.data.loader import species_index
-from elct_jax.data.sampling import make_supercell
 from elct_jax.graph import neighbor_graph, neighbor_pairs
 from elct_jax.hamiltonian import block_layout, blocks_from_dict, bloch_sum
 from elct_jax.large.chunked import ChunkBuilder, partition, predict_sparse, receptive_hops
 from elct_jax.large.sparse import BlochMatrix, SparseBlocks, overlap_like
 from elct_jax.model import make_predict_fn
 from elct_jax.predict import predict_blocks
-from elct_jax.structure import Structure
 from elct_jax.train.run import TrainedModel
+from crystals import graphene_supercell
 
-A_ANG = 2.46
 CUTOFF = 3.0  # first to third graphene neighbours: a dense enough graph, a small test
-
-
-def graphene(repeat, sigma=0.05, seed=0) -> Structure:
-    base = Structure(("C", "C"), [[0, 0, 5], [A_ANG / 2, A_ANG / (2 * np.sqrt(3)), 5]],
-                     [[A_ANG, 0, 0], [A_ANG / 2, A_ANG * np.sqrt(3) / 2, 0], [0, 0, 10]], (True, True, False))
-    s = make_supercell(base, repeat)
-    rng = np.random.default_rng(seed)
-    return Structure(s.symbols, s.positions_ang + sigma * rng.normal(size=s.positions_ang.shape), s.lattice_ang, s.pbc)
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +32,13 @@ def model():
     basis = OrbitalBasis.from_pyscf("gth-szv", ["C"])
     config = preset("tiny", dtype="float64", l_max=2)
     init, apply = make_predict_fn(config, basis)
-    graph = neighbor_graph(graphene((1, 1, 1)), CUTOFF, species_index(basis))
+    graph = neighbor_graph(graphene_supercell((1, 1, 1)), CUTOFF, species_index(basis))
     return TrainedModel(config, basis, CUTOFF, init(jax.random.PRNGKey(0), graph), apply)
 
 
 @pytest.fixture(scope="module")
 def supercell():
-    return graphene((4, 4, 1))
+    return graphene_supercell((4, 4, 1))
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +67,7 @@ def test_halo_of_one_hop_less_is_not_exact(model, supercell, whole):
 
 
 def test_partition_covers_every_atom_once_in_compact_chunks():
-    pos = graphene((6, 6, 1)).positions_ang
+    pos = graphene_supercell((6, 6, 1)).positions_ang
     chunks = partition(pos, 10)
     assert sorted(np.concatenate(chunks).tolist()) == list(range(len(pos)))
     assert max(len(c) for c in chunks) <= 10
@@ -114,7 +104,7 @@ def test_bloch_matrix_equals_dense_bloch_sum(model, supercell, whole):
 
 def test_small_cell_images_of_the_same_pair_are_summed():
     """A primitive cell with a long cutoff: many images R of one pair (i, j) share one CSR block."""
-    s = graphene((1, 1, 1), sigma=0.0)
+    s = graphene_supercell((1, 1, 1), sigma=0.0)
     i, j, R = neighbor_pairs(s, 6.0)
     rng = np.random.default_rng(1)
     blocks = {(0, 0, 0, a, a): rng.normal(size=(4, 4)) for a in range(2)}
@@ -137,7 +127,7 @@ def test_sparse_blocks_refuse_missing_onsite_and_bad_shapes():
 
 
 def test_chunked_overlaps_equal_direct_real_space_overlaps():
-    s = graphene((2, 2, 1))
+    s = graphene_supercell((2, 2, 1))
     cell = build_cell(s, DFTSettings(basis="gth-szv", xc="lda", kmesh=(2, 2, 1)))
     direct = direct_overlaps(cell, 1e-10, s.pbc)
     i, j, R = neighbor_pairs(s, 7.0)
@@ -153,7 +143,7 @@ def test_chunked_overlaps_equal_direct_real_space_overlaps():
 
 def test_overlap_like_is_in_internal_order(supercell):
     """S(k) from overlap_like equals PySCF's lattice-summed S(k) reordered to internal order."""
-    s = graphene((1, 1, 1))
+    s = graphene_supercell((1, 1, 1))
     basis = OrbitalBasis.from_pyscf("gth-szv", ["C"])
     i, j, R = neighbor_pairs(s, 12.0)
     like = SparseBlocks.from_dict({**{(0, 0, 0, a, a): np.zeros((4, 4)) for a in range(2)},
@@ -185,7 +175,7 @@ def test_chunks_on_two_host_devices_equal_one_device():
         basis = OrbitalBasis.from_pyscf("gth-szv", ["C"])
         config = preset("tiny", dtype="float64", l_max=2)
         init, apply = make_predict_fn(config, basis)
-        s = graphene((4, 4, 1))
+        s = graphene_supercell((4, 4, 1))
         params = init(jax.random.PRNGKey(0), neighbor_graph(s, CUTOFF, species_index(basis)))
         model = TrainedModel(config, basis, CUTOFF, params, apply)
         two = predict_sparse(model, s, chunk_atoms=8)

@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 from pyscf import gto
-from test_hamiltonian import real_space_overlaps
+from crystals import real_space_overlaps
 
 from elct_jax.basis import OrbitalBasis
 from elct_jax.data import DeepHRecord, write_deeph_dock, write_deeph_legacy
