@@ -105,7 +105,7 @@ def train_step(state: TrainState, batch: Batch, weights, *, apply_fn: Callable,
     params = optax.apply_updates(state.params, updates)
     ema = ema_update(state.ema_params, params, ema_decay) if ema_decay > 0 else params
     new = TrainState(params=params, opt_state=opt_state, ema_params=ema, step=state.step + 1)
-    return new, {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+    return new, {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "sharded"))
