@@ -56,7 +56,8 @@ from elct_jax.evaluate import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.hamiltonian import blocks_to_dense, dict_to_dense
 from elct_jax.model import count_parameters, make_predict_fn
 from elct_jax.structure import Structure
-from elct_jax.train.step import init_state, make_loss_fn, train_step
+from elct_jax.train.step import init_state, train_step
+from plotting import training_curves
 
 jax.config.update("jax_enable_x64", True)
 
@@ -201,31 +202,11 @@ def summary(histories: dict) -> str:
 
 
 def plot(histories: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels = [("H_aligned", HARTREE_TO_MEV, "|H - H_scf| after shift alignment (meV)"),
               ("E", HARTREE_TO_UHA, "|E_KS[D(H)] - E_scf| (micro-Hartree)"),
               ("D", 1.0, "max |D(H) - D_scf|"),
               ("H_raw", HARTREE_TO_MEV, "|H - H_scf| without alignment (meV)")]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
-    for ax, (key, scale, label) in zip(axes.ravel(), panels):
-        for i, (mode, h) in enumerate(histories.items()):
-            ax.semilogy(h["step"], np.maximum(np.abs(h[key]) * scale, 1e-12), "-", color=f"C{i}", label=mode)
-        if key == "E":
-            ax.axhline(1.0, color="k", ls=":", lw=1, label="1 uHa")
-        ax.set_title(label, fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
-    for ax in axes[1]:
-        ax.set_xlabel("training step")
-    axes[0, 1].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    print(f"\nsaved {path}")
+    training_curves(histories, panels, path, title, hline=("E", 1.0, "1 uHa"))
 
 
 def main() -> None:

@@ -56,6 +56,7 @@ from elct_jax.model import count_parameters, make_predict_fn
 from elct_jax.structure import Structure
 from elct_jax.train.crystal_losses import bloch_hamiltonians, self_consistency_residual
 from elct_jax.train.step import init_state, make_loss_fn, train_step
+from plotting import training_curves
 
 jax.config.update("jax_enable_x64", True)
 
@@ -245,33 +246,12 @@ def summary(histories: dict) -> str:
 
 
 def plot(histories: dict, path: Path, title: str, switch_step: int | None, floor_uha: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels = [("H_aligned", HARTREE_TO_MEV, "|H(R) - H_scf(R)| after shift alignment (meV)"),
               ("E", HARTREE_TO_UHA, "|Omega(H) - Omega(H_scf)| per cell (micro-Hartree)"),
               ("mu", HARTREE_TO_MEV, "|E_F - E_F,scf| after shift alignment (meV)"),
               ("k_own", HARTREE_TO_MEV, "|H(k) - H_own(k)| after shift alignment (meV)")]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
-    for ax, (key, scale, label) in zip(axes.ravel(), panels):
-        for i, (mode, h) in enumerate(histories.items()):
-            ax.semilogy(h["step"], np.maximum(np.abs(h[key]) * scale, 1e-12), "-", color=f"C{i}", label=mode)
-        if key == "E":
-            ax.axhline(max(abs(floor_uha), 1e-12), color="k", ls=":", lw=1, label="graph-truncation floor")
-        if switch_step is not None:
-            ax.axvline(switch_step, color="gray", ls="--", lw=1, label="Adam -> L-BFGS")
-        ax.set_title(label, fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
-    for ax in axes[1]:
-        ax.set_xlabel("training step")
-    axes[0, 1].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    print(f"\nsaved {path}")
+    training_curves(histories, panels, path, title, hline=("E", floor_uha, "graph-truncation floor"),
+                    vline=None if switch_step is None else (switch_step, "Adam -> L-BFGS"))
 
 
 def main() -> None:

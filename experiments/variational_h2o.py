@@ -26,6 +26,7 @@ from ai2dft.energy import energy, free_energy
 from ai2dft.scf import scf
 from ai2dft.system import System
 from ai2dft.variational import minimize_free_energy
+from plotting import panel_grid, save
 
 jax.config.update("jax_enable_x64", True)
 
@@ -82,27 +83,16 @@ def report(label: str, m: dict, n: int) -> None:
 
 
 def plot(curves: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = [("E", "|E - E_scf| (Ha)"), ("grad", "max |dOmega/dH|"), ("H", "max |H - H_scf - cS| (Ha)"),
             ("D", "max |D - D_scf|")]
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharex=True)
+    fig, axes = panel_grid(figsize=(9, 6.5))
     for ax, (key, title) in zip(axes.ravel(), keys):
         for (label, style, color), (m, n) in curves.items():
             ax.semilogy(np.arange(n), np.maximum(m[key][:n], 1e-16), style, color=color, label=label, markersize=3)
         ax.set_title(title)
         ax.grid(True, which="major", alpha=0.3)
-    for ax in axes[1]:
-        ax.set_xlabel("step")
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("H2O PBE/def2-SVP: minimizing Omega(H) from the core Hamiltonian")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    print(f"\nsaved {path}")
+    save(fig, path, "H2O PBE/def2-SVP: minimizing Omega(H) from the core Hamiltonian", xlabel="step")
 
 
 def main() -> None:
