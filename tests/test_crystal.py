@@ -227,7 +227,7 @@ PEAK_MEMORY_SCRIPT = textwrap.dedent("""
     import jax
     jax.config.update("jax_enable_x64", True)
     sys.path.insert(0, {tests!r})
-    from test_crystal import graphene_cell
+    from crystals import graphene_cell
     from ai2dft import crystal_energy, crystal_scf
     from ai2dft.crystal import CrystalSystem
     from ai2dft.pyscf_bridge.cell import make_krks

@@ -163,7 +163,8 @@ def test_chunks_on_two_host_devices_equal_one_device():
         import jax, numpy as np
         jax.config.update("jax_enable_x64", True)
         import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from test_large import graphene, CUTOFF
+        from crystals import graphene_supercell
+        from test_large import CUTOFF
         from elct_jax.basis import OrbitalBasis
         from elct_jax.config import preset
         from elct_jax.data.loader import species_index
