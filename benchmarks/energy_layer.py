@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import jax
@@ -38,6 +37,7 @@ from ai2dft.density import density_and_entropy
 from ai2dft.energy import _density_on_grid, energy, fock
 from ai2dft.pyscf_bridge.cell import make_krks
 from ai2dft.system import System
+from machine import describe
 
 jax.config.update("jax_enable_x64", True)
 
@@ -142,17 +142,6 @@ def run_case(name: str, repeats: int, profile: bool, ke_cutoff: float) -> dict:
                 pyscf_scf_iter=mf.cycles, t_compile=t_compile, times=times)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    threads = {k: os.environ.get(k, "unset") for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS")}
-    return f"{cpu}, {os.cpu_count()} cores visible, jax {jax.__version__}, {threads}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=CASES, choices=CASES)
@@ -160,7 +149,7 @@ def main() -> None:
     parser.add_argument("--ke-cutoff", type=float, default=50.0, help="crystal FFT mesh cutoff, Hartree")
     parser.add_argument("--profile", action="store_true", help="also time the parts of Omega + gradient (molecules)")
     args = parser.parse_args()
-    print(machine())
+    print(f"{describe()}, jax {jax.__version__}")
     rows = [run_case(name, args.repeats, args.profile, args.ke_cutoff) for name in args.cases]
     print(f"load average during the run: {os.getloadavg()}")
     width = max(len(r["size"]) for r in rows)

@@ -30,12 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+
+from machine import describe
 
 DEEPH_E3_MS = 244.0  # DESIGN.md section 4, measured earlier on this machine; quoted, not re-measured
 DEEPH_E3_MB = 583.0
@@ -153,17 +154,6 @@ def run_case(preset_name: str, dtype: str, batch_size: int, grid_level: int, ste
     return result
 
 
-def machine() -> str:
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    threads = {k: os.environ.get(k, "unset") for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS")}
-    return f"{cpu}, {os.cpu_count()} cores visible, {threads}"
-
-
 def print_table(rows: list[dict]) -> None:
     head = (f"{'system':<11}{'dtype':<8}{'B':>3}{'params':>10}{'mode':>12}{'median ms':>11}{'min ms':>9}{'CPU ms':>8}"
             f"{'steps/s':>9}{'E3/ours':>9}{'XLA MB':>8}{'RSS MB':>8}{'compile s':>10}")
@@ -198,7 +188,7 @@ def main() -> None:
     if args.child:
         print("RESULT " + json.dumps(run_case(**json.loads(args.child))), flush=True)
         return
-    print(machine())
+    print(describe())
     print(f"load average before: {os.getloadavg()}")
     rows = []
     for dtype in args.dtypes:
