@@ -42,7 +42,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import scipy.linalg
 
 from ai2dft.density import density_matrix
@@ -56,6 +55,7 @@ from elct_jax.evaluate import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.hamiltonian import blocks_to_dense, dict_to_dense
 from elct_jax.model import count_parameters, make_predict_fn
 from elct_jax.structure import Structure
+from elct_jax.train.optim import exponential_adam
 from elct_jax.train.step import init_state, train_step
 from plotting import training_curves
 
@@ -133,13 +133,6 @@ def occupation_diagnosis(D: np.ndarray, ref: Reference, n_electrons: float) -> s
     if not empty and not filled:
         return f"occupies the SCF's {n_occ} lowest orbitals (min weight {w[:n_occ].min():.4f})"
     return f"SCF orbitals left empty: {', '.join(empty)}; SCF virtuals occupied: {', '.join(filled)}"
-
-
-def make_optimizer(lr: float, final_lr: float, steps: int) -> optax.GradientTransformation:
-    """Adam with the learning rate decayed exponentially from lr to final_lr over ``steps``."""
-    schedule = optax.exponential_decay(lr, transition_steps=steps, decay_rate=final_lr / lr)
-    return optax.adam(schedule)
-
 
 
 def run_mode(mode: str, params0, batch: Batch, ref: Reference, apply, optimizer, steps: int,
@@ -235,7 +228,7 @@ def main() -> None:
     params0 = init(jax.random.PRNGKey(args.seed), batch.graph)
     print(f"ELCT preset {args.preset!r}, float64, {count_parameters(params0)} parameters; Adam lr {args.lr:g} -> "
           f"{args.final_lr:g} (exponential) over {args.steps} steps per mode")
-    optimizer = make_optimizer(args.lr, args.final_lr, args.steps)
+    optimizer = exponential_adam(args.lr, args.final_lr, args.steps)
     hamiltonian = make_hamiltonian_fn(apply, ref.H.shape[0])
     metrics_fn = make_metrics_fn(hamiltonian)
     histories = {}

@@ -12,15 +12,19 @@ import pytest
 from gradcheck import assert_grad_matches_fd
 from pyscf import dft, gto
 
+from ai2dft.density import density_matrix
+from ai2dft.energy import fock
+from ai2dft.scf import roothaan_diis, scf
 from ai2dft.system import System
 from elct_jax.basis import OrbitalBasis
 from elct_jax.config import preset
 from elct_jax.data.deeph_dock import DeepHRecord
 from elct_jax.data.loader import collate, make_example
-from elct_jax.hamiltonian import dense_to_dict
+from elct_jax.hamiltonian import blocks_to_dense, dense_to_dict
 from elct_jax.model import make_predict_fn
 from elct_jax.structure import Structure
 from elct_jax.train.checkpoint import Checkpointer
+from elct_jax.train.losses import TARGET_TOL, self_consistency_residual
 from elct_jax.train.loop import LossWeights, TrainConfig, TrainingDiverged, fit
 from elct_jax.train.optim import OptimConfig, make_optimizer
 from elct_jax.train.step import init_state, make_eval_step, make_loss_fn, make_train_step, train_step
@@ -139,3 +143,45 @@ def test_gradient_through_network_and_free_energy_matches_finite_differences(set
     loss = lambda p: evaluate(p, batch, weights)["loss"]
     grads = jax.jit(jax.grad(lambda p: make_loss_fn(apply)(p, batch, weights)[0]))(params)
     assert_grad_matches_fd(loss, params, grads)
+
+
+def test_self_consistency_target_iterations_approach_the_scf_solution(setup):
+    """T(H) after n Roothaan-DIIS steps: F[D(H)] for n = 1, the SCF solution as n grows; the residual
+    |H - T(H)| then measures |H - H_scf| itself (what label-free training with n iterations minimises)."""
+    system = jax.tree.map(lambda x: x[0], setup["batch"].systems)
+    H_scf = scf(system, tol=1e-10, on_failure="raise").H
+    noise = 0.02 * np.random.default_rng(1).standard_normal(H_scf.shape)
+    H = H_scf + jnp.asarray(noise + noise.T)
+    F_of_D = fock(system, density_matrix(system, H))
+    T1 = roothaan_diis(system, H, 1, 0.0)[0]
+    T8 = roothaan_diis(system, H, 8, TARGET_TOL)[0]
+    assert float(jnp.max(jnp.abs(T1 - F_of_D))) < 1e-12
+    far, near = float(jnp.mean(jnp.abs(T1 - H_scf))), float(jnp.mean(jnp.abs(T8 - H_scf)))
+    assert near < 1e-3 * far, (near, far)
+    residual = jax.jit(self_consistency_residual, static_argnums=2)
+    assert float(residual(system, H_scf, 8)) < 1e-8
+    pair = system.ao_mask[:, None] * system.ao_mask[None, :]  # the batch pads the AO axis
+    real_mean = lambda a: float(jnp.sum(jnp.abs(a) * pair) / jnp.sum(pair))  # noqa: E731
+    np.testing.assert_allclose(float(residual(system, H, 8)), real_mean(H - H_scf), rtol=1e-4)
+    assert abs(float(residual(system, H, 1)) - real_mean(H - F_of_D)) < 1e-12
+
+
+def test_iterated_self_consistency_training_approaches_the_scf_solution(setup):
+    """sc with a 4-step DIIS target, 5 Adam steps from the random initialisation: |H - H_scf| falls."""
+    batch = setup["batch"]
+    system = jax.tree.map(lambda x: x[0], batch.systems)
+    H_scf = scf(system, tol=1e-10, on_failure="raise").H
+    n_ao = H_scf.shape[0]
+
+    def error(params):
+        onsite, edges = setup["apply"](params, batch.graph)
+        H = blocks_to_dense(onsite, edges, batch.layout, order="pyscf")[0, :n_ao, :n_ao]
+        return float(jnp.mean(jnp.abs(H - H_scf)))
+
+    optimizer = make_optimizer(OPTIM, STEPS_PER_EPOCH)
+    step = make_train_step(setup["apply"], optimizer, sc_iterations=4)
+    state, weights, losses = init_state(setup["params"], optimizer), jnp.array([0.0, 0.0, 1.0]), []
+    for _ in range(5):
+        state, metrics = step(state, batch, weights)
+        losses.append(float(metrics["sc"]))
+    assert losses[-1] < losses[0] and error(state.params) < error(setup["params"]), losses

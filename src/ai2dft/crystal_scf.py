@@ -55,6 +55,15 @@ def _dagger(a: Array) -> Array:
 
 @functools.partial(jax.jit, static_argnums=(4,))
 def _scf(system, H0, max_iter, tol, diis_space):
+    F, D, entropy, it, error = roothaan_diis(system, H0, max_iter, tol, diis_space)
+    e_ks = energy(system, D)
+    return ScfResult(H=F, D=D, energy=e_ks, free_energy=e_ks - system.sigma * entropy,
+                     converged=error < tol, n_iter=it, error=error)
+
+
+def roothaan_diis(system: CrystalSystem, H0: Array, max_iter, tol, diis_space: int = 8):
+    """The SCF loop of ``scf`` from H0(k) [nk, nao, nao], traceable -> (F(k), D(k), entropy, n_iter, error);
+    as ``ai2dft.scf.roothaan_diis`` (DIIS on the k-weighted commutators; with max_iter = 1, F = F[D(H0)])."""
     S, X, w = system.overlap, system.s_inv_sqrt, system.kweights
     nk, nao = H0.shape[0], H0.shape[-1]
 
@@ -81,9 +90,7 @@ def _scf(system, H0, max_iter, tol, diis_space):
     state = (jnp.asarray(0), H0, zeros, zeros, jnp.zeros((diis_space, diis_space)), H0, jnp.zeros(()), H0,
              jnp.asarray(jnp.inf))
     it, _, _, _, _, D, entropy, F, error = jax.lax.while_loop(cond, body, state)
-    e_ks = energy(system, D)
-    return ScfResult(H=F, D=D, energy=e_ks, free_energy=e_ks - system.sigma * entropy,
-                     converged=error < tol, n_iter=it, error=error)
+    return F, D, entropy, it, error
 
 
 def _complex(x: Array) -> Array:

@@ -109,6 +109,19 @@ def diis_extrapolate(focks: Array, errors_gram: Array, n_valid: Array) -> Array:
 
 @functools.partial(jax.jit, static_argnums=(4,))
 def _scf_jit(system, H0, max_iter, tol, diis_space):
+    F, D, entropy, it, error = roothaan_diis(system, H0, max_iter, tol, diis_space)
+    e_ks = energy(system, D)
+    return ScfResult(H=F, D=D, energy=e_ks, free_energy=e_ks - system.sigma * entropy,
+                     converged=error < tol, n_iter=it, error=error)
+
+
+def roothaan_diis(system: System, H0: Array, max_iter, tol, diis_space: int = 8):
+    """The SCF loop of ``scf`` from H0, traceable (no checks, no energy) -> (F, D, entropy, n_iter, error).
+
+    At most max_iter Fock builds, stopping once the max |X (F D S - S D F) X| < tol (Hartree). F [nao, nao]
+    is the Fock matrix of the last density D; with max_iter = 1 it is F[D(H0)]. Used by ``scf`` and as
+    the self-consistency target of training (``elct_jax.train.losses``).
+    """
     S = system.overlap
     _, S_masked = mask_padding(H0, S, system.ao_mask)
     X = inverse_sqrt_overlap(S_masked)
@@ -141,6 +154,4 @@ def _scf_jit(system, H0, max_iter, tol, diis_space):
     state = (jnp.asarray(0), H0, zeros, zeros, jnp.zeros((m, m), H0.dtype), zeros[0], jnp.zeros((), H0.dtype),
              H0, zeros[0], jnp.asarray(jnp.inf, H0.dtype))
     it, _, _, _, _, D, entropy, F, _, error = jax.lax.while_loop(cond, body, state)
-    e_ks = energy(system, D)
-    return ScfResult(H=F, D=D, energy=e_ks, free_energy=e_ks - system.sigma * entropy,
-                     converged=error < tol, n_iter=it, error=error)
+    return F, D, entropy, it, error

@@ -66,6 +66,11 @@ class ModelConfig:
     ffn_channels hidden channels of the per-node/per-edge feed-forward parts
     species_dim size of the learned species embeddings
     avg_num_neighbors normalisation of the initial neighbour sum (order of the typical degree)
+    edge_init_scale  multiplies the standard deviation of the edge head's initial weights, so the
+                initial off-site blocks are ~edge_init_scale Hartree. 1 suits molecules; a crystal whose
+                H(k) sums hundreds of neighbours per atom (metals, long cutoffs) starts with H(k) of
+                ~100 Ha at 1, far from any physical H, and label-free training from there is slow:
+                ~0.05 starts it near physical size (experiments/unsupervised_na.py)
     dtype       parameter and compute dtype
     """
 
@@ -76,6 +81,7 @@ class ModelConfig:
     ffn_channels: int = 64
     species_dim: int = 16
     avg_num_neighbors: float = 12.0
+    edge_init_scale: float = 1.0
     radial: RadialConfig = field(default_factory=RadialConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     dtype: str = "float32"
@@ -92,6 +98,8 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.channels={self.channels} must be divisible by attention.heads={self.attention.heads}"
             )
+        if not self.edge_init_scale > 0:
+            raise ValueError(f"ModelConfig.edge_init_scale must be positive, got {self.edge_init_scale}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
 

@@ -85,12 +85,14 @@ class WignerEckartHead(nn.Module):
     """Blocks [n, n_max, n_max] from lab-layout features x [n, (L+1)**2, 2, C] and groups [n] int.
 
     rows/cols: shells of the row/column atom of each group (e.g. species pairs for edges).
+    init_scale: multiplies the standard deviation c**-0.5 of the initial weights (the blocks' initial size).
     """
 
     rows: tuple[Shells, ...]
     cols: tuple[Shells, ...]
     n_max: int
     param_dtype: jnp.dtype = jnp.float32
+    init_scale: float = 1.0
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, group: jnp.ndarray) -> jnp.ndarray:
@@ -101,7 +103,7 @@ class WignerEckartHead(nn.Module):
             raise ValueError(f"the orbital basis needs features up to l = {need} (l1 + l2), the network has "
                              f"l_max = {l_feat}; raise ModelConfig.l_max")
         n_groups, n_cols = len(self.rows), sum(t for _, _, t in tables.irreps)
-        weight = self.param("weight", nn.initializers.normal(c**-0.5), (n_groups, c, n_cols), self.param_dtype)
+        weight = self.param("weight", nn.initializers.normal(self.init_scale * c**-0.5), (n_groups, c, n_cols), self.param_dtype)
         weight = weight[group]  # [n, C, n_cols]
         y, col = {}, 0
         for big_l, par, t in tables.irreps:

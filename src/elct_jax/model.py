@@ -76,7 +76,8 @@ class ELCT(nn.Module):
         pair_rows = tuple(shells[a] for a in range(n_sp) for _ in range(n_sp))
         pair_cols = tuple(shells[b] for _ in range(n_sp) for b in range(n_sp))
         pair = species[senders] * n_sp + species[receivers]
-        edge_blocks = WignerEckartHead(pair_rows, pair_cols, n_max, param_dtype=dt, name="edge_head")(e, pair)
+        edge_blocks = WignerEckartHead(pair_rows, pair_cols, n_max, param_dtype=dt, init_scale=cfg.edge_init_scale,
+                                       name="edge_head")(e, pair)
         edge_blocks = symmetrize_edges(edge_blocks, jnp.asarray(graph.edges["reverse"]))
         return symmetrize_onsite(onsite), edge_blocks * real_edge[:, None, None]
 

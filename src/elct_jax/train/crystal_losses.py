@@ -1,14 +1,16 @@
 """Label-free loss terms of the training step for a batch of B crystals of one shape.
 
     omega  mean over crystals of Omega(H(k)) / n_electrons (Hartree per electron; both per cell)
-    sc     mean over crystals of sum_k w_k mean_ij |H_ij(k) - F_ij[D(H)](k)| over real AO pairs (Hartree)
+    sc     mean over crystals of sum_k w_k mean_ij |H_ij(k) - T_ij(H)(k)| over real AO pairs (Hartree),
+           T(H) the Fock matrix after ``sc_iterations`` Roothaan-DIIS steps from H(k) (1: F[D(H)](k))
 
 H(k) = sum_R H(R) exp(2 pi i k.R) is assembled from the network's real-space blocks by
 ``elct_jax.hamiltonian.bloch_sum`` at the k-points of each crystal's ``CrystalSystem`` (PySCF order),
 and Omega, D(H) and F[D] are those of ``ai2dft.crystal_energy`` (exact against PySCF KRKS). The
 semantics are those of the molecular terms (``elct_jax.train.losses``): Omega is differentiated
 through D(H) (network -> H(R) -> H(k) -> Omega), the self-consistency residual with F[D(H)] held
-fixed (``stop_gradient``), so its gradient points along the preconditioned Omega direction H - F.
+fixed (``stop_gradient``), so with one iteration its gradient points along the preconditioned Omega
+direction H - F, and with more it approaches |H(k) - H_scf(k)|.
 Everything here is pure jnp; the B crystals are vmapped.
 """
 from __future__ import annotations
@@ -19,9 +21,10 @@ import jax
 import jax.numpy as jnp
 
 from ai2dft.crystal import CrystalSystem
-from ai2dft.crystal_energy import density_and_entropy_of, fock, free_energy
+from ai2dft.crystal_energy import free_energy
+from ai2dft.crystal_scf import roothaan_diis
 from elct_jax.hamiltonian import BlockLayout, bloch_sum
-from elct_jax.train.losses import masked_mean
+from elct_jax.train.losses import TARGET_TOL, masked_mean
 
 
 def structure_layout(layout: BlockLayout, g) -> BlockLayout:
@@ -67,20 +70,21 @@ def free_energy_per_electron(system: CrystalSystem, H_k) -> jax.Array:
     return free_energy(system, H_k) / system.n_electrons
 
 
-def self_consistency_residual(system: CrystalSystem, H_k) -> jax.Array:
-    """[] sum_k w_k mean_ij |H_ij(k) - F_ij[D(H)](k)| over real AO pairs (Hartree); F held fixed."""
-    D, _ = density_and_entropy_of(system, jax.lax.stop_gradient(H_k))
-    target = jax.lax.stop_gradient(fock(system, D))
+def self_consistency_residual(system: CrystalSystem, H_k, iterations: int = 1) -> jax.Array:
+    """[] sum_k w_k mean_ij |H_ij(k) - T_ij(k)| over real AO pairs (Hartree), T the Fock matrix after
+    ``iterations`` Roothaan-DIIS steps from H_k [nk, nao, nao] (1: F[D(H)]); T held fixed."""
+    target, *_ = roothaan_diis(system, jax.lax.stop_gradient(H_k), iterations, TARGET_TOL)
     pair = system.ao_mask[:, None] * system.ao_mask[None, :]
-    per_k = jnp.sum(jnp.abs(H_k - target) * pair, axis=(-2, -1)) / jnp.sum(pair)  # [nk]
+    per_k = jnp.sum(jnp.abs(H_k - jax.lax.stop_gradient(target)) * pair, axis=(-2, -1)) / jnp.sum(pair)  # [nk]
     return jnp.sum(system.kweights * per_k)
 
 
-def crystal_energy_losses(systems: CrystalSystem, onsite, edges, layout: BlockLayout, has_system, w_omega, w_sc):
+def crystal_energy_losses(systems: CrystalSystem, onsite, edges, layout: BlockLayout, has_system, w_omega, w_sc,
+                          sc_iterations: int = 1):
     """(omega, sc) batch means for crystals; each term is computed only when its traced weight is non-zero.
 
     systems: CrystalSystem stacked over B; onsite, edges: the network's blocks of the batch graph;
-    layout: the batch's BlockLayout; has_system [B].
+    layout: the batch's BlockLayout; has_system [B]; sc_iterations: DIIS steps of the sc target (static).
     """
     H = bloch_hamiltonians(onsite, edges, layout, systems)
     real = jnp.real(H).dtype
@@ -91,7 +95,8 @@ def crystal_energy_losses(systems: CrystalSystem, onsite, edges, layout: BlockLa
     )
     sc = jax.lax.cond(
         w_sc != 0,
-        lambda: masked_mean(jax.vmap(self_consistency_residual)(systems, H), has_system),
+        lambda: masked_mean(jax.vmap(lambda s, h: self_consistency_residual(s, h, sc_iterations))(systems, H),
+                            has_system),
         lambda: jnp.zeros((), real),
     )
     return omega, sc

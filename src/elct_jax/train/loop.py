@@ -45,6 +45,11 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint_every_epochs: int = 1  # the last epoch (and a plateau stop) always checkpoints
     progress: bool = True
+    sc_iterations: int = 1  # Roothaan-DIIS steps of the sc target T(H) (1: F[D(H)]; see train.losses)
+
+    def __post_init__(self):
+        if self.sc_iterations < 1:
+            raise ValueError(f"train.sc_iterations must be >= 1, got {self.sc_iterations}")
 
 
 def epoch_order(n_batches: int, seed: int, epoch: int) -> np.ndarray:
@@ -106,8 +111,8 @@ def fit(apply_fn: Callable, params, train_batches: Sequence, val_batches: Sequen
     if steps_per_epoch == 0:
         raise ValueError("no training batches")
     optimizer = make_optimizer(config.optim, steps_per_epoch)
-    train_step = make_train_step(apply_fn, optimizer, config.optim.ema_decay)
-    eval_step = make_eval_step(apply_fn)
+    train_step = make_train_step(apply_fn, optimizer, config.optim.ema_decay, sc_iterations=config.sc_iterations)
+    eval_step = make_eval_step(apply_fn, sc_iterations=config.sc_iterations)
     weights = config.weights.array()
     checkpointer = Checkpointer(run_dir)
     state = init_state(params, optimizer)

@@ -42,6 +42,12 @@ def make_optimizer(config: OptimConfig, steps_per_epoch: int) -> optax.GradientT
     return optax.chain(*parts)
 
 
+def exponential_adam(lr: float, final_lr: float, steps: int) -> optax.GradientTransformation:
+    """Adam with the learning rate decayed exponentially from lr to final_lr over ``steps`` (the fixed
+    budget of the label-free vs supervised experiments)."""
+    return optax.adam(optax.exponential_decay(lr, transition_steps=max(steps, 1), decay_rate=final_lr / lr))
+
+
 def current_learning_rate(opt_state, config: OptimConfig) -> jnp.ndarray:
     """The effective learning rate: base lr times the plateau scale (last element of the chain state)."""
     return config.learning_rate * opt_state[-1].scale

@@ -16,7 +16,8 @@ Example ``water.toml``::
     run_dir = "runs/water"
     epochs = 200
     init_from = ""               # a previous run directory to fine-tune from (its best checkpoint)
-    [train.weights]              # loss = mae * MAE + omega * Omega/N_e + sc * |H - F[D(H)]|
+    sc_iterations = 1            # DIIS steps of the sc target T(H) (1: F[D(H)]; ~8 trains like labels)
+    [train.weights]              # loss = mae * MAE + omega * Omega/N_e + sc * |H - T(H)|
     mae = 1.0
     omega = 0.0
     sc = 0.0

@@ -1,6 +1,9 @@
 """ONE jitted training step for supervised, label-free (Omega), self-consistency and hybrid training.
 
-    loss = w_mae * MAE(H, H_ref) + w_omega * mean(Omega(H) / N_e) + w_sc * mean|H - F[D(H)]|
+    loss = w_mae * MAE(H, H_ref) + w_omega * mean(Omega(H) / N_e) + w_sc * mean|H - T(H)|
+
+T(H) is the self-consistency target: the Fock matrix after ``sc_iterations`` (static) Roothaan-DIIS
+steps from H, F[D(H)] for one (``elct_jax.train.losses``).
 
 Molecules (``batch.systems`` an ``ai2dft.System``) use the dense H of ``blocks_to_dense`` and
 ``train.losses``; crystals (an ``ai2dft.crystal.CrystalSystem``) use H(k) of ``hamiltonian.bloch_sum``
@@ -58,9 +61,9 @@ def hamiltonian_mae(onsite, edges, batch: Batch):
     return block_mae(pred, target, mask)
 
 
-def make_loss_fn(apply_fn: Callable) -> Callable:
+def make_loss_fn(apply_fn: Callable, sc_iterations: int = 1) -> Callable:
     """loss(params, batch, weights) -> (loss, metrics) for one shard. ``apply_fn(params, graph)`` returns
-    (onsite, edge_blocks) in internal order (Hartree)."""
+    (onsite, edge_blocks) in internal order (Hartree); sc_iterations: DIIS steps of the sc target."""
 
     def loss_fn(params, batch: Batch, weights):
         onsite, edges = apply_fn(params, batch.graph)
@@ -69,11 +72,11 @@ def make_loss_fn(apply_fn: Callable) -> Callable:
             omega = sc = jnp.zeros((), mae.dtype)
         elif isinstance(batch.systems, CrystalSystem):
             omega, sc = crystal_energy_losses(batch.systems, onsite, edges, batch.layout, batch.has_system,
-                                              weights[1], weights[2])
+                                              weights[1], weights[2], sc_iterations)
         else:
             H = blocks_to_dense(onsite, edges, batch.layout, order="pyscf")
             omega, sc = energy_losses(batch.systems, H.astype(batch.systems.overlap.dtype), batch.has_system,
-                                      weights[1], weights[2])
+                                      weights[1], weights[2], sc_iterations)
         terms = jnp.stack([mae, omega.astype(mae.dtype), sc.astype(mae.dtype)])
         return jnp.dot(weights.astype(terms.dtype), terms), dict(zip(LOSS_NAMES, terms))
 
@@ -91,15 +94,16 @@ def _sharded(loss_fn: Callable, sharded: bool) -> Callable:
     return mean_over_shards
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "optimizer", "ema_decay", "sharded"))
+@functools.partial(jax.jit, static_argnames=("apply_fn", "optimizer", "ema_decay", "sharded", "sc_iterations"))
 def train_step(state: TrainState, batch: Batch, weights, *, apply_fn: Callable,
-               optimizer: optax.GradientTransformationExtraArgs, ema_decay: float = 0.0, sharded: bool = False):
+               optimizer: optax.GradientTransformationExtraArgs, ema_decay: float = 0.0, sharded: bool = False,
+               sc_iterations: int = 1):
     """One optimisation step -> (state, metrics); metrics include "loss" and "grad_norm".
 
     Module-level and jitted with the model/optimizer as static arguments, so every caller with the same
     (cached) ``apply_fn`` and ``optimizer`` shares one compilation per batch shape.
     """
-    loss_fn = _sharded(make_loss_fn(apply_fn), sharded)
+    loss_fn = _sharded(make_loss_fn(apply_fn, sc_iterations), sharded)
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, weights)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params, value=loss)
     params = optax.apply_updates(state.params, updates)
@@ -108,20 +112,20 @@ def train_step(state: TrainState, batch: Batch, weights, *, apply_fn: Callable,
     return new, {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "sharded"))
-def eval_step(params, batch: Batch, weights, *, apply_fn: Callable, sharded: bool = False):
+@functools.partial(jax.jit, static_argnames=("apply_fn", "sharded", "sc_iterations"))
+def eval_step(params, batch: Batch, weights, *, apply_fn: Callable, sharded: bool = False, sc_iterations: int = 1):
     """Loss terms without gradient -> metrics (``"loss"``, ``"mae"``, ``"omega"``, ``"sc"``)."""
-    loss, metrics = _sharded(make_loss_fn(apply_fn), sharded)(params, batch, weights)
+    loss, metrics = _sharded(make_loss_fn(apply_fn, sc_iterations), sharded)(params, batch, weights)
     return {**metrics, "loss": loss}
 
 
 def make_train_step(apply_fn: Callable, optimizer: optax.GradientTransformationExtraArgs,
-                    ema_decay: float = 0.0, sharded: bool = False) -> Callable:
+                    ema_decay: float = 0.0, sharded: bool = False, sc_iterations: int = 1) -> Callable:
     """``step(state, batch, weights) -> (state, metrics)`` bound to a model and optimizer."""
     return functools.partial(train_step, apply_fn=apply_fn, optimizer=optimizer, ema_decay=ema_decay,
-                             sharded=sharded)
+                             sharded=sharded, sc_iterations=sc_iterations)
 
 
-def make_eval_step(apply_fn: Callable, sharded: bool = False) -> Callable:
+def make_eval_step(apply_fn: Callable, sharded: bool = False, sc_iterations: int = 1) -> Callable:
     """``evaluate(params, batch, weights) -> metrics`` bound to a model."""
-    return functools.partial(eval_step, apply_fn=apply_fn, sharded=sharded)
+    return functools.partial(eval_step, apply_fn=apply_fn, sharded=sharded, sc_iterations=sc_iterations)
