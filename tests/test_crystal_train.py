@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pyscf.pbc import gto as pbc_gto
 
-from ai2dft import crystal_energy
+from ai2dft import crystal_energy, crystal_scf
 from ai2dft.crystal import CrystalSystem
 from ai2dft.pyscf_bridge.labels import DFTSettings
 from elct_jax.config import preset
@@ -25,6 +25,7 @@ from elct_jax.hamiltonian import block_layout, blocks_from_dict, blocks_to_dict,
 from elct_jax.model import make_predict_fn
 from elct_jax.structure import Structure
 from elct_jax.train.crystal_losses import bloch_hamiltonians, self_consistency_residual
+from elct_jax.train.losses import TARGET_TOL
 from elct_jax.train.optim import OptimConfig, make_optimizer
 from elct_jax.train.step import init_state, make_eval_step, make_loss_fn, make_train_step
 from crystals import graphene_supercell
@@ -35,7 +36,7 @@ SETTINGS = DFTSettings(basis="gth-szv", xc="lda", kmesh=(3, 3, 1), ke_cutoff_Ha=
 CUTOFF = 4.0  # graph cutoff, Angstrom (36 edges)
 OPTIM = OptimConfig(learning_rate=2e-3, clip_norm=0.0)
 FREE_ENERGY = jax.jit(crystal_energy.free_energy)  # eager evaluation is several times slower than a compile
-RESIDUAL = jax.jit(self_consistency_residual)
+RESIDUAL = jax.jit(self_consistency_residual, static_argnums=2)
 
 
 def _n_real(example):
@@ -164,3 +165,21 @@ def test_supervised_mae_on_pyscf_labels_in_the_same_step(setup):
         state, m = step(state, batch, jnp.array([1.0, 0.0, 0.0]))
         maes.append(float(m["mae"]))
     assert maes[-1] < 0.9 * maes[0], maes
+
+
+def test_iterated_self_consistency_target_approaches_the_crystal_scf(setup):
+    """The crystal sc target after n Roothaan-DIIS steps: F[D(H)](k) for n = 1, near the SCF H(k) for n = 10,
+    so the residual measures |H(k) - H_scf(k)| (k-weighted)."""
+    system = setup["system"]
+    H_scf = crystal_scf.scf(system, tol=1e-9, on_failure="raise").H
+    rng = np.random.default_rng(2)
+    noise = 0.01 * (rng.standard_normal(H_scf.shape) + 1j * rng.standard_normal(H_scf.shape))
+    H = H_scf + jnp.asarray(noise + np.conj(np.swapaxes(noise, -1, -2)))
+    F_of_D = crystal_energy.fock(system, crystal_energy.density_and_entropy_of(system, H)[0])
+    T1 = crystal_scf.roothaan_diis(system, H, 1, 0.0)[0]
+    T10 = crystal_scf.roothaan_diis(system, H, 10, TARGET_TOL)[0]
+    assert float(jnp.max(jnp.abs(T1 - F_of_D))) < 1e-12
+    far, near = float(jnp.mean(jnp.abs(T1 - H_scf))), float(jnp.mean(jnp.abs(T10 - H_scf)))
+    assert near < 1e-2 * far, (near, far)
+    weighted = float(jnp.sum(system.kweights * jnp.mean(jnp.abs(H - H_scf), axis=(-2, -1))))
+    np.testing.assert_allclose(float(RESIDUAL(system, H, 10)), weighted, rtol=1e-2)

@@ -256,3 +256,26 @@ def test_fits_a_real_water_hamiltonian(basis):
     solved = float(jnp.mean(jnp.abs(blocks_of(flat + delta) - target))) * 27211.386
     print(f"water Fock MAE: init {start:.1f} meV, Adam x400 {trained:.3f} meV, output layer solved {solved:.2e} meV")
     assert solved < 0.1
+
+
+def test_edge_init_scale_scales_the_initial_edge_blocks(basis):
+    """ModelConfig.edge_init_scale multiplies the edge head's initial weights, hence its initial blocks
+    (the head is linear and its bias starts at zero); the on-site head is untouched."""
+    from elct_jax.head import WignerEckartHead
+
+    shells = tuple(tuple(basis.shells[el]) for el in basis.elements)
+    rows = tuple(shells[a] for a in range(2) for _ in range(2))
+    cols = tuple(shells[b] for _ in range(2) for b in range(2))
+    x = jax.random.normal(jax.random.PRNGKey(3), (5, 25, 2, 4), jnp.float64)  # l_max 4 features, 4 channels
+    group = jnp.array([0, 1, 2, 3, 1])
+
+    def blocks(scale):
+        head = WignerEckartHead(rows, cols, 14, param_dtype=jnp.float64, init_scale=scale)
+        params = head.init(jax.random.PRNGKey(0), x, group)
+        return head.apply(params, x, group)
+
+    full, small = blocks(1.0), blocks(0.05)
+    assert float(jnp.max(jnp.abs(full))) > 0.1
+    np.testing.assert_allclose(np.asarray(small), 0.05 * np.asarray(full), rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="edge_init_scale"):
+        preset("tiny", edge_init_scale=0.0)

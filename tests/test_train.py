@@ -185,3 +185,14 @@ def test_iterated_self_consistency_training_approaches_the_scf_solution(setup):
         state, metrics = step(state, batch, weights)
         losses.append(float(metrics["sc"]))
     assert losses[-1] < losses[0] and error(state.params) < error(setup["params"]), losses
+
+
+def test_run_config_reads_sc_iterations_and_names_bad_values():
+    from elct_jax.train.run import run_config_from_dict
+
+    assert run_config_from_dict({"train": {"sc_iterations": 8}}).train.sc_iterations == 8
+    assert run_config_from_dict({}).train.sc_iterations == 1
+    with pytest.raises(ValueError, match="sc_iterations"):
+        run_config_from_dict({"train": {"sc_iterations": 0}})
+    with pytest.raises(ValueError, match="sc_iteration"):
+        run_config_from_dict({"train": {"sc_iteration": 8}})  # a misspelt key is named, not ignored
