@@ -16,7 +16,7 @@ from ai2dft import crystal_energy, crystal_scf
 from ai2dft.crystal import CrystalSystem
 from ai2dft.pyscf_bridge.labels import DFTSettings
 from elct_jax.config import preset
-from elct_jax.data.deeph_dock import DeepHRecord
+from elct_jax.data.deeph_dock import DeepHRecord, write_deeph_dock
 from elct_jax.data.generate import label_record
 from elct_jax.data.loader import collate, make_example
 from elct_jax.data.systems import crystal_system_from_record, system_from_record
@@ -26,7 +26,9 @@ from elct_jax.model import make_predict_fn
 from elct_jax.structure import Structure
 from elct_jax.train.crystal_losses import bloch_hamiltonians, self_consistency_residual
 from elct_jax.train.losses import TARGET_TOL
+from elct_jax.train.loop import LossWeights, TrainConfig
 from elct_jax.train.optim import OptimConfig, make_optimizer
+from elct_jax.train.run import DataConfig, RunConfig, load_model, train
 from elct_jax.train.step import init_state, make_eval_step, make_loss_fn, make_train_step
 from crystals import graphene_supercell
 from gradcheck import assert_grad_matches_fd
@@ -183,3 +185,24 @@ def test_iterated_self_consistency_target_approaches_the_crystal_scf(setup):
     assert near < 1e-2 * far, (near, far)
     weighted = float(jnp.sum(system.kweights * jnp.mean(jnp.abs(H - H_scf), axis=(-2, -1))))
     np.testing.assert_allclose(float(RESIDUAL(system, H, 10)), weighted, rtol=1e-2)
+
+
+def test_label_free_run_on_a_crystal_dataset_end_to_end(setup, tmp_path):
+    """``elct train``'s path for crystals: a DeepH-dock folder -> systems rebuilt from the record's settings ->
+    fit on Omega + SC with a 2-step DIIS target -> metrics.csv and an orbax checkpoint that load_model restores."""
+    write_deeph_dock(tmp_path / "data" / "graphene", setup["record"])
+    config = RunConfig(
+        data=DataConfig(path=str(tmp_path / "data"), cutoff_ang=CUTOFF, batch_size=1, split=(1.0, 0.0, 0.0)),
+        model=preset("tiny", dtype="float64", l_max=2, edge_init_scale=0.1),
+        train=TrainConfig(run_dir=str(tmp_path / "run"), epochs=3, weights=LossWeights(mae=0.0, omega=1.0, sc=1.0),
+                          optim=OPTIM, progress=False, sc_iterations=2))
+    state, dataset, _ = train(config)
+    assert isinstance(dataset.batches["train"][0].systems, CrystalSystem)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    header, last = rows[0].split(","), dict(zip(rows[0].split(","), rows[-1].split(",")))
+    assert len(rows) == 4 and "train_omega" in header and "train_sc" in header, rows
+    assert np.isfinite(float(last["train_omega"])) and 0 < float(last["train_sc"]) < 1.0, last
+    loaded = load_model(tmp_path / "run", which="latest")
+    assert loaded.config.edge_init_scale == 0.1
+    for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

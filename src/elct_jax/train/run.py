@@ -150,7 +150,8 @@ def prepare_data(config: RunConfig, with_systems: bool | None = None, basis: Orb
 
 def save_model_info(run_dir: Path, config: RunConfig, basis: OrbitalBasis) -> None:
     info = {"model": dataclasses.asdict(config.model), "basis": {"name": basis.name, "shells": basis.shells},
-            "cutoff_ang": config.data.cutoff_ang}
+            "cutoff_ang": config.data.cutoff_ang,
+            "optim": dataclasses.asdict(config.train.optim)}  # the checkpointed optimizer state's structure
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "model.json").write_text(json.dumps(info, indent=1))
 
@@ -177,7 +178,8 @@ def load_model(run_dir: str | Path, which: str = "best") -> TrainedModel:
     init, apply = make_predict_fn(model, basis)
     checkpointer = Checkpointer(run_dir)
     try:
-        abstract = jax.eval_shape(lambda: _abstract_state(init, basis, info["cutoff_ang"]))
+        optim = OptimConfig(**info.get("optim", {}))  # run directories written before "optim" used the default
+        abstract = jax.eval_shape(lambda: _abstract_state(init, basis, info["cutoff_ang"], optim))
         try:
             state = checkpointer.restore(abstract, which=which)
         except FileNotFoundError:
@@ -187,7 +189,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> TrainedModel:
     return TrainedModel(model, basis, float(info["cutoff_ang"]), state.params, apply)
 
 
-def _abstract_state(init, basis: OrbitalBasis, cutoff_ang: float):
+def _abstract_state(init, basis: OrbitalBasis, cutoff_ang: float, optim: OptimConfig):
     from elct_jax.data.loader import species_index
     from elct_jax.graph import neighbor_graph
     from elct_jax.structure import Structure
@@ -196,7 +198,7 @@ def _abstract_state(init, basis: OrbitalBasis, cutoff_ang: float):
     el = basis.elements[0]
     graph = neighbor_graph(Structure((el, el), [[0, 0, 0], [0, 0, 1.0]]), cutoff_ang, species_index(basis))
     params = init(jax.random.PRNGKey(0), graph)
-    return init_state(params, make_optimizer(OptimConfig(), 1))
+    return init_state(params, make_optimizer(optim, 1))
 
 
 def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | None = None):
