@@ -103,7 +103,8 @@ class WignerEckartHead(nn.Module):
             raise ValueError(f"the orbital basis needs features up to l = {need} (l1 + l2), the network has "
                              f"l_max = {l_feat}; raise ModelConfig.l_max")
         n_groups, n_cols = len(self.rows), sum(t for _, _, t in tables.irreps)
-        weight = self.param("weight", nn.initializers.normal(self.init_scale * c**-0.5), (n_groups, c, n_cols), self.param_dtype)
+        weight = self.param("weight", nn.initializers.normal(self.init_scale * c**-0.5), (n_groups, c, n_cols),
+                            self.param_dtype)
         weight = weight[group]  # [n, C, n_cols]
         y, col = {}, 0
         for big_l, par, t in tables.irreps:
