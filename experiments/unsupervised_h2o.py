@@ -66,6 +66,7 @@ from elct_jax.structure import Structure
 from elct_jax.train.optim import exponential_adam
 from elct_jax.train.step import init_state, train_step
 from plotting import training_curves
+from tables import step_table
 
 jax.config.update("jax_enable_x64", True)
 
@@ -181,12 +182,9 @@ def run_mode(mode: str, params0, batch: Batch, ref: Reference, apply, optimizer,
 
 def report(mode: str, h: dict) -> None:
     print(f"\n{mode}  ({h['seconds_per_step'] * 1e3:.0f} ms per step; first step {h['seconds_first_step']:.1f} s)")
-    print(f"{'step':>6} {'loss':>14} {'|H-H_scf|* meV':>15} {'|H-H_scf| meV':>14} {'E-E_scf uHa':>13} "
-          f"{'max|D-D_scf|':>13} {'occ. overlap':>13}")
-    for i in range(len(h["step"])):
-        print(f"{h['step'][i]:6d} {h['loss'][i]:14.8f} {h['H_aligned'][i] * HARTREE_TO_MEV:15.4f} "
-              f"{h['H_raw'][i] * HARTREE_TO_MEV:14.3f} {h['E'][i] * HARTREE_TO_UHA:13.3f} {h['D'][i]:13.3e} "
-              f"{h['occ'][i]:13.6f}")
+    print(step_table(h, [("loss", "loss", 1.0, "14.8f"), ("|H-H_scf|* meV", "H_aligned", HARTREE_TO_MEV, "15.4f"),
+                         ("|H-H_scf| meV", "H_raw", HARTREE_TO_MEV, "14.3f"), ("E-E_scf uHa", "E", HARTREE_TO_UHA, "13.3f"),
+                         ("max|D-D_scf|", "D", 1.0, "13.3e"), ("occ. overlap", "occ", 1.0, "13.6f")]))
     print(f"final D(H): {h['occupation']}")
 
 

@@ -66,6 +66,7 @@ from elct_jax.train.crystal_losses import bloch_hamiltonians, self_consistency_r
 from elct_jax.train.optim import exponential_adam
 from elct_jax.train.step import init_state, train_step
 from plotting import training_curves
+from tables import step_table
 
 jax.config.update("jax_enable_x64", True)
 
@@ -213,12 +214,10 @@ def run_mode(mode: str, params0, batch: Batch, apply, optimizer, args, metrics_f
 
 def report(mode: str, h: dict) -> None:
     print(f"\n{mode}  (Adam {h['seconds_adam']:.0f} s, compilation included)")
-    print(f"{'step':>6} {'loss':>14} {'|H-H_scf|* meV':>15} {'|H-H_scf| meV':>14} {'Omega err uHa':>14} "
-          f"{'E_F err* meV':>13} {'|H-F| meV':>10} {'|H(k)-H_own(k)|* meV':>21}")
-    for i in range(len(h["step"])):
-        print(f"{h['step'][i]:6d} {h['loss'][i]:14.8f} {h['H_aligned'][i] * HARTREE_TO_MEV:15.4f} "
-              f"{h['H_raw'][i] * HARTREE_TO_MEV:14.3f} {h['E'][i] * HARTREE_TO_UHA:14.3f} "
-              f"{h['mu'][i] * HARTREE_TO_MEV:13.4f} {h['sc'][i] * HARTREE_TO_MEV:10.3f} {h['k_own'][i] * HARTREE_TO_MEV:21.3f}")
+    print(step_table(h, [("loss", "loss", 1.0, "14.8f"), ("|H-H_scf|* meV", "H_aligned", HARTREE_TO_MEV, "15.4f"),
+                         ("|H-H_scf| meV", "H_raw", HARTREE_TO_MEV, "14.3f"), ("Omega err uHa", "E", HARTREE_TO_UHA, "14.3f"),
+                         ("E_F err* meV", "mu", HARTREE_TO_MEV, "13.4f"), ("|H-F| meV", "sc", HARTREE_TO_MEV, "10.3f"),
+                         ("|H(k)-H_own(k)|* meV", "k_own", HARTREE_TO_MEV, "21.3f")]))
 
 
 def summary(histories: dict) -> str:
