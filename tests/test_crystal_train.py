@@ -183,8 +183,29 @@ def test_iterated_self_consistency_target_approaches_the_crystal_scf(setup):
     assert float(jnp.max(jnp.abs(T1 - F_of_D))) < 1e-12
     far, near = float(jnp.mean(jnp.abs(T1 - H_scf))), float(jnp.mean(jnp.abs(T10 - H_scf)))
     assert near < 1e-2 * far, (near, far)
-    weighted = float(jnp.sum(system.kweights * jnp.mean(jnp.abs(H - H_scf), axis=(-2, -1))))
+    X = system.basis_projector @ system.s_inv_sqrt
+    dH = H - H_scf
+    both = jnp.abs(dH) + jnp.abs(jnp.conj(jnp.swapaxes(X, -1, -2)) @ dH @ X)  # AO and orthonormal basis
+    weighted = float(jnp.sum(system.kweights * jnp.mean(both, axis=(-2, -1))))
     np.testing.assert_allclose(float(RESIDUAL(system, H, 10)), weighted, rtol=1e-2)
+
+
+def test_residual_counts_an_error_along_a_near_null_overlap_direction_at_full_size(setup):
+    """An error eps S c c^+ S (c^+ S c = 1) along the eigenvector w of S(k) with the smallest eigenvalue s is
+    eps s w w^+ in the AO basis but eps w w^+ in the orthonormal one: the residual counts it at full size,
+    as band energies do, and not reduced by s (the failure of an AO-only residual at zone-boundary k)."""
+    system = setup["system"]
+    H_scf = crystal_scf.scf(system, tol=1e-9, on_failure="raise").H
+    s_k, w_k = np.linalg.eigh(np.asarray(system.overlap))
+    k = int(np.argmin(s_k[:, 0]))
+    s, w = s_k[k, 0], w_k[k, :, 0]
+    assert s < 0.5, s  # a direction the AO basis shrinks
+    eps = 1e-3
+    H = H_scf.at[k].add(eps * s * np.outer(w, np.conj(w)))
+    n_ao = H.shape[-1]
+    expected = float(system.kweights[k]) * eps * (1 + s) * np.sum(np.abs(w)) ** 2 / n_ao**2
+    increase = float(RESIDUAL(system, H, 10)) - float(RESIDUAL(system, H_scf, 10))
+    np.testing.assert_allclose(increase, expected, rtol=2e-2)
 
 
 def test_label_free_run_on_a_crystal_dataset_end_to_end(setup, tmp_path):

@@ -1,8 +1,16 @@
 """Label-free loss terms of the training step for a batch of B crystals of one shape.
 
     omega  mean over crystals of Omega(H(k)) / n_electrons (Hartree per electron; both per cell)
-    sc     mean over crystals of sum_k w_k mean_ij |H_ij(k) - T_ij(H)(k)| over real AO pairs (Hartree),
-           T(H) the Fock matrix after ``sc_iterations`` Roothaan-DIIS steps from H(k) (1: F[D(H)](k))
+    sc     mean over crystals of sum_k w_k (mean_ij |r_ij(k)| + mean_ij |(X^+ r X)_ij(k)|) over real AO pairs
+           (Hartree), r = H(k) - T(H)(k), T(H) the Fock matrix after ``sc_iterations`` Roothaan-DIIS steps from
+           H(k) (1: F[D(H)](k)), X(k) = P S(k)^-1/2 P the orthogonalizer of the basis PySCF keeps
+
+Why two bases: the AO term fixes the entries the network outputs, as the supervised MAE does; the
+orthonormal term weighs the residual as band energies see it. At zone-boundary k the Bloch sums of the
+diffuse AOs nearly cancel (bcc Na, gth-szv, 4x4x4 k: smallest eigenvalue of S(k) 0.025 at Gamma, 0.11 at
+the cube corner), so an AO-small error there moves a band by eV: trained on the AO term alone, the
+network put an empty level of the cube corner 14 eV low, below E_F, and its free energy stayed 10-40
+mHa/cell off while the AO residual kept falling; with both terms it matches supervised training.
 
 H(k) = sum_R H(R) exp(2 pi i k.R) is assembled from the network's real-space blocks by
 ``elct_jax.hamiltonian.bloch_sum`` at the k-points of each crystal's ``CrystalSystem`` (PySCF order),
@@ -10,7 +18,7 @@ and Omega, D(H) and F[D] are those of ``ai2dft.crystal_energy`` (exact against P
 semantics are those of the molecular terms (``elct_jax.train.losses``): Omega is differentiated
 through D(H) (network -> H(R) -> H(k) -> Omega), the self-consistency residual with F[D(H)] held
 fixed (``stop_gradient``), so with one iteration its gradient points along the preconditioned Omega
-direction H - F, and with more it approaches |H(k) - H_scf(k)|.
+direction H - F, and with more it approaches |H(k) - H_scf(k)| (in both bases).
 Everything here is pure jnp; the B crystals are vmapped.
 """
 from __future__ import annotations
@@ -71,11 +79,15 @@ def free_energy_per_electron(system: CrystalSystem, H_k) -> jax.Array:
 
 
 def self_consistency_residual(system: CrystalSystem, H_k, iterations: int = 1) -> jax.Array:
-    """[] sum_k w_k mean_ij |H_ij(k) - T_ij(k)| over real AO pairs (Hartree), T the Fock matrix after
-    ``iterations`` Roothaan-DIIS steps from H_k [nk, nao, nao] (1: F[D(H)]); T held fixed."""
+    """[] sum_k w_k (mean_ij |r_ij(k)| + mean_ij |(X^+ r X)_ij(k)|) over real AO pairs (Hartree), r = H_k - T,
+    T the Fock matrix after ``iterations`` Roothaan-DIIS steps from H_k [nk, nao, nao] (1: F[D(H)]), held
+    fixed; X = P S^-1/2 P, the orthogonalizer of the basis PySCF keeps (module docstring: why both)."""
     target, *_ = roothaan_diis(system, jax.lax.stop_gradient(H_k), iterations, TARGET_TOL)
+    r = H_k - jax.lax.stop_gradient(target)
+    X = system.basis_projector @ system.s_inv_sqrt  # P S^-1/2 P: the dropped directions (1 - P) left out
+    r_orth = jnp.conj(jnp.swapaxes(X, -1, -2)) @ r @ X
     pair = system.ao_mask[:, None] * system.ao_mask[None, :]
-    per_k = jnp.sum(jnp.abs(H_k - jax.lax.stop_gradient(target)) * pair, axis=(-2, -1)) / jnp.sum(pair)  # [nk]
+    per_k = jnp.sum((jnp.abs(r) + jnp.abs(r_orth)) * pair, axis=(-2, -1)) / jnp.sum(pair)  # [nk]
     return jnp.sum(system.kweights * per_k)
 
 
