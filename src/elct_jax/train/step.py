@@ -7,8 +7,8 @@ steps from H, F[D(H)] for one (``elct_jax.train.losses``).
 
 Molecules (``batch.systems`` an ``ai2dft.System``) use the dense H of ``blocks_to_dense`` and
 ``train.losses``; crystals (an ``ai2dft.crystal.CrystalSystem``) use H(k) of ``hamiltonian.bloch_sum``
-and ``train.crystal_losses`` (Omega and N_e per cell). The choice is made at trace time from the
-pytree type: one jitted step, one compilation per batch shape.
+and ``train.crystal_losses`` (Omega and N_e per cell; |H - T(H)| in the AO and the orthonormal basis of
+S(k)). The choice is made at trace time from the pytree type: one jitted step, one compilation per batch shape.
 
 The weights are a traced array ``[w_mae, w_omega, w_sc]``: changing them never recompiles. A batch may
 carry a leading shard axis (one slice per device, see ``elct_jax.train.parallel``); the loss is then the
