@@ -28,7 +28,8 @@ blocks, after removing the shift c S that Omega cannot see, and raw), |H(k) - H_
 k-points against the training system's own SCF solution (shift-aligned), the free-energy error per cell
 Omega(H) - Omega(H_scf) (both on the training system; H_scf with all its blocks), and the Fermi-level
 error of H(k) aligned to H_scf(k) by the same shift, and the worst error of a band below E_F + 1.36 eV
-(every band measured from its own Fermi level, at every training k); prints a table and the final numbers, saves experiments/out/unsupervised_na.png.
+(every band measured from its own Fermi level, at every training k); prints a table and the final numbers,
+saves experiments/out/unsupervised_na.png.
 
 What label-free training can determine: Omega and the self-consistency residual see H only through
 H(k) at the nk training k-points, i.e. through the nk lattice sums sum_R' H(R + R') over the
@@ -100,7 +101,8 @@ def band_energies(system, H_k) -> jax.Array:
     """[nk, nao] band energies (Hartree, ascending) of H(k) [nk, nao, nao] in the basis PySCF keeps
     (``effective_hamiltonian``; dropped directions sit far above)."""
     X = system.s_inv_sqrt
-    return jnp.linalg.eigvalsh(jnp.conj(jnp.swapaxes(X, -1, -2)) @ crystal_energy.effective_hamiltonian(system, H_k) @ X)
+    H_orth = jnp.conj(jnp.swapaxes(X, -1, -2)) @ crystal_energy.effective_hamiltonian(system, H_k) @ X
+    return jnp.linalg.eigvalsh(H_orth)
 
 
 def fermi_level(system, eps) -> jax.Array:
@@ -249,12 +251,14 @@ def summary(histories: dict) -> str:
     lines = [head, "-" * len(head)]
     for mode, h in histories.items():
         lines.append(f"{mode:<12}{h['H_aligned'][-1] * HARTREE_TO_MEV:>16.4f}{h['H_raw'][-1] * HARTREE_TO_MEV:>15.3f}"
-                     f"{h['E'][-1] * HARTREE_TO_UHA:>20.3f}{h['mu'][-1] * HARTREE_TO_MEV:>14.4f}{h['bands'][-1] * HARTREE_TO_MEV:>14.1f}"
+                     f"{h['E'][-1] * HARTREE_TO_UHA:>20.3f}{h['mu'][-1] * HARTREE_TO_MEV:>14.4f}"
+                     f"{h['bands'][-1] * HARTREE_TO_MEV:>14.1f}"
                      f"{h['sc'][-1] * HARTREE_TO_MEV:>13.3f}{h['k_own'][-1] * HARTREE_TO_MEV:>22.3f}")
     lines.append("*: after removing the constant shift c*S (Omega(H + cS) = Omega(H)); H(R) means over the graph's "
-                 "blocks; Omega err = Omega(H) - Omega(H_scf) per cell; band err = max over k of the error of a band below "
-                 f"E_F + {BAND_WINDOW_HA * HARTREE_TO_MEV / 1000:.2f} eV, both from their own E_F; sc loss = the residual |H(k) - F[D(H)](k)| in the AO + orthonormal bases; H_own: the "
-                 "training system's own SCF solution (the fixed point label-free training aims at)")
+                 "blocks; Omega err = Omega(H) - Omega(H_scf) per cell; band err = max over k of the error of a band "
+                 f"below E_F + {BAND_WINDOW_HA * HARTREE_TO_MEV / 1000:.2f} eV, both from their own E_F; sc loss = the "
+                 "residual |H(k) - F[D(H)](k)| in the AO + orthonormal bases; H_own: the training system's own SCF "
+                 "solution (the fixed point label-free training aims at)")
     return "\n".join(lines)
 
 
