@@ -66,7 +66,7 @@ from elct_jax.structure import Structure
 from elct_jax.train.optim import exponential_adam
 from elct_jax.train.step import init_state, train_step
 from plotting import training_curves
-from tables import step_table
+from tables import final_table, step_table
 
 jax.config.update("jax_enable_x64", True)
 
@@ -189,16 +189,15 @@ def report(mode: str, h: dict) -> None:
 
 
 def summary(histories: dict) -> str:
-    head = (f"{'mode':<14}{'|H-H_scf|* meV':>16}{'|H-H_scf|* uHa':>16}{'|H-H_scf| meV':>15}"
-            f"{'E-E_scf uHa':>13}{'max|D-D_scf|':>14}{'best |E-E_scf| uHa':>20}")
-    lines = [head, "-" * len(head)]
-    for mode, h in histories.items():
-        lines.append(f"{mode:<14}{h['H_aligned'][-1] * HARTREE_TO_MEV:>16.4f}{h['H_aligned'][-1] * HARTREE_TO_UHA:>16.2f}"
-                     f"{h['H_raw'][-1] * HARTREE_TO_MEV:>15.3f}{h['E'][-1] * HARTREE_TO_UHA:>13.4f}"
-                     f"{h['D'][-1]:>14.3e}{np.min(np.abs(h['E'][1:])) * HARTREE_TO_UHA:>20.4f}")
-    lines.append("*: after removing the constant shift c*S (Omega(H + cS) = Omega(H)); means over all AO pairs; "
-                 "E = E_KS[D(H)]")
-    return "\n".join(lines)
+    best_E = lambda h: np.min(np.abs(h["E"][1:]))  # noqa: E731
+    return final_table(histories, [("|H-H_scf|* meV", "H_aligned", HARTREE_TO_MEV, "15.4f"),
+                                   ("|H-H_scf|* uHa", "H_aligned", HARTREE_TO_UHA, "15.2f"),
+                                   ("|H-H_scf| meV", "H_raw", HARTREE_TO_MEV, "14.3f"),
+                                   ("E-E_scf uHa", "E", HARTREE_TO_UHA, "12.4f"),
+                                   ("max|D-D_scf|", "D", 1.0, "13.3e"),
+                                   ("best |E-E_scf| uHa", best_E, HARTREE_TO_UHA, "19.4f")],
+                       "*: after removing the constant shift c*S (Omega(H + cS) = Omega(H)); means over all AO pairs; "
+                       "E = E_KS[D(H)]")
 
 
 def plot(histories: dict, path: Path, title: str) -> None:

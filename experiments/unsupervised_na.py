@@ -71,7 +71,7 @@ from elct_jax.train.crystal_losses import bloch_hamiltonians, self_consistency_r
 from elct_jax.train.optim import exponential_adam
 from elct_jax.train.step import init_state, train_step
 from plotting import training_curves
-from tables import step_table
+from tables import final_table, step_table
 
 jax.config.update("jax_enable_x64", True)
 
@@ -246,20 +246,18 @@ def report(mode: str, h: dict) -> None:
 
 
 def summary(histories: dict) -> str:
-    head = (f"{'mode':<12}{'|H-H_scf|* meV':>16}{'|H-H_scf| meV':>15}{'Omega err uHa/cell':>20}"
-            f"{'E_F err* meV':>14}{'band err meV':>14}{'sc loss meV':>13}{'|H(k)-H_own(k)|* meV':>22}")
-    lines = [head, "-" * len(head)]
-    for mode, h in histories.items():
-        lines.append(f"{mode:<12}{h['H_aligned'][-1] * HARTREE_TO_MEV:>16.4f}{h['H_raw'][-1] * HARTREE_TO_MEV:>15.3f}"
-                     f"{h['E'][-1] * HARTREE_TO_UHA:>20.3f}{h['mu'][-1] * HARTREE_TO_MEV:>14.4f}"
-                     f"{h['bands'][-1] * HARTREE_TO_MEV:>14.1f}"
-                     f"{h['sc'][-1] * HARTREE_TO_MEV:>13.3f}{h['k_own'][-1] * HARTREE_TO_MEV:>22.3f}")
-    lines.append("*: after removing the constant shift c*S (Omega(H + cS) = Omega(H)); H(R) means over the graph's "
-                 "blocks; Omega err = Omega(H) - Omega(H_scf) per cell; band err = max over k of the error of a band "
-                 f"below E_F + {BAND_WINDOW_HA * HARTREE_TO_MEV / 1000:.2f} eV, both from their own E_F; sc loss = the "
-                 "residual |H(k) - F[D(H)](k)| in the AO + orthonormal bases; H_own: the training system's own SCF "
-                 "solution (the fixed point label-free training aims at)")
-    return "\n".join(lines)
+    return final_table(histories, [("|H-H_scf|* meV", "H_aligned", HARTREE_TO_MEV, "15.4f"),
+                                   ("|H-H_scf| meV", "H_raw", HARTREE_TO_MEV, "14.3f"),
+                                   ("Omega err uHa/cell", "E", HARTREE_TO_UHA, "19.3f"),
+                                   ("E_F err* meV", "mu", HARTREE_TO_MEV, "13.4f"),
+                                   ("band err meV", "bands", HARTREE_TO_MEV, "13.1f"),
+                                   ("sc loss meV", "sc", HARTREE_TO_MEV, "12.3f"),
+                                   ("|H(k)-H_own(k)|* meV", "k_own", HARTREE_TO_MEV, "21.3f")],
+                       "*: after removing the constant shift c*S (Omega(H + cS) = Omega(H)); H(R) means over the graph's "
+                       "blocks; Omega err = Omega(H) - Omega(H_scf) per cell; band err = max over k of the error of a band "
+                       f"below E_F + {BAND_WINDOW_HA * HARTREE_TO_MEV / 1000:.2f} eV, both from their own E_F; sc loss = the "
+                       "residual |H(k) - F[D(H)](k)| in the AO + orthonormal bases; H_own: the training system's own SCF "
+                       "solution (the fixed point label-free training aims at)")
 
 
 def plot(histories: dict, path: Path, title: str, floor_uha: float) -> None:
