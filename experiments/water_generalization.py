@@ -127,7 +127,7 @@ def main() -> None:
         config = TrainConfig(run_dir=str(run_dir), epochs=args.epochs, seed=args.seed, weights=MODES[mode],
                              optim=OptimConfig(learning_rate=args.lr, plateau_patience=args.patience,
                                                min_learning_rate=args.lr * 1e-3),
-                             checkpoint_every_epochs=args.epochs, progress=False,
+                             progress=False,
                              sc_iterations=args.sc_iterations if mode.endswith("-diis") else 1)
         t1 = time.perf_counter()
         state = fit(apply, params0, dataset.batches["train"], [], config)

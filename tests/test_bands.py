@@ -145,7 +145,7 @@ def test_elct_bands_command(tmp_path):
     run = tmp_path / "run"
     save_model_info(run, config, basis)
     ckpt = Checkpointer(run)
-    ckpt.save(0, init_state(params, make_optimizer(OptimConfig(), 1)), val_loss=1.0)
+    ckpt.save(0, init_state(params, make_optimizer(OptimConfig(), 1)))
     ckpt.close()
     s.to_ase().write(tmp_path / "POSCAR", format="vasp")
     args = build_parser().parse_args(["bands", "--checkpoint", str(run), "--structure", str(tmp_path / "POSCAR"),

@@ -28,6 +28,17 @@ def _generate(args) -> None:
     print(f"{args.out}: {counts}")
 
 
+def _benchmark_data(args) -> None:
+    from elct_jax.data.benchmarks import generate_benchmark
+
+    manifest = generate_benchmark(args.name, args.out, n_workers=args.workers, threads_per_worker=args.threads,
+                                  n_structures=args.n)
+    counts = {}
+    for entry in manifest["structures"].values():
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    print(f"{args.out}: {counts}; split in {Path(args.out) / 'split.json'}")
+
+
 def _train(args) -> None:
     from elct_jax.train.run import load_run_config, train
 
@@ -95,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_generate)
+
+    p = data.add_parser("benchmark", help="generate a named benchmark dataset (resumable; writes split.json)")
+    p.add_argument("name", help="water-md17 | graphene-300k (see elct_jax.data.benchmarks)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=None, help="only the first N structures (default: all)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads per worker")
+    p.set_defaults(func=_benchmark_data)
 
     p = sub.add_parser("train", help="train from a TOML config (resumes from its run directory)")
     p.add_argument("config")

@@ -41,7 +41,7 @@ def _run_config(demo: DemoConfig, name: str, epochs: int, weights: LossWeights, 
         data=DataConfig(path=str(Path(demo.out_dir) / "data"), cutoff_ang=6.0, batch_size=1, split_seed=demo.seed),
         model=preset("small", dtype="float64"),
         train=TrainConfig(run_dir=str(Path(demo.out_dir) / name), epochs=epochs, seed=demo.seed, weights=weights,
-                          optim=OptimConfig(learning_rate=lr, plateau_patience=30), checkpoint_every_epochs=50),
+                          optim=OptimConfig(learning_rate=lr, plateau_patience=30)),
         init_from=init_from,
     )
 

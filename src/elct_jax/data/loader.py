@@ -13,6 +13,7 @@ Every batch has batch_size + 1 graphs (one padding graph); node, edge and AO cou
 from __future__ import annotations
 
 import dataclasses
+import json
 import queue
 import threading
 from dataclasses import dataclass
@@ -91,26 +92,91 @@ def species_index(basis: OrbitalBasis) -> dict[str, int]:
     return {el: i for i, el in enumerate(basis.elements)}
 
 
-def merged_basis(records: Sequence[DeepHRecord]) -> OrbitalBasis:
-    """One basis covering every record; raises if two records disagree on an element's shells."""
+def merged_basis(records: Sequence[DeepHRecord], names: Sequence[str] | None = None) -> OrbitalBasis:
+    """One basis covering every record; raises naming the two records (``names``, default their indices)
+    that disagree on an element's shells."""
     if not records:
         raise ValueError("no records")
+    names = [f"record {i}" for i in range(len(records))] if names is None else list(names)
     shells: dict[str, tuple[int, ...]] = {}
-    for r in records:
-        for el in set(r.structure.symbols):
+    first: dict[str, str] = {}
+    for name, r in zip(names, records):
+        for el in sorted(set(r.structure.symbols)):
             if shells.setdefault(el, r.basis.shells[el]) != r.basis.shells[el]:
-                raise ValueError(f"records disagree on the shells of {el}: {shells[el]} vs {r.basis.shells[el]}")
+                raise ValueError(f"records disagree on the shells of {el}: {shells[el]} in {first[el]} "
+                                 f"({records[names.index(first[el])].basis.name}) vs {r.basis.shells[el]} in {name} "
+                                 f"({r.basis.name})")
+            first.setdefault(el, name)
     names = sorted({r.basis.name for r in records})
     return OrbitalBasis(names[0] if len(names) == 1 else "+".join(names), shells)
 
 
-def read_dataset(root: str | Path) -> list[DeepHRecord]:
-    """Every record below ``root``, sorted by path: a folder with POSCAR is DeepH-dock, one with lat.dat legacy."""
+def dataset_folders(root: str | Path) -> list[Path]:
+    """Every DeepH folder below ``root`` (one with POSCAR is DeepH-dock, one with lat.dat legacy), sorted by path."""
     root = Path(root)
+    if not root.is_dir():
+        raise DeepHFormatError(f"{root}: dataset directory does not exist")
     folders = sorted({p.parent for pattern in ("POSCAR", "lat.dat") for p in root.rglob(pattern)})
     if not folders:
         raise DeepHFormatError(f"{root}: no DeepH folders (with POSCAR or lat.dat) found")
-    return [read_deeph_dock(f) if (f / "POSCAR").exists() else read_deeph_legacy(f) for f in folders]
+    return folders
+
+
+def read_record(folder: Path) -> DeepHRecord:
+    """One DeepH-dock or legacy folder."""
+    return read_deeph_dock(folder) if (folder / "POSCAR").exists() else read_deeph_legacy(folder)
+
+
+def read_dataset(root: str | Path) -> list[DeepHRecord]:
+    """Every record below ``root``, sorted by path (see :func:`dataset_folders`)."""
+    return [read_record(f) for f in dataset_folders(root)]
+
+
+SPLIT_NAMES = ("train", "val", "test")
+THEORY_KEYS = ("xc", "basis", "grid_level", "density_fit", "smearing", "pseudopotential", "kmesh", "ke_cutoff_Ha")
+
+
+def read_split_file(path: str | Path, root: str | Path, folders: Sequence[Path]) -> dict[str, np.ndarray]:
+    """Split from a JSON file ``{"train": [...], "val": [...], "test": [...]}`` of folder names relative
+    to the dataset ``root`` ("validation" is accepted for "val"); returns index arrays into ``folders``.
+    Raises naming every listed folder that is not in the dataset, or one listed twice."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split file {path} does not exist")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON: {err}") from err
+    if "validation" in doc:
+        doc["val"] = doc.pop("validation")
+    unknown = sorted(set(doc) - set(SPLIT_NAMES))
+    if unknown or "train" not in doc:
+        raise ValueError(f"{path}: needs a 'train' list and optionally 'val' and 'test'; unknown keys {unknown}")
+    index = {f.relative_to(Path(root)).as_posix(): i for i, f in enumerate(folders)}
+    names = [str(n) for part in SPLIT_NAMES for n in doc.get(part, [])]
+    missing = sorted(n for n in set(names) if n not in index)
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} structure(s) named in the split are not in {root}: "
+                         f"{missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{path}: structure(s) listed more than once: {repeated[:10]}")
+    return {part: np.array([index[str(n)] for n in doc.get(part, [])], dtype=int) for part in SPLIT_NAMES}
+
+
+def check_level_of_theory(records: Sequence[DeepHRecord], names: Sequence[str]) -> None:
+    """Raise naming the records whose level of theory (xc, basis, grid, smearing, pseudopotential,
+    k-mesh, cutoff; from the ``elct`` info.json entry) differs from the first record's."""
+    def theory(r):
+        return {k: r.dft.get(k) for k in THEORY_KEYS if k != "basis"} | {"basis": r.basis.name}
+
+    ref = theory(records[0])
+    odd = [(n, theory(r)) for n, r in zip(names, records) if theory(r) != ref]
+    if odd:
+        name, other = odd[0]
+        diff = {k: (ref[k], other[k]) for k in ref if ref[k] != other[k]}
+        raise ValueError(f"labels of {len(odd)} record(s) have another level of theory than {names[0]}: "
+                         f"{[n for n, _ in odd][:10]}; e.g. {name}: {diff} ({names[0]} vs {name})")
 
 
 def make_example(record: DeepHRecord, basis: OrbitalBasis, cutoff_ang: float, system: System | None = None) -> Example:

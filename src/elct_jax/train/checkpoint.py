@@ -30,12 +30,14 @@ class Checkpointer:
             ),
         )
 
-    def save(self, step: int, state, val_loss: float | None = None) -> None:
+    def save(self, step: int, state) -> None:
+        """Save ``state`` as the latest checkpoint of ``step``; returns once the arrays are copied, the
+        files are written in the background (:meth:`wait` or :meth:`close` to finish)."""
         self._latest.save(step, args=ocp.args.StandardSave(state), force=True)
-        if val_loss is not None:
-            self._best.save(step, args=ocp.args.StandardSave(state), metrics={"val_loss": float(val_loss)},
-                            force=True)
-        self.wait()
+
+    def save_best(self, step: int, state, val_loss: float) -> None:
+        """Offer ``state`` as the best checkpoint; orbax keeps the one with the lowest ``val_loss``."""
+        self._best.save(step, args=ocp.args.StandardSave(state), metrics={"val_loss": float(val_loss)}, force=True)
 
     def wait(self) -> None:
         self._latest.wait_until_finished()
@@ -55,5 +57,8 @@ class Checkpointer:
         return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
     def close(self) -> None:
+        """Finish pending writes and release the managers (also after Ctrl-C: orbax commits a checkpoint
+        by renaming its finished directory, so an interrupted write is never restored)."""
+        self.wait()
         self._latest.close()
         self._best.close()

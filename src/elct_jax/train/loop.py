@@ -6,13 +6,12 @@ exactly the batches an uninterrupted run would have seen after step s.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
@@ -38,18 +37,42 @@ class LossWeights:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """How to train.
+
+    checkpoint_seconds     the latest state is saved (asynchronously, orbax) at most this often, and always
+                           after the last epoch, a plateau stop or a callback's stop; the best state by
+                           validation loss is kept in memory and written with it when it improved
+    validate_every_epochs  validation loss every this many epochs (and after the last)
+    sc_iterations          Roothaan-DIIS steps of the sc target T(H) (1: F[D(H)]; see train.losses)
+    """
+
     run_dir: str = "runs/default"
     epochs: int = 100
     seed: int = 0
     weights: LossWeights = field(default_factory=LossWeights)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    checkpoint_every_epochs: int = 1  # the last epoch (and a plateau stop) always checkpoints
+    checkpoint_seconds: float = 300.0
+    validate_every_epochs: int = 1
     progress: bool = True
-    sc_iterations: int = 1  # Roothaan-DIIS steps of the sc target T(H) (1: F[D(H)]; see train.losses)
+    sc_iterations: int = 1
 
     def __post_init__(self):
         if self.sc_iterations < 1:
             raise ValueError(f"train.sc_iterations must be >= 1, got {self.sc_iterations}")
+        if self.validate_every_epochs < 1 or self.checkpoint_seconds < 0:
+            raise ValueError(f"train.validate_every_epochs must be >= 1 and checkpoint_seconds >= 0, got "
+                             f"{self.validate_every_epochs}, {self.checkpoint_seconds}")
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What a callback of :func:`fit` sees after each epoch; ``row`` is the metrics.csv row (val_* only
+    in validation epochs). A callback returning True stops training (after a checkpoint)."""
+
+    epoch: int
+    step: int
+    state: "TrainState"
+    row: dict
 
 
 def epoch_order(n_batches: int, seed: int, epoch: int) -> np.ndarray:
@@ -84,26 +107,35 @@ class MetricsLog:
             self._tb.flush()
 
 
-def _mean_metrics(metrics: Sequence[dict]) -> dict[str, float]:
-    return {k: float(np.mean([float(m[k]) for m in metrics])) for k in metrics[0]} if metrics else {}
-
-
-def _check_finite(metrics: dict, step: int, checkpointer: Checkpointer) -> None:
-    loss, gnorm = float(metrics["loss"]), float(metrics["grad_norm"])
-    if not (math.isfinite(loss) and math.isfinite(gnorm)):
-        last = checkpointer.latest_step()
+def _epoch_means(metrics: Sequence[dict], first_step: int, checkpointer: Checkpointer) -> dict[str, float]:
+    """Means of the per-step metrics of an epoch (one device->host transfer); raises TrainingDiverged
+    naming the first step whose loss or gradient norm is not finite."""
+    stacked = {k: np.asarray(jnp.stack([m[k] for m in metrics])) for k in metrics[0]}
+    bad = ~(np.isfinite(stacked["loss"]) & np.isfinite(stacked["grad_norm"]))
+    if bad.any():
+        k = int(np.argmax(bad))
         raise TrainingDiverged(
-            f"loss={loss}, grad_norm={gnorm} at step {step}: training stopped; the last good checkpoint "
-            f"(step {last}) is kept. Lower the learning rate or check the data."
-        )
+            f"loss={stacked['loss'][k]}, grad_norm={stacked['grad_norm'][k]} at step {first_step + k + 1}: training "
+            f"stopped; the last good checkpoint (step {checkpointer.latest_step()}) is kept. Lower the learning "
+            f"rate or check the data.")
+    return {k: float(v.mean()) for k, v in stacked.items()}
+
+
+def _validate(eval_step: Callable, params, batches: Sequence, weights) -> dict[str, float]:
+    if not batches:
+        return {}
+    metrics = [eval_step(params, b, weights) for b in batches]
+    return {k: float(np.mean(np.asarray(jnp.stack([m[k] for m in metrics])))) for k in metrics[0]}
 
 
 def fit(apply_fn: Callable, params, train_batches: Sequence, val_batches: Sequence, config: TrainConfig,
-        stop_after_steps: int | None = None) -> TrainState:
+        stop_after_steps: int | None = None, callbacks: Sequence[Callable[[EpochEnd], bool | None]] = ()) -> TrainState:
     """Train, resuming from ``config.run_dir`` if it holds a checkpoint. Returns the final state.
 
     train_batches/val_batches: sequences of ``Batch`` (already padded to their buckets).
     stop_after_steps: stop (after checkpointing) once this global step is reached; for tests of resume.
+    callbacks: called after every epoch with an :class:`EpochEnd`; one returning True ends training.
+    Steps are dispatched without waiting for their results: metrics reach the host once per epoch.
     """
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -120,34 +152,65 @@ def fit(apply_fn: Callable, params, train_batches: Sequence, val_batches: Sequen
         state = checkpointer.restore(state)
     log = MetricsLog(run_dir)
     step = int(state.step)
+    best = _BestState()
+    last_save = time.monotonic()
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=step, desc="training", unit="step",
                disable=not config.progress)
     try:
         for epoch in range(step // steps_per_epoch, config.epochs):
+            first = step
             order = epoch_order(steps_per_epoch, config.seed, epoch)[step - epoch * steps_per_epoch :]
             metrics = []
             for b in order:
-                new_state, m = train_step(state, train_batches[b], weights)
-                _check_finite(m, step + 1, checkpointer)
-                state, step = new_state, step + 1
+                state, m = train_step(state, train_batches[b], weights)
+                step += 1
                 metrics.append(m)
                 bar.update(1)
                 if stop_after_steps is not None and step >= stop_after_steps:
+                    _epoch_means(metrics, first, checkpointer)
                     checkpointer.save(step, state)
                     return state
-            val = _mean_metrics([eval_step(state.params, vb, weights) for vb in val_batches])
+            row = {f"train_{k}": v for k, v in _epoch_means(metrics, first, checkpointer).items()}
+            last_epoch = epoch + 1 == config.epochs
+            if last_epoch or (epoch + 1) % config.validate_every_epochs == 0:
+                val = _validate(eval_step, _eval_params(state, config), val_batches, weights)
+                row.update({f"val_{k}": v for k, v in val.items()})
+                best.offer(val.get("loss"), state)
             lr = float(current_learning_rate(state.opt_state, config.optim))
-            row = {**{f"train_{k}": v for k, v in _mean_metrics(metrics).items()},
-                   **{f"val_{k}": v for k, v in val.items()}, "lr": lr}
+            row["lr"] = lr
             log.write(epoch, step, row)
-            bar.set_postfix(epoch=epoch, train=f"{row['train_loss']:.3e}", val=f"{val.get('loss', float('nan')):.3e}",
+            bar.set_postfix(epoch=epoch, train=f"{row['train_loss']:.3e}", val=f"{row.get('val_loss', float('nan')):.3e}",
                             lr=f"{lr:.1e}")
-            done = lr < config.optim.min_learning_rate or epoch + 1 == config.epochs
-            if done or (epoch + 1) % config.checkpoint_every_epochs == 0:
-                checkpointer.save(step, state, val_loss=val.get("loss"))
+            stop = any([bool(cb(EpochEnd(epoch, step, state, row))) for cb in callbacks])
+            done = stop or lr < config.optim.min_learning_rate or last_epoch
+            if done or time.monotonic() - last_save >= config.checkpoint_seconds:
+                checkpointer.save(step, state)
+                best.write(checkpointer)
+                last_save = time.monotonic()
             if done:
                 break
     finally:
         bar.close()
         checkpointer.close()
     return state
+
+
+def _eval_params(state: TrainState, config: TrainConfig):
+    """The parameters that are validated (and shipped): the EMA when one is kept."""
+    return state.ema_params if config.optim.ema_decay > 0 else state.params
+
+
+class _BestState:
+    """The state with the lowest validation loss so far (held in memory; arrays are immutable)."""
+
+    def __init__(self):
+        self.loss, self.state, self.written = math.inf, None, True
+
+    def offer(self, loss: float | None, state: TrainState) -> None:
+        if loss is not None and math.isfinite(loss) and loss < self.loss:
+            self.loss, self.state, self.written = loss, state, False
+
+    def write(self, checkpointer: Checkpointer) -> None:
+        if not self.written:
+            checkpointer.save_best(int(self.state.step), self.state, self.loss)
+            self.written = True

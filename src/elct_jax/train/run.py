@@ -38,10 +38,22 @@ from typing import Callable
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from elct_jax.basis import OrbitalBasis
 from elct_jax.config import AttentionConfig, ModelConfig, RadialConfig, preset
-from elct_jax.data.loader import collate, common_pad_sizes, make_example, merged_basis, read_dataset, split_indices
+from elct_jax.data.loader import (
+    SPLIT_NAMES,
+    check_level_of_theory,
+    collate,
+    common_pad_sizes,
+    dataset_folders,
+    make_example,
+    merged_basis,
+    read_record,
+    read_split_file,
+    split_indices,
+)
 from elct_jax.data.systems import system_from_record
 from elct_jax.model import make_predict_fn
 from elct_jax.train.checkpoint import Checkpointer
@@ -53,11 +65,16 @@ from elct_jax.train.step import init_state
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Dataset of a run. ``split_file`` (a JSON file of folder names relative to ``path``, see
+    ``elct_jax.data.loader.read_split_file``) fixes train/val/test; otherwise a seeded permutation is
+    cut by the ``split`` fractions. Records outside the split file's lists are not read."""
+
     path: str = "data"
     cutoff_ang: float = 6.0
     batch_size: int = 1
     split_seed: int = 0
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    split_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,23 +146,35 @@ class Dataset:
     records: list
     splits: dict[str, np.ndarray]
     batches: dict[str, list]
+    names: list[str] = field(default_factory=list)  # folder of each record, relative to the dataset root
 
 
 def prepare_data(config: RunConfig, with_systems: bool | None = None, basis: OrbitalBasis | None = None) -> Dataset:
-    """Read, split and batch the dataset. DFT systems are built when the loss needs them (or asked)."""
-    records = read_dataset(config.data.path)
-    basis = merged_basis(records) if basis is None else basis
+    """Read, split and batch the dataset. DFT systems are built when the loss needs them (or asked).
+    Raises naming the records if their bases or levels of theory disagree."""
+    root = Path(config.data.path)
+    folders = dataset_folders(root)
+    if config.data.split_file:
+        splits = read_split_file(config.data.split_file, root, folders)
+        used = np.concatenate(list(splits.values()))
+        folders = [folders[i] for i in used]  # read only what the split names, renumbered in that order
+        bounds = np.cumsum([0] + [len(splits[k]) for k in SPLIT_NAMES])
+        splits = {k: np.arange(bounds[n], bounds[n + 1]) for n, k in enumerate(SPLIT_NAMES)}
+    else:
+        splits = dict(zip(SPLIT_NAMES, split_indices(len(folders), config.data.split_seed, config.data.split)))
+    records = [read_record(f) for f in tqdm(folders, desc="reading", unit="record", disable=len(folders) < 200)]
+    names = [f.relative_to(root).as_posix() for f in folders]
+    check_level_of_theory(records, names)
+    basis = merged_basis(records, names) if basis is None else basis
     with_systems = config.label_free if with_systems is None else with_systems
     examples = [make_example(r, basis, config.data.cutoff_ang, system_from_record(r) if with_systems else None)
                 for r in records]
-    splits = dict(zip(("train", "val", "test"), split_indices(len(records), config.data.split_seed, config.data.split)))
     bs = config.data.batch_size
     groups = {name: [[examples[i] for i in idx[k : k + bs]] for k in range(0, len(idx), bs)]
               for name, idx in splits.items()}
     sizes = common_pad_sizes([g for gs in groups.values() for g in gs], basis)
     batches = {name: [collate(g, basis, sizes=sizes) for g in gs] for name, gs in groups.items()}
-    return Dataset(basis, records, splits, batches)
-
+    return Dataset(basis, records, splits, batches, names)
 
 
 def save_model_info(run_dir: Path, config: RunConfig, basis: OrbitalBasis) -> None:
@@ -186,7 +215,8 @@ def load_model(run_dir: str | Path, which: str = "best") -> TrainedModel:
             state = checkpointer.restore(abstract, which="latest")
     finally:
         checkpointer.close()
-    return TrainedModel(model, basis, float(info["cutoff_ang"]), state.params, apply)
+    params = state.ema_params if optim.ema_decay > 0 else state.params  # what validation judged
+    return TrainedModel(model, basis, float(info["cutoff_ang"]), params, apply)
 
 
 def _abstract_state(init, basis: OrbitalBasis, cutoff_ang: float, optim: OptimConfig):
