@@ -123,3 +123,41 @@ def test_read_dataset_mixes_formats(tmp_path, dataset):
     other = OrbitalBasis("x", {"H": (0,), "O": basis.shells["O"]})
     with pytest.raises(ValueError, match="disagree on the shells of H"):
         merged_basis([records[1], DeepHRecord(records[1].structure, other, {})])
+
+
+def test_split_file_selects_records_and_names_missing_ones(tmp_path, dataset):
+    import dataclasses
+    import json
+
+    from elct_jax.data.loader import dataset_folders, read_split_file
+    from elct_jax.train.run import DataConfig, RunConfig, prepare_data
+
+    basis, records, _ = dataset
+    for k in range(4):
+        write_deeph_dock(tmp_path / "dft" / str(k), records[k])
+    folders = dataset_folders(tmp_path / "dft")
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["2", "0"], "validation": ["3"], "test": []}))
+    split = read_split_file(tmp_path / "split.json", tmp_path / "dft", folders)
+    assert [folders[i].name for i in split["train"]] == ["2", "0"] and [folders[i].name for i in split["val"]] == ["3"]
+    config = RunConfig(data=DataConfig(path=str(tmp_path / "dft"), cutoff_ang=5.0, split_file=str(tmp_path / "split.json")))
+    data = prepare_data(config, with_systems=False)
+    assert [data.names[i] for i in data.splits["train"]] == ["2", "0"] and len(data.records) == 3  # "1" is not read
+    (tmp_path / "bad.json").write_text(json.dumps({"train": ["0", "7", "missing"], "test": ["0"]}))
+    with pytest.raises(ValueError, match=r"not in .*\['7', 'missing'\]"):
+        read_split_file(tmp_path / "bad.json", tmp_path / "dft", folders)
+    (tmp_path / "twice.json").write_text(json.dumps({"train": ["0"], "test": ["0"]}))
+    with pytest.raises(ValueError, match=r"more than once: \['0'\]"):
+        read_split_file(tmp_path / "twice.json", tmp_path / "dft", folders)
+    # another level of theory inside the dataset is refused, naming the record
+    odd = dataclasses.replace(records[3], dft={**records[3].dft, "xc": "lda,vwn"})
+    write_deeph_dock(tmp_path / "dft" / "3", odd)
+    with pytest.raises(ValueError, match=r"another level of theory than 2: \['3'\].*'xc'"):
+        prepare_data(config, with_systems=False)
+
+
+def test_merged_basis_names_the_records_that_disagree(dataset):
+    basis, records, _ = dataset
+    other = OrbitalBasis("sto-3g", {"H": (0,), "O": basis.shells["O"]})
+    odd = DeepHRecord(records[1].structure, other, {})
+    with pytest.raises(ValueError, match=r"shells of H: .* in a/w1 \(def2-svp\) vs \(0,\) in b/w2 \(sto-3g\)"):
+        merged_basis([records[1], odd], names=["a/w1", "b/w2"])

@@ -196,3 +196,29 @@ def test_run_config_reads_sc_iterations_and_names_bad_values():
         run_config_from_dict({"train": {"sc_iterations": 0}})
     with pytest.raises(ValueError, match="sc_iteration"):
         run_config_from_dict({"train": {"sc_iteration": 8}})  # a misspelt key is named, not ignored
+
+
+def test_ctrl_c_during_an_async_checkpoint_write_keeps_it_and_resumes_exactly(setup, tmp_path, monkeypatch):
+    """KeyboardInterrupt right after a save was started (its files still being written in the background):
+    the loop finishes that write before exiting, and the resumed run equals an uninterrupted one."""
+    basis, apply, params = setup["basis"], setup["apply"], setup["params"]
+    batches = [collate([ex], basis) for ex in setup["examples"][:2]]
+    full = fit(apply, params, batches, batches[:1], _config(tmp_path, "full", 3))
+    config = dataclasses.replace(_config(tmp_path, "cut", 3), checkpoint_seconds=0.0)
+    original = Checkpointer.save
+
+    def save_then_interrupt(self, step, state):
+        original(self, step, state)
+        if step == 2 * STEPS_PER_EPOCH:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpointer, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fit(apply, params, batches, batches[:1], config)
+    monkeypatch.undo()
+    checkpointer = Checkpointer(config.run_dir)
+    assert checkpointer.latest_step() == 2 * STEPS_PER_EPOCH
+    checkpointer.close()
+    resumed = fit(apply, params, batches, batches[:1], config)
+    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -14,7 +14,7 @@ from ai2dft.energy import energy
 from elct_jax.data.deeph_dock import DeepHRecord
 from elct_jax.data.systems import system_from_record
 from elct_jax.hamiltonian import dict_to_dense
-from elct_jax.predict import predict_blocks
+from elct_jax.predict import apply_model, predict_blocks
 
 HARTREE_TO_MEV = 27211.386245981
 HARTREE_TO_UHA = 1e6
@@ -53,3 +53,57 @@ def _energy_of_h(system, H):
     """E_KS[D(H)] (Hartree). Not jitted: grid sizes differ between structures, and one evaluation
     costs less than a compilation."""
     return energy(system, density_matrix(system, H))
+
+
+class BlockErrors:
+    """|H_pred - H_ref| summed with entry counts per block type: ("onsite" | "offsite", "A-B") with the
+    element pair sorted (off-site blocks of both directions pooled), over padded batches. Hartree."""
+
+    def __init__(self, elements: tuple[str, ...]):
+        self.elements = tuple(elements)
+        self.sums: dict[tuple[str, str], float] = {}
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def add(self, onsite, edges, batch) -> None:
+        """Add one batch: predictions onsite [n_node, n_max, n_max], edges [n_edge, n_max, n_max] against
+        its "hamiltonian" target, over the labelled entries only."""
+        (t_on, t_ed), (m_on, m_ed) = batch.targets["hamiltonian"], batch.target_masks["hamiltonian"]
+        species = np.asarray(batch.graph.nodes["species"])
+        senders, receivers = np.asarray(batch.graph.senders), np.asarray(batch.graph.receivers)
+        self._accumulate("onsite", species, species, onsite, t_on, m_on)
+        self._accumulate("offsite", species[senders], species[receivers], edges, t_ed, m_ed)
+
+    def _accumulate(self, kind, s1, s2, pred, target, mask) -> None:
+        err = np.abs(np.asarray(pred, np.float64) - np.asarray(target, np.float64)) * np.asarray(mask)
+        per_block, n_block = err.sum(axis=(1, 2)), np.asarray(mask).sum(axis=(1, 2))
+        lo, hi = np.minimum(s1, s2), np.maximum(s1, s2)
+        for a, b in set(zip(lo[n_block > 0].tolist(), hi[n_block > 0].tolist())):
+            sel = (lo == a) & (hi == b)
+            key = (kind, f"{self.elements[a]}-{self.elements[b]}")
+            self.sums[key] = self.sums.get(key, 0.0) + float(per_block[sel].sum())
+            self.counts[key] = self.counts.get(key, 0) + int(n_block[sel].sum())
+
+    def mae(self, kind: str | None = None, pair: str | None = None) -> float:
+        """MAE (Hartree) over the entries of one block kind and/or element pair (all when None)."""
+        keys = [k for k in self.sums if kind in (None, k[0]) and pair in (None, k[1])]
+        return sum(self.sums[k] for k in keys) / max(sum(self.counts[k] for k in keys), 1)
+
+    def table(self) -> str:
+        """Pooled, per kind and per (kind, pair) MAE in meV and micro-Hartree, with entry counts."""
+        rows = [("all", self.mae(), sum(self.counts.values()))]
+        rows += [(kind, self.mae(kind), sum(c for k, c in self.counts.items() if k[0] == kind))
+                 for kind in ("onsite", "offsite")]
+        rows += [(f"{kind} {pair}", self.mae(kind, pair), self.counts[(kind, pair)])
+                 for kind, pair in sorted(self.sums)]
+        head = f"{'blocks':<18}{'MAE meV':>10}{'MAE uHa':>10}{'entries':>12}"
+        return "\n".join([head, "-" * len(head)] + [
+            f"{name:<18}{m * HARTREE_TO_MEV:>10.4f}{m * HARTREE_TO_UHA:>10.2f}{n:>12d}" for name, m, n in rows])
+
+
+def block_errors(apply_fn, params, batches, elements: tuple[str, ...]) -> BlockErrors:
+    """:class:`BlockErrors` of the network ``apply_fn(params, graph)`` over labelled padded batches."""
+    errors = BlockErrors(elements)
+    for batch in batches:
+        onsite, edges = apply_model(apply_fn, params, batch.graph)
+        errors.add(onsite, edges, batch)
+    return errors

@@ -16,6 +16,8 @@ and sum, so they cannot change real outputs even when they point at a real atom.
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Callable
 
 import flax.linen as nn
@@ -94,10 +96,13 @@ class ELCT(nn.Module):
         return from_frame(frame, wigner)
 
 
+@functools.lru_cache(maxsize=None)
 def make_predict_fn(
     config: ModelConfig, basis: OrbitalBasis
 ) -> tuple[Callable[[jax.Array, jraph.GraphsTuple], dict], Callable[[dict, jraph.GraphsTuple], tuple]]:
-    """Pure functions ``init(key, graph) -> params`` and ``apply(params, graph) -> (onsite, edge_blocks)``."""
+    """Pure functions ``init(key, graph) -> params`` and ``apply(params, graph) -> (onsite, edge_blocks)``.
+    Cached per (config, basis): every caller gets the same functions, so jitted steps and predictions
+    that take ``apply`` as a static argument compile once."""
     model = ELCT(config, basis)
 
     def init(key: jax.Array, graph: jraph.GraphsTuple) -> dict:

@@ -20,7 +20,7 @@ from elct_jax.structure import Structure
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _apply(apply: Callable, params, graph):
+def apply_model(apply: Callable, params, graph):
     return apply(params, graph)
 
 
@@ -32,7 +32,7 @@ def predict_blocks(model, structure: Structure, dense: bool = False):
     """
     graph = neighbor_graph(structure, model.cutoff_ang, species_index(model.basis))
     padded = pad_to_bucket(graph)
-    onsite, edges = (np.asarray(x, dtype=np.float64) for x in _apply(model.apply, model.params, padded))
+    onsite, edges = (np.asarray(x, dtype=np.float64) for x in apply_model(model.apply, model.params, padded))
     if not dense:
         return blocks_to_dict(onsite, edges, model.basis, structure.symbols, graph)
     if structure.is_periodic:

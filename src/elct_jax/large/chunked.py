@@ -21,9 +21,8 @@ while the devices compute.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import jax
 import jraph
@@ -34,6 +33,7 @@ from elct_jax.data.loader import species_index
 from elct_jax.graph import neighbor_graph, pad_to_bucket
 from elct_jax.hamiltonian import max_orbitals
 from elct_jax.large.sparse import SparseBlocks, sparse_from_basis
+from elct_jax.predict import apply_model
 from elct_jax.structure import Structure
 
 
@@ -130,11 +130,6 @@ class ChunkBuilder:
             yield self.chunk(core)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _apply(apply: Callable, params, graph):
-    return apply(params, graph)
-
-
 def predict_sparse(model, structure: Structure, chunk_atoms: int = 256, devices=None,
                    hops: int | None = None, dtype=None) -> SparseBlocks:
     """Predicted H(R) of ``structure`` (any size) as SparseBlocks (internal order, Hartree).
@@ -163,7 +158,7 @@ def predict_sparse(model, structure: Structure, chunk_atoms: int = 256, devices=
 
     for n, chunk in enumerate(ChunkBuilder(graph, hops).chunks(chunk_atoms)):
         slot = n % len(devices)
-        pending.append((chunk, _apply(model.apply, params[slot], jax.device_put(chunk.graph, devices[slot]))))
+        pending.append((chunk, apply_model(model.apply, params[slot], jax.device_put(chunk.graph, devices[slot]))))
         if len(pending) > len(devices):  # keep every device busy while the host builds the next chunk
             collect(*pending.pop(0))
     for item in pending:

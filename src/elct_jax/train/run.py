@@ -231,8 +231,9 @@ def _abstract_state(init, basis: OrbitalBasis, cutoff_ang: float, optim: OptimCo
     return init_state(params, make_optimizer(optim, 1))
 
 
-def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | None = None):
+def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | None = None, callbacks=()):
     """Train (or fine-tune from ``config.init_from``) and return (state, dataset, apply).
+    ``callbacks`` are handed to :func:`elct_jax.train.loop.fit` (called after every epoch).
 
     A fresh network starts with its on-site biases fitted to the labelled training targets
     (``elct_jax.train.init.fit_onsite_bias``)."""
@@ -246,5 +247,5 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
         params = fit_onsite_bias(params, jax.jit(apply), dataset.batches["train"], dataset.basis)
     run_dir = Path(config.train.run_dir)
     save_model_info(run_dir, config, dataset.basis)
-    state = fit(apply, params, dataset.batches["train"], dataset.batches["val"], config.train)
+    state = fit(apply, params, dataset.batches["train"], dataset.batches["val"], config.train, callbacks=callbacks)
     return state, dataset, apply

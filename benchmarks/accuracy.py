@@ -1,0 +1,165 @@
+"""Accuracy at the field's protocol: ELCT trained with the default recipe on a named benchmark dataset.
+
+    elct data benchmark water-md17 --out ~/.cache/elct/water-md17        # the data, once (resumable)
+    python benchmarks/accuracy.py water-md17 --data ~/.cache/elct/water-md17 --run ~/.cache/elct/acc/water \\
+        --cpu-minutes 60
+
+Trains with ``elct train``'s defaults (the preset and TrainConfig/OptimConfig defaults; only the data,
+split file and run directory are set here) until ``--cpu-minutes`` of process CPU time, recording the
+test-set H MAE against the CPU seconds spent training (``curve.csv`` in the run directory; the time spent
+evaluating the curve is not counted). Then it loads the best checkpoint (by validation loss) and prints
+the test H MAE pooled, per block kind (on-site / off-site) and per element pair, in meV and uHa, and the
+energy error E_KS[D(H_pred)] - E_KS[D(H_DFT)] on test molecules, beside the published anchors.
+Rerunning continues from the last checkpoint and the curve. ``--plot`` writes the curve to docs/.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+
+from elct_jax.config import preset
+from elct_jax.data.benchmarks import SPLIT_FILE, get_dataset
+from elct_jax.model import make_predict_fn
+from elct_jax.evaluate import HARTREE_TO_MEV, HARTREE_TO_UHA, block_errors, structure_errors
+from elct_jax.train.loop import EpochEnd, TrainConfig
+from elct_jax.train.run import DataConfig, RunConfig, load_model, prepare_data, train
+
+ANCHORS = {  # published test H MAE of the same protocol (DESIGN.md section 4), micro-Hartree / meV
+    "water-md17": [("QHFlow (2025)", 4.93, "uHa"), ("HELM (2025)", 9.33, "uHa"), ("QHNet", 10.79, "uHa"),
+                   ("PhiSNet", 15.7, "uHa"), ("SchNOrb", 165.0, "uHa")],
+    "graphene-300k": [("DeepH-2 (OpenMX graphene)", 0.12, "meV"), ("DeepH-E3 (same data)", 0.40, "meV")],
+}
+CUTOFF_ANG = {"water-md17": 6.0, "graphene-300k": 8.0}
+CURVE_FIELDS = ("train_cpu_s", "wall_s", "step", "epoch", "test_mae_hartree", "val_loss")
+
+
+class Curve:
+    """Test MAE against training CPU seconds, appended to ``curve.csv``; resumes its clock from the file."""
+
+    def __init__(self, run_dir: Path, apply_fn, batches, elements, every_cpu_s: float, budget_cpu_s: float):
+        self.path = run_dir / "curve.csv"
+        self.apply_fn, self.batches, self.elements = apply_fn, batches, elements
+        self.every, self.budget = every_cpu_s, budget_cpu_s
+        rows = list(csv.DictReader(self.path.open())) if self.path.exists() else []
+        self.offset = float(rows[-1]["train_cpu_s"]) if rows else 0.0
+        self.last = self.offset if rows else -np.inf
+        self.cpu0, self.wall0, self.excluded = time.process_time(), time.perf_counter(), 0.0
+
+    def train_cpu(self) -> float:
+        return self.offset + time.process_time() - self.cpu0 - self.excluded
+
+    def __call__(self, end: EpochEnd) -> bool:
+        cpu = self.train_cpu()
+        if cpu - self.last >= self.every or cpu >= self.budget:
+            start = time.process_time()
+            mae = block_errors(self.apply_fn, end.state.ema_params, self.batches, self.elements).mae()
+            self._append(dict(train_cpu_s=round(cpu, 1), wall_s=round(time.perf_counter() - self.wall0, 1),
+                              step=end.step, epoch=end.epoch, test_mae_hartree=mae,
+                              val_loss=end.row.get("val_loss", "")))
+            print(f"  cpu {cpu:8.0f} s  step {end.step:7d}  test MAE {mae * HARTREE_TO_UHA:9.2f} uHa "
+                  f"({mae * HARTREE_TO_MEV:.4f} meV)", flush=True)
+            self.last = cpu
+            self.excluded += time.process_time() - start
+        return cpu >= self.budget
+
+    def _append(self, row: dict) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CURVE_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def run_config(name: str, data: Path, run: Path, model_preset: str) -> RunConfig:
+    """The default recipe on the benchmark's data and split."""
+    return RunConfig(data=DataConfig(path=str(data), cutoff_ang=CUTOFF_ANG[name], split_file=str(data / SPLIT_FILE)),
+                     model=preset(model_preset), train=TrainConfig(run_dir=str(run), epochs=100_000))
+
+
+def energy_errors(model, records) -> np.ndarray:
+    """[n] E_KS[D(H_pred)] - E_KS[D(H_DFT)] of molecular records (Hartree)."""
+    return np.array([structure_errors(model, r).energy for r in records])
+
+
+def report(name: str, errors, energies: np.ndarray | None, curve_path: Path) -> str:
+    rows = list(csv.DictReader(curve_path.open())) if curve_path.exists() else []
+    cpu = float(rows[-1]["train_cpu_s"]) if rows else float("nan")
+    lines = [f"{name}: test set of the best checkpoint after {cpu / 60:.1f} CPU-minutes of training", errors.table()]
+    if energies is not None and len(energies):
+        lines.append(f"energy error E_KS[D(H_pred)] - E_KS[D(H_DFT)] over {len(energies)} test structures: mean "
+                     f"{energies.mean() * HARTREE_TO_UHA:.3f} uHa, mean |.| {np.abs(energies).mean() * HARTREE_TO_UHA:.3f} "
+                     f"uHa, max |.| {np.abs(energies).max() * HARTREE_TO_UHA:.3f} uHa")
+    mae = errors.mae()
+    lines.append("anchors (published, same protocol, other data generators):")
+    for who, value, unit in ANCHORS[name]:
+        ours = mae * (HARTREE_TO_UHA if unit == "uHa" else HARTREE_TO_MEV)
+        lines.append(f"  {who:<28}{value:>9.2f} {unit}   ELCT {ours:9.3f} {unit}   ratio ELCT/anchor {ours / value:6.2f}")
+    return "\n".join(lines)
+
+
+def plot(name: str, curve_path: Path, out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(curve_path.open()))
+    cpu = np.array([float(r["train_cpu_s"]) for r in rows]) / 60
+    mae = np.array([float(r["test_mae_hartree"]) for r in rows])
+    unit, scale = ("uHa", HARTREE_TO_UHA) if ANCHORS[name][0][2] == "uHa" else ("meV", HARTREE_TO_MEV)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(cpu, mae * scale, "o-", ms=3, label="ELCT (default recipe)")
+    for who, value, u in ANCHORS[name]:
+        ax.axhline(value, ls="--", lw=0.8, color="gray")
+        ax.text(cpu.max(), value, f" {who}", va="center", fontsize=7)
+    ax.set_xlabel("training CPU minutes (2-core VM)")
+    ax.set_ylabel(f"test H MAE ({unit})")
+    ax.set_title(f"{name}: test MAE vs CPU time")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=sorted(ANCHORS))
+    parser.add_argument("--data", type=Path, required=True, help="the dataset folder (with split.json)")
+    parser.add_argument("--run", type=Path, required=True, help="run directory (resumed if it exists)")
+    parser.add_argument("--cpu-minutes", type=float, default=60.0, help="training budget in process CPU minutes")
+    parser.add_argument("--curve-seconds", type=float, default=120.0, help="CPU seconds between curve points")
+    parser.add_argument("--curve-structures", type=int, default=100, help="test structures in each curve point")
+    parser.add_argument("--energy-structures", type=int, default=100, help="test molecules for the energy error")
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG of the curve (e.g. docs/accuracy_water.png)")
+    args = parser.parse_args()
+
+    get_dataset(args.name)
+    config = run_config(args.name, args.data, args.run, args.preset)
+    dataset = prepare_data(config)
+    bs = config.data.batch_size
+    curve_batches = dataset.batches["test"][: max(1, args.curve_structures // bs)]
+    print(f"{args.name}: {', '.join(f'{len(v)} {k}' for k, v in dataset.splits.items())}; preset {args.preset}; "
+          f"budget {args.cpu_minutes} CPU-minutes; run {args.run}", flush=True)
+    _, apply = make_predict_fn(config.model, dataset.basis)  # cached: the same function train() uses
+    curve = Curve(args.run, apply, curve_batches, dataset.basis.elements, args.curve_seconds, args.cpu_minutes * 60)
+    if curve.offset < curve.budget:
+        train(config, dataset, callbacks=[curve])
+    model = load_model(args.run)
+    errors = block_errors(model.apply, model.params, dataset.batches["test"], dataset.basis.elements)
+    test_records = [dataset.records[i] for i in dataset.splits["test"]]
+    energies = None
+    if not test_records[0].structure.is_periodic:
+        energies = energy_errors(model, test_records[: args.energy_structures])
+    print(report(args.name, errors, energies, args.run / "curve.csv"))
+    if args.plot:
+        plot(args.name, args.run / "curve.csv", args.plot)
+        print(f"wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
