@@ -39,6 +39,12 @@ def _benchmark_data(args) -> None:
     print(f"{args.out}: {counts}; split in {Path(args.out) / 'split.json'}")
 
 
+def _add_h0(args) -> None:
+    from elct_jax.data.baseline import add_baseline
+
+    print(f"{args.data}: added H0 to {add_baseline(args.data)} record(s)")
+
+
 def _train(args) -> None:
     from elct_jax.train.run import load_run_config, train
 
@@ -114,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads per worker")
     p.set_defaults(func=_benchmark_data)
+
+    p = data.add_parser("add-h0", help="add the zeroth-step Hamiltonian H0 = F[D_minao] to molecular records")
+    p.add_argument("data", help="dataset directory (DeepH-dock folders)")
+    p.set_defaults(func=_add_h0)
 
     p = sub.add_parser("train", help="train from a TOML config (resumes from its run directory)")
     p.add_argument("config")

@@ -13,9 +13,10 @@ from typing import Callable
 import jax
 import numpy as np
 
+from elct_jax.data.baseline import baseline_blocks
 from elct_jax.data.loader import species_index
 from elct_jax.graph import neighbor_graph, pad_to_bucket
-from elct_jax.hamiltonian import block_layout, blocks_to_dense, blocks_to_dict
+from elct_jax.hamiltonian import block_layout, blocks_from_dict, blocks_to_dense, blocks_to_dict
 from elct_jax.structure import Structure
 
 
@@ -32,7 +33,12 @@ def predict_blocks(model, structure: Structure, dense: bool = False):
     """
     graph = neighbor_graph(structure, model.cutoff_ang, species_index(model.basis))
     padded = pad_to_bucket(graph)
-    onsite, edges = (np.asarray(x, dtype=np.float64) for x in apply_model(model.apply, model.params, padded))
+    onsite, edges = (np.array(x, dtype=np.float64) for x in apply_model(model.apply, model.params, padded))
+    if model.baseline is not None:  # the network learned H - H0
+        h0 = baseline_blocks(structure, model.basis, model.baseline)
+        b_on, b_ed, _ = blocks_from_dict(h0, model.basis, structure.symbols, graph)
+        onsite[: len(b_on)] += b_on
+        edges[: len(b_ed)] += b_ed
     if not dense:
         return blocks_to_dict(onsite, edges, model.basis, structure.symbols, graph)
     if structure.is_periodic:

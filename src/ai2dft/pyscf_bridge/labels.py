@@ -102,10 +102,12 @@ class MoleculeLabels:
     """Converged RKS matrices of a molecule, PySCF AO order, Hartree.
 
     H [n_ao, n_ao] Fock matrix rebuilt from the final density; S overlap; D spin-summed density
-    matrix (the one H was built from); fermi_energy midway between HOMO and LUMO of (H, S).
+    matrix (the one H was built from); fermi_energy midway between HOMO and LUMO of (H, S);
+    H0 the zeroth-step Fock matrix F[D0] of PySCF's MINAO initial density (:func:`zeroth_step_fock`).
     """
 
     H: np.ndarray
+    H0: np.ndarray
     S: np.ndarray
     D: np.ndarray
     e_tot: float
@@ -156,6 +158,12 @@ def build_molecule(structure, settings: DFTSettings) -> gto.Mole:
 
 
 def _run_rks(structure, settings: DFTSettings):
+    mf = _rks(structure, settings)
+    mf.kernel()
+    return mf
+
+
+def _rks(structure, settings: DFTSettings):
     mf = dft.RKS(build_molecule(structure, settings), xc=settings.xc)
     if settings.density_fit:
         mf = mf.density_fit()
@@ -164,19 +172,28 @@ def _run_rks(structure, settings: DFTSettings):
     mf.grids.level = settings.grid_level
     mf.conv_tol = settings.conv_tol
     mf.max_cycle = settings.max_cycle
-    mf.kernel()
     return mf
 
 
+def zeroth_step_fock(structure, settings: DFTSettings, mf=None) -> np.ndarray:
+    """[n_ao, n_ao] H0 = F[D0], PySCF AO order, Hartree: the Kohn-Sham matrix of the MINAO guess density
+    D0 (a superposition of spherical atomic densities, PySCF's default SCF start) at the label settings:
+    the NextHAM "zeroth-step" Hamiltonian. Costs one Fock build, no SCF. ``mf``: an RKS object of these
+    settings to reuse (its grids and DF tensor)."""
+    mf = _rks(structure, settings) if mf is None else mf
+    return np.asarray(mf.get_fock(dm=mf.get_init_guess(key="minao")))
+
+
 def molecule_labels(structure, settings: DFTSettings) -> MoleculeLabels:
-    """Run RKS and return F(D_final), S, D_final. A non-converged SCF is returned with converged=False."""
+    """Run RKS and return F(D_final), S, D_final, H0. A non-converged SCF is returned with converged=False."""
     mf = _run_rks(structure, settings)
     dm = mf.make_rdm1()
     fock = mf.get_fock(dm=dm)
     S = mf.get_ovlp()
     eps = scipy.linalg.eigh(fock, S, eigvals_only=True)
     n_el = mf.mol.nelectron
-    return MoleculeLabels(np.asarray(fock), np.asarray(S), np.asarray(dm), float(mf.e_tot),
+    return MoleculeLabels(np.asarray(fock), zeroth_step_fock(structure, settings, mf), np.asarray(S), np.asarray(dm),
+                          float(mf.e_tot),
                           bool(mf.converged), n_el, occupations(eps, n_el, settings.smearing)[1])
 
 

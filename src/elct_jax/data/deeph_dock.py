@@ -33,8 +33,10 @@ from elct_jax.hamiltonian import BlockKey
 from elct_jax.structure import Structure
 
 HARTREE_TO_EV = physical_constants["Hartree energy in eV"][0]  # CODATA via scipy; the ONE conversion constant
-MATRIX_NAMES = ("overlap", "hamiltonian", "density_matrix")
-ENERGY_MATRICES = ("hamiltonian",)  # stored in eV on disk, Hartree in memory
+MATRIX_NAMES = ("overlap", "hamiltonian", "density_matrix", "hamiltonian_0")
+ENERGY_MATRICES = ("hamiltonian", "hamiltonian_0")  # stored in eV on disk, Hartree in memory
+# hamiltonian_0: the zeroth-step Hamiltonian H0 = F[D0] of the initial (superposition-of-atoms) density,
+# the project's own addition (DeepH tools ignore the extra file); see elct_jax.data.baseline
 MOLECULE_VACUUM_ANG = 30.0
 _DFT_KEYS = ("xc", "charge", "pseudopotential", "n_electrons", "smearing")
 

@@ -40,7 +40,8 @@ from elct_jax.data.deeph_dock import (
 from elct_jax.basis import OrbitalBasis
 from elct_jax.hamiltonian import reorder_blocks
 
-LEGACY_FILES = {"overlap": "overlaps.h5", "hamiltonian": "hamiltonians.h5", "density_matrix": "density_matrices.h5"}
+LEGACY_FILES = {"overlap": "overlaps.h5", "hamiltonian": "hamiltonians.h5", "density_matrix": "density_matrices.h5",
+                "hamiltonian_0": "hamiltonians_0.h5"}
 _LEGACY_ALIASES = {"density_matrix": ("density_matrices.h5", "density_matrixs.h5")}
 
 

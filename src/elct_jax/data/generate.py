@@ -110,7 +110,7 @@ def label_record(structure: Structure, settings: DFTSettings) -> tuple[DeepHReco
                    density_matrix="D(H) on realspace_kmesh")
     else:
         labels = molecule_labels(structure, settings)
-        dense = {"hamiltonian": labels.H, "overlap": labels.S, "density_matrix": labels.D}
+        dense = {"hamiltonian": labels.H, "overlap": labels.S, "density_matrix": labels.D, "hamiltonian_0": labels.H0}
         matrices = {name: dense_to_dict(m, basis, symbols, "pyscf") for name, m in dense.items()}
         dft = dict(common, pseudopotential=None, grid_level=settings.grid_level,
                    density_fit=settings.density_fit)

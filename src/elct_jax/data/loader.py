@@ -28,6 +28,7 @@ import numpy as np
 from ai2dft.crystal import CrystalSystem
 from ai2dft.system import System, pad_system
 from elct_jax.basis import OrbitalBasis
+from elct_jax.data.baseline import BASELINE, subtract_baseline
 from elct_jax.data.deeph_dock import DeepHFormatError, DeepHRecord, read_deeph_dock
 from elct_jax.data.deeph_legacy import read_deeph_legacy
 from elct_jax.graph import batch_graphs, bucket_size, neighbor_graph, pad_graph
@@ -179,16 +180,23 @@ def check_level_of_theory(records: Sequence[DeepHRecord], names: Sequence[str]) 
                          f"{[n for n, _ in odd][:10]}; e.g. {name}: {diff} ({names[0]} vs {name})")
 
 
-def make_example(record: DeepHRecord, basis: OrbitalBasis, cutoff_ang: float, system: System | None = None) -> Example:
-    """Graph of the record's structure (``cutoff_ang``) with its blocks as targets (and an optional System)."""
+def make_example(record: DeepHRecord, basis: OrbitalBasis, cutoff_ang: float, system: System | None = None,
+                 baseline: bool = False) -> Example:
+    """Graph of the record's structure (``cutoff_ang``) with its blocks as targets (and an optional System).
+    With ``baseline`` the record's H0 is kept as target "hamiltonian_0" and "hamiltonian" becomes H - H0
+    (what the network learns, ``elct_jax.data.baseline``); without it H0 is dropped."""
     symbols = record.structure.symbols
     graph = neighbor_graph(record.structure, cutoff_ang, species_index(basis))
+    if baseline and BASELINE not in record.matrices:
+        raise ValueError(f"record of {symbols} has no {BASELINE} (H0) blocks; run `elct data add-h0` on the dataset")
     targets, found = {}, np.ones(len(graph.senders), dtype=bool)
     for name, blocks in record.matrices.items():
+        if name == BASELINE and not baseline:
+            continue
         onsite, edges, present = blocks_from_dict(blocks, basis, symbols, graph)
         targets[name] = (onsite, edges)
         found &= present
-    return Example(symbols, graph, targets, found, system)
+    return Example(symbols, graph, subtract_baseline(targets), found, system)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from elct_jax.basis import OrbitalBasis
 from elct_jax.config import AttentionConfig, ModelConfig, RadialConfig, preset
+from elct_jax.data.baseline import BASELINE, baseline_settings
 from elct_jax.data.loader import (
     SPLIT_NAMES,
     check_level_of_theory,
@@ -67,7 +68,9 @@ from elct_jax.train.step import init_state
 class DataConfig:
     """Dataset of a run. ``split_file`` (a JSON file of folder names relative to ``path``, see
     ``elct_jax.data.loader.read_split_file``) fixes train/val/test; otherwise a seeded permutation is
-    cut by the ``split`` fractions. Records outside the split file's lists are not read."""
+    cut by the ``split`` fractions. Records outside the split file's lists are not read.
+    ``baseline``: "auto" learns H - H0 when every record (of a molecular dataset) carries H0
+    (``elct_jax.data.baseline``), "h0" requires it, "none" learns H itself."""
 
     path: str = "data"
     cutoff_ang: float = 6.0
@@ -75,6 +78,11 @@ class DataConfig:
     split_seed: int = 0
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
     split_file: str = ""
+    baseline: str = "auto"
+
+    def __post_init__(self):
+        if self.baseline not in ("auto", "h0", "none"):
+            raise ValueError(f"data.baseline must be 'auto', 'h0' or 'none', got {self.baseline!r}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,7 @@ class Dataset:
     splits: dict[str, np.ndarray]
     batches: dict[str, list]
     names: list[str] = field(default_factory=list)  # folder of each record, relative to the dataset root
+    baseline: dict | None = None  # settings of the H0 baseline the network learns on top of (None: none)
 
 
 def prepare_data(config: RunConfig, with_systems: bool | None = None, basis: OrbitalBasis | None = None) -> Dataset:
@@ -166,20 +175,29 @@ def prepare_data(config: RunConfig, with_systems: bool | None = None, basis: Orb
     names = [f.relative_to(root).as_posix() for f in folders]
     check_level_of_theory(records, names)
     basis = merged_basis(records, names) if basis is None else basis
+    use_baseline = _use_baseline(config.data.baseline, records, names)
     with_systems = config.label_free if with_systems is None else with_systems
-    examples = [make_example(r, basis, config.data.cutoff_ang, system_from_record(r) if with_systems else None)
-                for r in records]
+    examples = [make_example(r, basis, config.data.cutoff_ang, system_from_record(r) if with_systems else None,
+                             baseline=use_baseline) for r in records]
     bs = config.data.batch_size
     groups = {name: [[examples[i] for i in idx[k : k + bs]] for k in range(0, len(idx), bs)]
               for name, idx in splits.items()}
     sizes = common_pad_sizes([g for gs in groups.values() for g in gs], basis)
     batches = {name: [collate(g, basis, sizes=sizes) for g in gs] for name, gs in groups.items()}
-    return Dataset(basis, records, splits, batches, names)
+    return Dataset(basis, records, splits, batches, names, baseline_settings(records[0]) if use_baseline else None)
 
 
-def save_model_info(run_dir: Path, config: RunConfig, basis: OrbitalBasis) -> None:
+def _use_baseline(mode: str, records, names) -> bool:
+    lacking = [n for n, r in zip(names, records) if BASELINE not in r.matrices]
+    if mode == "h0" and lacking:
+        raise ValueError(f"data.baseline = 'h0' but {len(lacking)} record(s) have no H0 ({BASELINE}.h5): "
+                         f"{lacking[:10]}; add it with `elct data add-h0 DATASET`")
+    return mode == "h0" or (mode == "auto" and not lacking and not records[0].structure.is_periodic)
+
+
+def save_model_info(run_dir: Path, config: RunConfig, basis: OrbitalBasis, baseline: dict | None = None) -> None:
     info = {"model": dataclasses.asdict(config.model), "basis": {"name": basis.name, "shells": basis.shells},
-            "cutoff_ang": config.data.cutoff_ang,
+            "cutoff_ang": config.data.cutoff_ang, "baseline": baseline,
             "optim": dataclasses.asdict(config.train.optim)}  # the checkpointed optimizer state's structure
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "model.json").write_text(json.dumps(info, indent=1))
@@ -192,6 +210,7 @@ class TrainedModel:
     cutoff_ang: float
     params: dict
     apply: Callable
+    baseline: dict | None = None  # settings of H0, added to the network output (elct_jax.data.baseline)
 
 
 def load_model(run_dir: str | Path, which: str = "best") -> TrainedModel:
@@ -216,7 +235,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> TrainedModel:
     finally:
         checkpointer.close()
     params = state.ema_params if optim.ema_decay > 0 else state.params  # what validation judged
-    return TrainedModel(model, basis, float(info["cutoff_ang"]), params, apply)
+    return TrainedModel(model, basis, float(info["cutoff_ang"]), params, apply, info.get("baseline"))
 
 
 def _abstract_state(init, basis: OrbitalBasis, cutoff_ang: float, optim: OptimConfig):
@@ -246,6 +265,6 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
         params = init(key, dataset.batches["train"][0].graph)
         params = fit_onsite_bias(params, jax.jit(apply), dataset.batches["train"], dataset.basis)
     run_dir = Path(config.train.run_dir)
-    save_model_info(run_dir, config, dataset.basis)
+    save_model_info(run_dir, config, dataset.basis, dataset.baseline)
     state = fit(apply, params, dataset.batches["train"], dataset.batches["val"], config.train, callbacks=callbacks)
     return state, dataset, apply
