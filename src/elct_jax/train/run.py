@@ -74,7 +74,7 @@ class DataConfig:
 
     path: str = "data"
     cutoff_ang: float = 6.0
-    batch_size: int = 1
+    batch_size: int = 4
     split_seed: int = 0
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
     split_file: str = ""
