@@ -222,3 +222,18 @@ def test_ctrl_c_during_an_async_checkpoint_write_keeps_it_and_resumes_exactly(se
     resumed = fit(apply, params, batches, batches[:1], config)
     for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_metrics_csv_keeps_one_header_when_validation_is_sparse(setup, tmp_path):
+    import csv
+
+    basis, apply, params = setup["basis"], setup["apply"], setup["params"]
+    batches = [collate([ex], basis) for ex in setup["examples"][:2]]
+    config = dataclasses.replace(_config(tmp_path, "sparse", 3), validate_every_epochs=2)
+    fit(apply, params, batches, batches[:1], config)
+    with open(tmp_path / "sparse" / "metrics.csv") as fh:
+        rows = list(csv.reader(fh))
+    assert len({len(r) for r in rows}) == 1, rows  # every row has the header's columns
+    table = [dict(zip(rows[0], r)) for r in rows[1:]]
+    assert [r["val_loss"] == "" for r in table] == [True, False, False]  # epochs 2 and 3 (the last) validate
+    assert float(table[1]["val_loss"]) > 0 and float(table[2]["lr"]) > 0

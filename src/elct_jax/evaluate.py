@@ -107,3 +107,42 @@ def block_errors(apply_fn, params, batches, elements: tuple[str, ...]) -> BlockE
         onsite, edges = apply_model(apply_fn, params, batch.graph)
         errors.add(onsite, edges, batch)
     return errors
+
+
+@dataclass(frozen=True)
+class BandErrors:
+    """Band energies from a predicted H(R) against the DFT H(R) (same S(R)), on a k-mesh, Hartree.
+
+    mae    mean |e_pred - e_ref| over the band energies within ``window`` of the reference Fermi level
+    worst  max |e_pred - e_ref| over the same energies
+    fermi  E_F(pred) - E_F(ref), each from its own bands at the record's electron count
+    """
+
+    mae: float
+    worst: float
+    fermi: float
+    n_energies: int
+
+
+def band_errors(predicted: dict, record: DeepHRecord, window: float = 2000 / HARTREE_TO_MEV,
+                mesh: int = 6) -> BandErrors:
+    """:class:`BandErrors` of predicted blocks ``{(R1, R2, R3, i, j): block}`` (internal order, Hartree) of a
+    periodic ``record``, on a Gamma-centred ``mesh`` x ``mesh`` grid of the periodic in-plane directions (x
+    ``mesh`` along a3 when that is periodic too), dense diagonalisation; ``window`` in Hartree (2 eV)."""
+    from elct_jax.bands import BandSolver, fermi_level
+    from elct_jax.large.sparse import SparseBlocks
+
+    s = record.structure
+    n_orb = [record.basis.n_orbitals(x) for x in s.symbols]
+    overlap = SparseBlocks.from_dict(record.matrices["overlap"], n_orb)
+    axes = [np.arange(mesh) / mesh if p else np.zeros(1) for p in s.pbc]
+    kpts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    n_el = int(record.dft["n_electrons"])
+    energies, fermi = {}, {}
+    for name, blocks in (("ref", record.matrices["hamiltonian"]), ("pred", predicted)):
+        solver = BandSolver(SparseBlocks.from_dict(blocks, n_orb), overlap)
+        fermi[name] = fermi_level(solver, n_el, kpts, method="dense")
+        energies[name] = solver.bands(kpts, None, None, solver="dense").energies
+    near = np.abs(energies["ref"] - fermi["ref"]) < window
+    err = np.abs(energies["pred"] - energies["ref"])[near]
+    return BandErrors(float(err.mean()), float(err.max()), float(fermi["pred"] - fermi["ref"]), int(near.sum()))

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from elct_jax.train.checkpoint import Checkpointer
 from elct_jax.train.optim import OptimConfig, current_learning_rate, make_optimizer
-from elct_jax.train.step import TrainState, init_state, make_eval_step, make_train_step
+from elct_jax.train.step import LOSS_NAMES, TrainState, init_state, make_eval_step, make_train_step
 
 
 class TrainingDiverged(RuntimeError):
@@ -104,9 +104,13 @@ class MetricsLog:
             writer.writerow(row)
         if self._tb is not None:
             for key, value in row.items():
-                if key not in ("epoch", "step"):
+                if key not in ("epoch", "step") and value != "":  # "": not measured this epoch
                     self._tb.add_scalar(key, value, step)
-            self._tb.flush()
+
+    def close(self) -> None:
+        """Flush the TensorBoard events (written in the background every 2 minutes otherwise)."""
+        if self._tb is not None:
+            self._tb.close()
 
 
 def _epoch_means(metrics: Sequence[dict], first_step: int, checkpointer: Checkpointer) -> dict[str, float]:
@@ -177,17 +181,18 @@ def fit(apply_fn: Callable, params, train_batches: Sequence, val_batches: Sequen
                     return state
             row = {f"train_{k}": v for k, v in _epoch_means(metrics, first, checkpointer).items()}
             last_epoch = epoch + 1 == config.epochs
+            val = {}
             if last_epoch or (epoch + 1) % config.validate_every_epochs == 0:
                 val = _validate(eval_step, _eval_params(state, config), val_batches, weights)
                 if not validated:
                     release_compile_memory(val)
                     validated = True
-                row.update({f"val_{k}": v for k, v in val.items()})
                 best.offer(val.get("loss"), state)
+            row.update({f"val_{k}": val.get(k, "") for k in (*LOSS_NAMES, "loss")})  # same columns every epoch
             lr = float(current_learning_rate(state.opt_state, config.optim))
             row["lr"] = lr
             log.write(epoch, step, row)
-            bar.set_postfix(epoch=epoch, train=f"{row['train_loss']:.3e}", val=f"{row.get('val_loss', float('nan')):.3e}",
+            bar.set_postfix(epoch=epoch, train=f"{row['train_loss']:.3e}", val=f"{val.get('loss', float('nan')):.3e}",
                             lr=f"{lr:.1e}")
             stop = any([bool(cb(EpochEnd(epoch, step, state, row))) for cb in callbacks])
             done = stop or lr < config.optim.min_learning_rate or last_epoch
@@ -199,6 +204,7 @@ def fit(apply_fn: Callable, params, train_batches: Sequence, val_batches: Sequen
                 break
     finally:
         bar.close()
+        log.close()
         checkpointer.close()
     return state
 

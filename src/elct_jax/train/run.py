@@ -259,7 +259,12 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
     dataset = prepare_data(config) if dataset is None else dataset
     init, apply = make_predict_fn(config.model, dataset.basis)
     if config.init_from:
-        params = load_model(config.init_from).params
+        start = load_model(config.init_from)
+        if start.baseline != dataset.baseline:
+            raise ValueError(f"init_from {config.init_from} was trained with baseline {start.baseline} but this run's "
+                             f"data give {dataset.baseline}: the network would learn another target; set [data] "
+                             f"baseline to match (\"none\" or \"h0\")")
+        params = start.params
     else:
         key = jax.random.PRNGKey(config.train.seed) if key is None else key
         params = init(key, dataset.batches["train"][0].graph)
