@@ -34,8 +34,9 @@ def _benchmark_data(args) -> None:
     manifest = generate_benchmark(args.name, args.out, n_workers=args.workers, threads_per_worker=args.threads,
                                   n_structures=args.n)
     counts = {}
-    for entry in manifest["structures"].values():
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    for m in manifest.values():
+        for entry in m["structures"].values():
+            counts[entry["status"]] = counts.get(entry["status"], 0) + 1
     print(f"{args.out}: {counts}; split in {Path(args.out) / 'split.json'}")
 
 
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_generate)
 
     p = data.add_parser("benchmark", help="generate a named benchmark dataset (resumable; writes split.json)")
-    p.add_argument("name", help="water-md17 | graphene-300k (see elct_jax.data.benchmarks)")
+    p.add_argument("name", help="water-md17 | graphene-300k | g2-mol | g2-heldout (see elct_jax.data.benchmarks)")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=None, help="only the first N structures (default: all)")
     p.add_argument("--workers", type=int, default=1)

@@ -14,6 +14,12 @@ Each dataset is regenerated from nothing by one command (resumable, data outside
                 zero-point included), LDA/gth-szv with GTH pseudopotentials; H(R) on a real-space
                 k-mesh whose Born-von Karman cell covers every kept block (checked by the generator
                 against direct real-space overlaps). Split 40 train / 5 validation / rest test.
+``g2-mol``      the pretraining set: the 114 closed-shell molecules of ASE's G2 collection made of H, Li-F and
+                Na-Cl (ionic and open-shell species dropped) less the held-out ones, 14 Gaussian-displaced
+                structures each (0.04 A per coordinate, about the thermal spread of bonds at 300-500 K) at
+                PBE/def2-SVP, grid level 3; folder per molecule, split per molecule 12 / 1 / 1.
+``g2-heldout``  five ring and heteroatom molecules of G2 kept out of ``g2-mol`` (pyrrole, pyridine, furan,
+                thiophene, acetamide), 20 structures each, same recipe: the test of the pretrained model.
 """
 from __future__ import annotations
 
@@ -40,38 +46,68 @@ def graphene_cell() -> Structure:
     return Structure(("C", "C"), positions, lattice, (True, True, True))
 
 
+HELD_OUT = ("C4H4NH", "C5H5N", "C4H4O", "C4H4S", "CH3CONH2")  # pyrrole, pyridine, furan, thiophene, acetamide
+G2_ELEMENTS = frozenset("H Li Be B C N O F Na Mg Al Si P S Cl".split())
+
+
+def g2_molecules(names=None) -> dict[str, Structure]:
+    """Closed-shell G2 molecules (ASE) of the first three rows: even electron count, no initial moments."""
+    from ase.collections import g2
+
+    out = {}
+    for name in g2.names if names is None else names:
+        atoms = g2[name]
+        closed = not np.any(atoms.get_initial_magnetic_moments()) and sum(atoms.get_atomic_numbers()) % 2 == 0
+        if closed and set(atoms.get_chemical_symbols()) <= G2_ELEMENTS:
+            out[name] = Structure.from_ase(atoms)
+    return out
+
+
 @dataclass(frozen=True)
 class BenchmarkDataset:
-    """A named dataset: ``n_structures`` samples of ``base`` by ``recipe`` with ``seed``.
+    """A named dataset: ``n_structures`` samples of each base structure by ``recipe`` with ``seed``.
 
-    split  (n_train, n_validation); the rest is the test set. Structures are assigned in index
-           order (sampling is i.i.d., so index order is a random split).
+    bases  {folder: structure}; "" puts the structures directly in the output folder (one base)
+    split  (n_train, n_validation) per base; the rest is the test set. Structures are assigned in
+           index order (sampling is i.i.d., so index order is a random split).
     """
 
     name: str
-    base: Structure
+    bases: dict
     recipe: Recipe
     n_structures: int
     seed: int
     split: tuple[int, int]
 
-    def split_indices(self, done: list[int]) -> dict[str, list[int]]:
-        """Train / validation / test indices among the ``done`` (labelled, converged) structures."""
-        done = sorted(done)
+    def split_names(self, done: dict[str, list[int]]) -> dict[str, list[str]]:
+        """Train / val / test folder names (relative to the dataset root) among the ``done`` (labelled,
+        converged) indices of each base."""
         n_train, n_val = self.split
-        return {"train": done[:n_train], "validation": done[n_train:n_train + n_val], "test": done[n_train + n_val:]}
+        out = {"train": [], "val": [], "test": []}
+        for folder, indices in done.items():
+            names = [f"{folder}/{i}" if folder else str(i) for i in sorted(indices)]
+            for part, sel in (("train", names[:n_train]), ("val", names[n_train:n_train + n_val]),
+                              ("test", names[n_train + n_val:])):
+                out[part] += sel
+        return out
 
 
+_G2_RECIPE = Recipe(kind="random", sigma_ang=0.04, dft=DFTSettings(basis="def2-svp", xc="pbe", grid_level=3))
 DATASETS = {
     "water-md17": BenchmarkDataset(
-        "water-md17", WATER,
+        "water-md17", {"": WATER},
         Recipe(kind="normal_modes", temperature_K=500.0, dft=DFTSettings(basis="def2-svp", xc="pbe", grid_level=5)),
         n_structures=1500, seed=17, split=(500, 500)),
     "graphene-300k": BenchmarkDataset(
-        "graphene-300k", graphene_cell(),
+        "graphene-300k", {"": graphene_cell()},
         Recipe(kind="crystal_random", sigma_ang=0.05, strain=0.01, supercell=(4, 4, 1), min_distance_ang=1.0,
                dft=DFTSettings(basis="gth-szv", xc="lda,vwn", kmesh=(2, 2, 1), ke_cutoff_Ha=60.0)),
         n_structures=60, seed=300, split=(40, 5)),
+    "g2-mol": BenchmarkDataset(
+        "g2-mol", {k: v for k, v in g2_molecules().items() if k not in HELD_OUT}, _G2_RECIPE,
+        n_structures=14, seed=2, split=(12, 1)),
+    "g2-heldout": BenchmarkDataset("g2-heldout", g2_molecules(HELD_OUT), _G2_RECIPE, n_structures=20, seed=3,
+                                   split=(0, 0)),
 }
 
 
@@ -83,23 +119,29 @@ def get_dataset(name: str) -> BenchmarkDataset:
 
 def generate_benchmark(name: str, out_dir: str | Path, n_workers: int = 1, threads_per_worker: int | None = None,
                        n_structures: int | None = None) -> dict:
-    """Generate (or resume) the named dataset into ``out_dir``; ``n_structures`` < the full count
-    makes a prefix of it (the same structures). Returns the manifest."""
+    """Generate (or resume) the named dataset into ``out_dir`` (one folder per base of a multi-molecule
+    set, each with its own manifest); ``n_structures`` < the full count makes a prefix of it (the same
+    structures). Returns {base folder: manifest}."""
     from elct_jax.data.generate import generate_dataset
 
     ds = get_dataset(name)
     n = ds.n_structures if n_structures is None else n_structures
-    manifest = generate_dataset(ds.base, ds.recipe, out_dir, n, n_workers=n_workers, seed=ds.seed,
-                                threads_per_worker=threads_per_worker)
-    write_split(ds, out_dir, manifest)
-    return manifest
+    manifests = {}
+    for k, (folder, base) in enumerate(ds.bases.items()):
+        if len(ds.bases) > 1:
+            print(f"[{k + 1}/{len(ds.bases)}] {folder}", flush=True)
+        manifests[folder] = generate_dataset(base, ds.recipe, Path(out_dir) / folder, n, n_workers=n_workers,
+                                             seed=ds.seed, threads_per_worker=threads_per_worker)
+    write_split(ds, out_dir, manifests)
+    return manifests
 
 
-def write_split(ds: BenchmarkDataset, out_dir: str | Path, manifest: dict) -> Path:
+def write_split(ds: BenchmarkDataset, out_dir: str | Path, manifests: dict[str, dict]) -> Path:
     """``out_dir/split.json`` (train / val / test folder names, the dataset's protocol) from the
-    structures the manifest lists as done; the file for ``[data] split_file``."""
-    done = [int(i) for i, entry in manifest["structures"].items() if entry.get("status") == "done"]
-    split = {"val" if k == "validation" else k: [str(i) for i in v] for k, v in ds.split_indices(done).items()}
+    structures the manifests ({base folder: manifest}) list as done; the file for ``[data] split_file``."""
+    done = {folder: [int(i) for i, entry in m["structures"].items() if entry.get("status") == "done"]
+            for folder, m in manifests.items()}
+    split = ds.split_names(done)
     path = Path(out_dir) / SPLIT_FILE
     tmp = path.with_name(f".tmp-{SPLIT_FILE}")
     tmp.write_text(json.dumps(split, indent=0))
