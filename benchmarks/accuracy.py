@@ -25,7 +25,8 @@ from elct_jax.config import preset
 from elct_jax.data.benchmarks import SPLIT_FILE, get_dataset
 from elct_jax.model import make_predict_fn
 from elct_jax.predict import predict_blocks
-from elct_jax.evaluate import HARTREE_TO_MEV, HARTREE_TO_UHA, band_errors, block_errors, structure_errors
+from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
+from elct_jax.evaluate import band_errors, block_errors, structure_errors
 from elct_jax.train.loop import EpochEnd, TrainConfig
 from elct_jax.train.run import DataConfig, RunConfig, load_model, prepare_data, train
 

@@ -63,7 +63,8 @@ def compare_bands(root: Path, npoints: int, out_png: Path | None) -> dict:
     """Bands of the held-out structure from the predicted H, the PySCF H and the PySCF H cut to the
     model's neighbour list (the truncation floor), all with the PySCF S(R), dense solver."""
     from elct_jax.bands import HEXAGONAL_POINTS, BandSolver, band_path, fermi_level, plot_bands
-    from elct_jax.data.deeph_dock import HARTREE_TO_EV, read_deeph_dock
+    from ai2dft.units import HARTREE_TO_EV
+    from elct_jax.data.deeph_dock import read_deeph_dock
     from elct_jax.large.chunked import predict_sparse
     from elct_jax.large.sparse import SparseBlocks
     from elct_jax.train.run import load_model

@@ -59,7 +59,7 @@ from elct_jax.config import preset
 from elct_jax.data.generate import label_record
 from elct_jax.data.loader import Batch, collate, make_example
 from elct_jax.data.systems import system_from_record
-from elct_jax.evaluate import HARTREE_TO_MEV, HARTREE_TO_UHA
+from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.hamiltonian import blocks_to_dense, dict_to_dense
 from elct_jax.model import count_parameters, make_predict_fn
 from elct_jax.structure import Structure

@@ -64,7 +64,7 @@ from elct_jax.config import RadialConfig, preset
 from elct_jax.data.generate import label_record
 from elct_jax.data.loader import Batch, collate, make_example
 from elct_jax.data.systems import system_from_record
-from elct_jax.evaluate import HARTREE_TO_MEV, HARTREE_TO_UHA
+from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.graph import neighbor_graph
 from elct_jax.hamiltonian import block_layout, blocks_from_dict, bloch_sum
 from elct_jax.model import count_parameters, make_predict_fn

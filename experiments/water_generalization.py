@@ -38,7 +38,8 @@ import numpy as np
 from ai2dft.pyscf_bridge.labels import DFTSettings
 from elct_jax.config import preset
 from elct_jax.data.generate import Recipe, generate_dataset
-from elct_jax.evaluate import HARTREE_TO_MEV, HARTREE_TO_UHA, structure_errors
+from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
+from elct_jax.evaluate import structure_errors
 from elct_jax.model import count_parameters, make_predict_fn
 from elct_jax.structure import Structure
 from elct_jax.train.loop import LossWeights, TrainConfig, fit

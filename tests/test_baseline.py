@@ -106,7 +106,7 @@ def test_energy_terms_see_network_plus_h0(data):
     from elct_jax.train.losses import free_energy_per_electron
     from elct_jax.train.step import make_eval_step
 
-    config = RunConfig(data=DataConfig(path=str(data), cutoff_ang=5.0, split=(1.0, 0.0, 0.0), baseline="auto"),
+    config = RunConfig(data=DataConfig(path=str(data), cutoff_ang=5.0, batch_size=1, split=(1.0, 0.0, 0.0)),
                        model=preset("tiny", dtype="float64", l_max=2))
     if not (data / "2" / f"{BASELINE}.h5").exists():
         add_baseline(data, progress=False)

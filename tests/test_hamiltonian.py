@@ -8,8 +8,8 @@ from pyscf.pbc import gto as pbcgto
 
 from elct_jax.basis import OrbitalBasis
 from elct_jax.graph import batch_graphs, neighbor_graph, pad_graph, pad_to_bucket
+from ai2dft.units import PAD_LEVEL_HARTREE
 from elct_jax.hamiltonian import (
-    PAD_DIAGONAL_HARTREE,
     block_layout,
     blocks_from_dict,
     blocks_to_dense,
@@ -89,7 +89,7 @@ def test_short_cutoff_drops_pairs_and_padding(basis, species, water):
     expected[off[1] : off[2], off[2] : off[3]] = 0.0
     expected[off[2] : off[3], off[1] : off[2]] = 0.0
     np.testing.assert_array_equal(dense[:24, :24], expected)  # junk on padding never reaches H
-    np.testing.assert_array_equal(dense[24:, 24:], PAD_DIAGONAL_HARTREE * np.eye(6))
+    np.testing.assert_array_equal(dense[24:, 24:], PAD_LEVEL_HARTREE * np.eye(6))
     assert np.all(dense[:24, 24:] == 0)
     # the overlap, padded with unit diagonal, keeps its spectrum plus ones
     full = block_layout(basis, structure.symbols, pad_graph(full_graph, 6, 12), n_ao_pad=30)
@@ -129,7 +129,7 @@ def test_batched_and_vmapped_molecules(basis, species, water):
     dense = np.asarray(blocks_to_dense(onsite, edges, layout))
     np.testing.assert_array_equal(dense[0, :24, :24], F_w)
     np.testing.assert_array_equal(dense[1], F_a)
-    np.testing.assert_array_equal(np.diag(dense[0])[24:], PAD_DIAGONAL_HARTREE)
+    np.testing.assert_array_equal(np.diag(dense[0])[24:], PAD_LEVEL_HARTREE)
     on_b, ed_b = dense_to_blocks(dense, layout)
     np.testing.assert_array_equal(on_b, onsite)
     np.testing.assert_array_equal(ed_b, edges)

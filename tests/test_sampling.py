@@ -7,6 +7,7 @@ import pytest
 import scipy.stats
 
 from ai2dft.pyscf_bridge.labels import DFTSettings, molecule_hessian
+from ai2dft.units import BOHR_ANG, HARTREE_CM
 from elct_jax.data import sampling
 from elct_jax.structure import Structure
 
@@ -30,7 +31,7 @@ def water_modes(water_hessian):
 
 def _displacements_bohr(structures) -> np.ndarray:
     """[n_samples, 3 n_atoms] displacements from WATER, Bohr."""
-    return np.array([(s.positions_ang - WATER.positions_ang).ravel() for s in structures]) / sampling.BOHR_ANG
+    return np.array([(s.positions_ang - WATER.positions_ang).ravel() for s in structures]) / BOHR_ANG
 
 
 def _harmonic_energies(structures, hessian) -> np.ndarray:
@@ -47,10 +48,10 @@ def _samples(modes, temperature_K, quantum, seed=0):
 def test_normal_modes_have_no_net_translation_or_rotation(water_hessian, water_modes):
     _, masses = water_hessian
     assert water_modes.modes.shape == (3, 3, 3)  # 3N - 6 vibrations of a bent triatomic
-    assert np.all(water_modes.frequencies * sampling.HARTREE_CM > 1000)  # O-H bend and stretches
+    assert np.all(water_modes.frequencies * HARTREE_CM > 1000)  # O-H bend and stretches
     structures = _samples(water_modes, 300.0, False)[:200]
     dx = _displacements_bohr(structures).reshape(-1, 3, 3)  # [s, atom, xyz]
-    r0 = WATER.positions_ang / sampling.BOHR_ANG
+    r0 = WATER.positions_ang / BOHR_ANG
     r0 = r0 - (masses[:, None] * r0).sum(0) / masses.sum()
     translation = np.einsum("a,sai->si", masses, dx)
     rotation = np.einsum("a,sai->si", masses, np.cross(r0[None], dx))

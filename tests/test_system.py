@@ -8,7 +8,8 @@ from pyscf import ao2mo, dft, gto, scf
 
 from ai2dft.energy import energy
 from ai2dft.pyscf_bridge import element_shells
-from ai2dft.system import PAD_HCORE_HARTREE, System, pad_system
+from ai2dft.system import System, pad_system
+from ai2dft.units import PAD_LEVEL_HARTREE
 from molecules import mole, rks
 
 H2O_SYMBOLS = ["O", "H", "H"]
@@ -94,7 +95,7 @@ def test_pad_system_layout(from_symbols):
     S = np.asarray(padded.overlap)
     np.testing.assert_array_equal(S[nao:, nao:], np.eye(3))
     assert np.all(S[:nao, nao:] == 0.0) and np.all(S[nao:, :nao] == 0.0)
-    np.testing.assert_array_equal(np.diag(np.asarray(padded.hcore))[nao:], PAD_HCORE_HARTREE)
+    np.testing.assert_array_equal(np.diag(np.asarray(padded.hcore))[nao:], PAD_LEVEL_HARTREE)
     assert np.all(np.asarray(padded.ao)[:, nao:] == 0.0) and np.all(np.asarray(padded.ao)[ngrid:] == 0.0)
     assert padded.ao_grad.shape == (3, ngrid + 10, nao + 3)
     assert np.all(np.asarray(padded.weights)[ngrid:] == 0.0)

@@ -23,10 +23,10 @@ import jax.numpy as jnp
 
 from ai2dft import coulomb_fft, xc
 from ai2dft.crystal import CrystalSystem, bloch_sum, hermitian_part
+from ai2dft.units import PAD_LEVEL_HARTREE
 from ai2dft.density import density_and_entropy, validate_hamiltonian
 
 Array = jax.Array
-DROPPED_LEVEL_HARTREE = 100.0  # level of the S(k) eigenvectors removed as linearly dependent
 
 
 def grid_density(system: CrystalSystem, D: Array) -> Array:
@@ -130,11 +130,11 @@ def effective_hamiltonian(system: CrystalSystem, H: Array) -> Array:
     """[nk, nao, nao] P H P + L (1 - P): H restricted to the basis PySCF keeps (``basis_projector``).
 
     With the orthogonalizer X = P S^-1/2 P + (1 - P), the removed near-null directions of S(k)
-    become levels at L = ``DROPPED_LEVEL_HARTREE``, never occupied, as in PySCF's canonical
+    become levels at L = ``PAD_LEVEL_HARTREE``, never occupied, as in PySCF's canonical
     orthogonalization; without linear dependencies P = 1 and this is H.
     """
     P = system.basis_projector
-    return P @ H @ P + DROPPED_LEVEL_HARTREE * (jnp.eye(H.shape[-1], dtype=H.dtype) - P)
+    return P @ H @ P + PAD_LEVEL_HARTREE * (jnp.eye(H.shape[-1], dtype=H.dtype) - P)
 
 
 def density_and_entropy_of(system: CrystalSystem, H: Array) -> tuple[Array, Array]:

@@ -7,7 +7,7 @@ PySCF; the constructors call ``ai2dft.pyscf_bridge.molecule`` lazily.
 
 Padding (``pad_system``) gives several molecules the same shapes so they can be stacked and
 vmapped, or share one compiled function: a padded AO has S = 1 on its diagonal and zero elsewhere,
-a core-Hamiltonian diagonal of ``PAD_HCORE_HARTREE`` (far above any occupied level, so D(H) never
+a core-Hamiltonian diagonal of ``PAD_LEVEL_HARTREE`` (far above any occupied level, so D(H) never
 occupies it), zero AO values and zero density-fitting rows; padded grid points have weight 0 and
 padded auxiliary functions are zero.
 """
@@ -21,10 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ai2dft.crystal import CrystalSystem
+from ai2dft.units import PAD_LEVEL_HARTREE
 
 Array = jax.Array
-
-PAD_HCORE_HARTREE = 100.0
 
 
 @jax.tree_util.register_dataclass
@@ -191,7 +190,7 @@ def pad_system(system: System, nao_pad: int, ngrid_pad: int, naux_pad: int) -> S
     return dataclasses.replace(
         system,
         overlap=_pad_axes(system.overlap, {0: da, 1: da}) + jnp.diag(pad_diag),
-        hcore=_pad_axes(system.hcore, {0: da, 1: da}) + PAD_HCORE_HARTREE * jnp.diag(pad_diag),
+        hcore=_pad_axes(system.hcore, {0: da, 1: da}) + PAD_LEVEL_HARTREE * jnp.diag(pad_diag),
         ao=_pad_axes(system.ao, {0: dg, 1: da}),
         ao_grad=_pad_axes(system.ao_grad, {1: dg if gga else 0, 2: da}),
         weights=_pad_axes(system.weights, {0: dg}),

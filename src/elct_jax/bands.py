@@ -19,7 +19,7 @@ import scipy.linalg
 import scipy.sparse
 import scipy.sparse.linalg
 
-from elct_jax.data.deeph_dock import HARTREE_TO_EV
+from ai2dft.units import HARTREE_TO_EV
 from elct_jax.large.sparse import BlochMatrix, SparseBlocks
 
 DENSE_MAX_AO = 3000  # "auto" solves denser problems than this with shift-invert

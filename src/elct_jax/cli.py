@@ -56,8 +56,9 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     import numpy as np
 
+    from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
     from elct_jax.data.loader import read_dataset
-    from elct_jax.evaluate import HARTREE_TO_MEV, HARTREE_TO_UHA, structure_errors
+    from elct_jax.evaluate import structure_errors
     from elct_jax.train.run import load_model
 
     model = load_model(args.checkpoint)

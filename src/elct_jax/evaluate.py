@@ -11,13 +11,12 @@ import numpy as np
 
 from ai2dft.density import density_matrix
 from ai2dft.energy import energy
+from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.data.deeph_dock import DeepHRecord
 from elct_jax.data.systems import system_from_record
 from elct_jax.hamiltonian import dict_to_dense
 from elct_jax.predict import apply_model, predict_blocks
 
-HARTREE_TO_MEV = 27211.386245981
-HARTREE_TO_UHA = 1e6
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,14 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 
+from ai2dft.units import PAD_LEVEL_HARTREE
 from elct_jax.basis import OrbitalBasis
 
 ORDERS = ("internal", "pyscf", "openmx")
 # Diagonal given to padded AO slots of a dense H (Hartree): far above any valence or low virtual
 # level, so a padded slot is never occupied, yet small enough to keep float32 eigensolvers accurate.
 # Padded slots are uncoupled; assemble the overlap with ``pad_diagonal=1.0``.
-PAD_DIAGONAL_HARTREE = 100.0
+
 
 BlockKey = tuple[int, int, int, int, int]  # (R1, R2, R3, i, j), i and j 0-based
 
@@ -163,11 +164,11 @@ def _pad_diagonal(layout: BlockLayout, value) -> jnp.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames="order")
-def blocks_to_dense(onsite, edge_blocks, layout: BlockLayout, order: str = "pyscf", pad_diagonal=PAD_DIAGONAL_HARTREE):
+def blocks_to_dense(onsite, edge_blocks, layout: BlockLayout, order: str = "pyscf", pad_diagonal=PAD_LEVEL_HARTREE):
     """Dense AO matrix [n_ao_pad, n_ao_pad] ([n_graph, n_ao_pad, n_ao_pad] for a batched layout) in ``order``.
 
     onsite [n_node, n_max, n_max], edge_blocks [n_edge, n_max, n_max] in internal order. Pairs without
-    an edge are zero. Padded AO slots get ``pad_diagonal`` (PAD_DIAGONAL_HARTREE for H; pass 1.0 for S).
+    an edge are zero. Padded AO slots get ``pad_diagonal`` (PAD_LEVEL_HARTREE for H; pass 1.0 for S).
     For a periodic graph the blocks of all R are summed: the Gamma-point matrix H(k = 0).
     """
     _check_shapes(onsite, edge_blocks, layout)
@@ -206,7 +207,7 @@ def dense_to_blocks(dense, layout: BlockLayout, order: str = "pyscf"):
 
 
 @functools.partial(jax.jit, static_argnames="order")
-def bloch_sum(onsite, edge_blocks, layout: BlockLayout, kpts_frac, order: str = "pyscf", pad_diagonal=PAD_DIAGONAL_HARTREE):
+def bloch_sum(onsite, edge_blocks, layout: BlockLayout, kpts_frac, order: str = "pyscf", pad_diagonal=PAD_LEVEL_HARTREE):
     """H(k) = sum_R H(R) exp(2 pi i k.R), [n_k, n_ao_pad, n_ao_pad] complex, for one crystal.
 
     kpts_frac [n_k, 3] in units of the reciprocal lattice vectors (k.R = sum_a kfrac_a R_a); H_ij(R)

@@ -15,8 +15,9 @@ from pyscf import gto
 from pyscf.gto import moleintor
 
 from ai2dft.pyscf_bridge.labels import _DEFAULT_PSEUDO
+from ai2dft.units import PYSCF_BOHR_ANG
 
-ANG_TO_BOHR = 1.0 / 0.52917721092  # PySCF's param.BOHR
+ANG_TO_BOHR = 1.0 / PYSCF_BOHR_ANG
 
 
 def molecule_overlap(symbols, positions_ang, basis: str) -> np.ndarray:

@@ -26,13 +26,12 @@ from typing import Mapping
 
 import h5py
 import numpy as np
-from scipy.constants import physical_constants
+from ai2dft.units import HARTREE_TO_EV
 
 from elct_jax.basis import OrbitalBasis
 from elct_jax.hamiltonian import BlockKey
 from elct_jax.structure import Structure
 
-HARTREE_TO_EV = physical_constants["Hartree energy in eV"][0]  # CODATA via scipy; the ONE conversion constant
 MATRIX_NAMES = ("overlap", "hamiltonian", "density_matrix", "hamiltonian_0")
 ENERGY_MATRICES = ("hamiltonian", "hamiltonian_0")  # stored in eV on disk, Hartree in memory
 # hamiltonian_0: the zeroth-step Hamiltonian H0 = F[D0] of the initial (superposition-of-atoms) density,

@@ -24,9 +24,9 @@ import h5py
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
+from ai2dft.units import HARTREE_TO_EV
 from elct_jax.data.deeph_dock import (
     ENERGY_MATRICES,
-    HARTREE_TO_EV,
     DeepHFormatError,
     DeepHRecord,
     check_block,

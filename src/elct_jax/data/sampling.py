@@ -17,10 +17,7 @@ from ase.neighborlist import primitive_neighbor_list
 
 from elct_jax.structure import Structure
 
-BOHR_ANG = 0.52917721090380  # Angstrom per Bohr
-AMU_ME = 1822.888486209  # electron masses per atomic mass unit
-KB_HARTREE = 3.166811563455e-6  # Boltzmann constant, Hartree per Kelvin
-HARTREE_CM = 219474.6313632  # wavenumber (cm^-1) of one Hartree
+from ai2dft.units import AMU_ME, BOHR_ANG, HARTREE_CM, KB_HARTREE
 
 
 def rng_for(seed: int, index: int) -> np.random.Generator:

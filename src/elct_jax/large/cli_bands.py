@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from elct_jax.bands import BandSolver, band_path, fermi_level, plot_bands, save_bands
-from elct_jax.data.deeph_dock import HARTREE_TO_EV
+from ai2dft.units import HARTREE_TO_EV
 
 
 @dataclass(frozen=True)
