@@ -55,8 +55,8 @@ def _energy_of_h(system, H):
 
 
 class BlockErrors:
-    """|H_pred - H_ref| summed with entry counts per block type: ("onsite" | "offsite", "A-B") with the
-    element pair sorted (off-site blocks of both directions pooled), over padded batches. Hartree."""
+    """|H_pred - H_ref| summed with entry counts per block type: ("onsite", "A") per element and
+    ("offsite", "A-B") per sorted element pair (both directions pooled), over padded batches. Hartree."""
 
     def __init__(self, elements: tuple[str, ...]):
         self.elements = tuple(elements)
@@ -78,7 +78,8 @@ class BlockErrors:
         lo, hi = np.minimum(s1, s2), np.maximum(s1, s2)
         for a, b in set(zip(lo[n_block > 0].tolist(), hi[n_block > 0].tolist())):
             sel = (lo == a) & (hi == b)
-            key = (kind, f"{self.elements[a]}-{self.elements[b]}")
+            pair = self.elements[a] if kind == "onsite" else f"{self.elements[a]}-{self.elements[b]}"
+            key = (kind, pair)
             self.sums[key] = self.sums.get(key, 0.0) + float(per_block[sel].sum())
             self.counts[key] = self.counts.get(key, 0) + int(n_block[sel].sum())
 
