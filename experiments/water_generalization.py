@@ -133,7 +133,7 @@ def main() -> None:
         t1 = time.perf_counter()
         state = fit(apply, params0, dataset.batches["train"], [], config)
         seconds = time.perf_counter() - t1
-        model = TrainedModel(base.model, dataset.basis, base.data.cutoff_ang, state.params, apply)
+        model = TrainedModel(base.model, dataset.basis, base.data.cutoff_ang, state.params, apply, dataset.baseline)
         results[mode] = {name: [structure_errors(model, r) for r in recs] for name, recs in records.items()}
         results[mode]["seconds_per_step"] = seconds / max(int(state.step), 1)
         row = last_row(run_dir)
