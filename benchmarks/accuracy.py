@@ -39,6 +39,14 @@ CUTOFF_ANG = {"water-md17": 6.0, "graphene-300k": 8.0}
 CURVE_FIELDS = ("train_cpu_s", "wall_s", "step", "epoch", "test_mae_hartree", "val_loss")
 
 
+def read_curve(path: Path) -> list[dict]:
+    """Rows of a curve.csv (empty when there is none yet)."""
+    if not path.exists():
+        return []
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
 class Curve:
     """Test MAE against training CPU seconds, appended to ``curve.csv``; resumes its clock from the file."""
 
@@ -46,7 +54,7 @@ class Curve:
         self.path = run_dir / "curve.csv"
         self.apply_fn, self.batches, self.elements = apply_fn, batches, elements
         self.every, self.budget = every_cpu_s, budget_cpu_s
-        rows = list(csv.DictReader(self.path.open())) if self.path.exists() else []
+        rows = read_curve(self.path)
         self.offset = float(rows[-1]["train_cpu_s"]) if rows else 0.0
         self.last = self.offset if rows else -np.inf
         self.cpu0, self.wall0, self.excluded = time.process_time(), time.perf_counter(), 0.0
@@ -89,7 +97,7 @@ def energy_errors(model, records) -> np.ndarray:
 
 
 def report(name: str, errors, energies: np.ndarray | None, curve_path: Path) -> str:
-    rows = list(csv.DictReader(curve_path.open())) if curve_path.exists() else []
+    rows = read_curve(curve_path)
     cpu = float(rows[-1]["train_cpu_s"]) if rows else float("nan")
     lines = [f"{name}: test set of the best checkpoint after {cpu / 60:.1f} CPU-minutes of training", errors.table()]
     if energies is not None and len(energies):
@@ -111,7 +119,7 @@ def plot(name: str, curve_path: Path, out_png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(csv.DictReader(curve_path.open()))
+    rows = read_curve(curve_path)
     cpu = np.array([float(r["train_cpu_s"]) for r in rows]) / 60
     mae = np.array([float(r["test_mae_hartree"]) for r in rows])
     unit, scale = ("uHa", HARTREE_TO_UHA) if ANCHORS[name][0][2] == "uHa" else ("meV", HARTREE_TO_MEV)

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 
 from ai2dft import coulomb_fft, xc
 from ai2dft.crystal import CrystalSystem, bloch_sum, hermitian_part
-from ai2dft.units import PAD_LEVEL_HARTREE
 from ai2dft.density import density_and_entropy, validate_hamiltonian
+from ai2dft.units import PAD_LEVEL_HARTREE
 
 Array = jax.Array
 

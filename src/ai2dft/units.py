@@ -17,4 +17,7 @@ AMU_ME = _codata["atomic mass constant"][0] / _codata["electron mass"][0]  # ele
 KB_HARTREE = _codata["Boltzmann constant in eV/K"][0] / HARTREE_TO_EV      # Hartree per Kelvin
 HARTREE_CM = 1e-2 * _codata["hartree-inverse meter relationship"][0]      # cm^-1 per Hartree
 
-PAD_LEVEL_HARTREE = 100.0  # H diagonal of padded AO slots and level of dropped S(k) directions: never occupied
+# H diagonal of padded AO slots and level of dropped S(k) directions: far above any valence or low virtual
+# level, so never occupied, yet small enough to keep float32 eigensolvers accurate. Padded slots are
+# uncoupled; an overlap is padded with 1 on the diagonal instead.
+PAD_LEVEL_HARTREE = 100.0

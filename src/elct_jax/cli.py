@@ -22,22 +22,21 @@ def _generate(args) -> None:
     recipe = Recipe(kind=args.recipe, temperature_K=args.temperature, sigma_ang=args.sigma, strain=args.strain,
                     supercell=tuple(args.supercell), dft=dft)
     manifest = generate_dataset(args.structure, recipe, args.out, args.n, n_workers=args.workers, seed=args.seed)
-    counts = {}
-    for entry in manifest["structures"].values():
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
-    print(f"{args.out}: {counts}")
+    print(f"{args.out}: {_status_counts([manifest])}")
+
+
+def _status_counts(manifests) -> dict[str, int]:
+    """Structures per status ("done", "not_converged", "failed") over generation manifests."""
+    statuses = [entry["status"] for m in manifests for entry in m["structures"].values()]
+    return {s: statuses.count(s) for s in sorted(set(statuses))}
 
 
 def _benchmark_data(args) -> None:
     from elct_jax.data.benchmarks import generate_benchmark
 
-    manifest = generate_benchmark(args.name, args.out, n_workers=args.workers, threads_per_worker=args.threads,
-                                  n_structures=args.n)
-    counts = {}
-    for m in manifest.values():
-        for entry in m["structures"].values():
-            counts[entry["status"]] = counts.get(entry["status"], 0) + 1
-    print(f"{args.out}: {counts}; split in {Path(args.out) / 'split.json'}")
+    manifests = generate_benchmark(args.name, args.out, n_workers=args.workers, threads_per_worker=args.threads,
+                                   n_structures=args.n)
+    print(f"{args.out}: {_status_counts(manifests.values())}; split in {Path(args.out) / 'split.json'}")
 
 
 def _add_h0(args) -> None:

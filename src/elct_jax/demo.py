@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ai2dft.pyscf_bridge.labels import DFTSettings
+from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.config import preset
 from elct_jax.data.generate import Recipe, generate_dataset
-from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.evaluate import structure_errors
 from elct_jax.structure import Structure
 from elct_jax.train.loop import LossWeights, TrainConfig

@@ -18,7 +18,6 @@ from elct_jax.hamiltonian import dict_to_dense
 from elct_jax.predict import apply_model, predict_blocks
 
 
-
 @dataclass(frozen=True)
 class Errors:
     """Per-structure errors, Hartree."""

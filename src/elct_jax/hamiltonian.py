@@ -25,11 +25,6 @@ from ai2dft.units import PAD_LEVEL_HARTREE
 from elct_jax.basis import OrbitalBasis
 
 ORDERS = ("internal", "pyscf", "openmx")
-# Diagonal given to padded AO slots of a dense H (Hartree): far above any valence or low virtual
-# level, so a padded slot is never occupied, yet small enough to keep float32 eigensolvers accurate.
-# Padded slots are uncoupled; assemble the overlap with ``pad_diagonal=1.0``.
-
-
 BlockKey = tuple[int, int, int, int, int]  # (R1, R2, R3, i, j), i and j 0-based
 
 

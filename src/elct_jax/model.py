@@ -17,7 +17,6 @@ and sum, so they cannot change real outputs even when they point at a real atom.
 from __future__ import annotations
 
 import functools
-
 from typing import Callable
 
 import flax.linen as nn

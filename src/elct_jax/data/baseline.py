@@ -14,14 +14,13 @@ large periodic structures, train without it).
 """
 from __future__ import annotations
 
-import os
-import shutil
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from elct_jax.data.deeph_dock import DeepHRecord, read_deeph_dock, write_deeph_dock
+from elct_jax.data.deeph_dock import DeepHRecord, read_deeph_dock, write_matrix_file
 from elct_jax.hamiltonian import dense_to_dict
 from elct_jax.structure import Structure
 
@@ -56,7 +55,7 @@ def baseline_blocks(structure: Structure, basis, settings: dict) -> dict:
 
 def add_baseline(root: str | Path, progress: bool = True) -> int:
     """Write ``hamiltonian_0.h5`` into every molecular DeepH-dock folder below ``root`` that lacks it
-    (rewritten atomically: an interrupted run leaves each folder old or new, and resumes). Returns the
+    (one atomic file write per folder: an interrupted run leaves each folder old or new, and resumes). Returns the
     number of folders changed."""
     from elct_jax.data.loader import dataset_folders
 
@@ -64,12 +63,8 @@ def add_baseline(root: str | Path, progress: bool = True) -> int:
     for folder in tqdm(todo, desc="adding H0", unit="record", disable=not progress):
         record = read_deeph_dock(folder)
         blocks = baseline_blocks(record.structure, record.basis, baseline_settings(record))
-        tmp = folder.with_name(f".tmp-h0-{folder.name}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        write_deeph_dock(tmp, DeepHRecord(record.structure, record.basis, {**record.matrices, BASELINE: blocks},
-                                          record.fermi_energy_hartree, record.dft))
-        os.replace(tmp / f"{BASELINE}.h5", folder / f"{BASELINE}.h5")
-        shutil.rmtree(tmp)
+        keys = dataclasses.replace(record, matrices={**record.matrices, BASELINE: blocks}).pair_keys()
+        write_matrix_file(folder, BASELINE, keys, blocks)
     return len(todo)
 
 

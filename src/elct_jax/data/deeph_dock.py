@@ -26,8 +26,8 @@ from typing import Mapping
 
 import h5py
 import numpy as np
-from ai2dft.units import HARTREE_TO_EV
 
+from ai2dft.units import HARTREE_TO_EV
 from elct_jax.basis import OrbitalBasis
 from elct_jax.hamiltonian import BlockKey
 from elct_jax.structure import Structure
@@ -153,9 +153,17 @@ def write_deeph_dock(directory: str | Path, record: DeepHRecord) -> Path:
         raise ValueError(f"record.dft is not JSON-serializable: {err}") from err
     (directory / "info.json").write_text(text)
     for name, blocks in record.matrices.items():
-        scale = HARTREE_TO_EV if name in ENERGY_MATRICES else 1.0
-        _write_block_file(directory / f"{name}.h5", keys, blocks, scale)
+        write_matrix_file(directory, name, keys, blocks)
     return directory
+
+
+def write_matrix_file(directory: Path, name: str, keys: list[BlockKey], blocks: Mapping) -> None:
+    """``<directory>/<name>.h5`` of matrix ``name`` (blocks on ``keys``, Hartree for the energy matrices),
+    written to a temporary file and renamed into place (an interrupted write leaves no partial file)."""
+    path = Path(directory) / f"{name}.h5"
+    tmp = path.with_name(f".tmp-{path.name}")
+    _write_block_file(tmp, keys, blocks, HARTREE_TO_EV if name in ENERGY_MATRICES else 1.0)
+    tmp.replace(path)
 
 
 def _write_poscar(path: Path, symbols, positions: np.ndarray, lattice: np.ndarray) -> None:

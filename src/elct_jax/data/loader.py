@@ -13,7 +13,6 @@ Every batch has batch_size + 1 graphs (one padding graph); node, edge and AO cou
 from __future__ import annotations
 
 import dataclasses
-import json
 import queue
 import threading
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from ai2dft.crystal import CrystalSystem
 from ai2dft.system import System, pad_system
 from elct_jax.basis import OrbitalBasis
 from elct_jax.data.baseline import BASELINE, subtract_baseline
-from elct_jax.data.deeph_dock import DeepHFormatError, DeepHRecord, read_deeph_dock
+from elct_jax.data.deeph_dock import DeepHFormatError, DeepHRecord, read_deeph_dock, read_json
 from elct_jax.data.deeph_legacy import read_deeph_legacy
 from elct_jax.graph import batch_graphs, bucket_size, neighbor_graph, pad_graph
 from elct_jax.hamiltonian import BlockLayout, block_layout, blocks_from_dict
@@ -98,18 +97,17 @@ def merged_basis(records: Sequence[DeepHRecord], names: Sequence[str] | None = N
     that disagree on an element's shells."""
     if not records:
         raise ValueError("no records")
-    names = [f"record {i}" for i in range(len(records))] if names is None else list(names)
+    names = [f"record {i}" for i in range(len(records))] if names is None else names
     shells: dict[str, tuple[int, ...]] = {}
-    first: dict[str, str] = {}
+    first: dict[str, str] = {}  # element -> "name (basis)" of the record that fixed its shells
     for name, r in zip(names, records):
         for el in sorted(set(r.structure.symbols)):
             if shells.setdefault(el, r.basis.shells[el]) != r.basis.shells[el]:
-                raise ValueError(f"records disagree on the shells of {el}: {shells[el]} in {first[el]} "
-                                 f"({records[names.index(first[el])].basis.name}) vs {r.basis.shells[el]} in {name} "
-                                 f"({r.basis.name})")
-            first.setdefault(el, name)
-    names = sorted({r.basis.name for r in records})
-    return OrbitalBasis(names[0] if len(names) == 1 else "+".join(names), shells)
+                raise ValueError(f"records disagree on the shells of {el}: {shells[el]} in {first[el]} vs "
+                                 f"{r.basis.shells[el]} in {name} ({r.basis.name})")
+            first.setdefault(el, f"{name} ({r.basis.name})")
+    basis_names = sorted({r.basis.name for r in records})
+    return OrbitalBasis(basis_names[0] if len(basis_names) == 1 else "+".join(basis_names), shells)
 
 
 def dataset_folders(root: str | Path) -> list[Path]:
@@ -134,7 +132,7 @@ def read_dataset(root: str | Path) -> list[DeepHRecord]:
 
 
 SPLIT_NAMES = ("train", "val", "test")
-THEORY_KEYS = ("xc", "basis", "grid_level", "density_fit", "smearing", "pseudopotential", "kmesh", "ke_cutoff_Ha")
+THEORY_KEYS = ("xc", "grid_level", "density_fit", "smearing", "pseudopotential", "kmesh", "ke_cutoff_Ha")
 
 
 def read_split_file(path: str | Path, root: str | Path, folders: Sequence[Path]) -> dict[str, np.ndarray]:
@@ -142,12 +140,7 @@ def read_split_file(path: str | Path, root: str | Path, folders: Sequence[Path])
     to the dataset ``root`` ("validation" is accepted for "val"); returns index arrays into ``folders``.
     Raises naming every listed folder that is not in the dataset, or one listed twice."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"split file {path} does not exist")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON: {err}") from err
+    doc = read_json(path)
     if "validation" in doc:
         doc["val"] = doc.pop("validation")
     unknown = sorted(set(doc) - set(SPLIT_NAMES))
@@ -168,11 +161,9 @@ def read_split_file(path: str | Path, root: str | Path, folders: Sequence[Path])
 def check_level_of_theory(records: Sequence[DeepHRecord], names: Sequence[str]) -> None:
     """Raise naming the records whose level of theory (xc, basis, grid, smearing, pseudopotential,
     k-mesh, cutoff; from the ``elct`` info.json entry) differs from the first record's."""
-    def theory(r):
-        return {k: r.dft.get(k) for k in THEORY_KEYS if k != "basis"} | {"basis": r.basis.name}
-
-    ref = theory(records[0])
-    odd = [(n, theory(r)) for n, r in zip(names, records) if theory(r) != ref]
+    theories = [{"basis": r.basis.name, **{k: r.dft.get(k) for k in THEORY_KEYS}} for r in records]
+    ref = theories[0]
+    odd = [(n, t) for n, t in zip(names, theories) if t != ref]
     if odd:
         name, other = odd[0]
         diff = {k: (ref[k], other[k]) for k in ref if ref[k] != other[k]}

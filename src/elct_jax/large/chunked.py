@@ -141,7 +141,7 @@ def predict_sparse(model, structure: Structure, chunk_atoms: int = 256, devices=
     hops         halo depth; default :func:`receptive_hops` (exact). Fewer hops is an approximation.
     dtype        storage dtype of the blocks; default the network's output dtype
     """
-    if getattr(model, "baseline", None) is not None:
+    if model.baseline is not None:
         raise ValueError("this model learned H - H0 (the zeroth-step baseline, molecules only): chunked prediction "
                          "has no H0 to add; use predict_blocks for molecules, or a model trained with baseline='none'")
     hops = receptive_hops(model.config) if hops is None else int(hops)
