@@ -15,8 +15,6 @@ Rerunning continues from the last checkpoint and the curve. ``--plot`` writes th
 from __future__ import annotations
 
 import argparse
-import csv
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,64 +25,18 @@ from elct_jax.model import make_predict_fn
 from elct_jax.predict import predict_blocks
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.evaluate import band_errors, block_errors, structure_errors
-from elct_jax.train.loop import EpochEnd, TrainConfig
-from elct_jax.train.run import DataConfig, RunConfig, load_model, prepare_data, train
+from elct_jax.train.curve import Curve, read_curve
+from elct_jax.train.loop import TrainConfig
+from elct_jax.train.run import DataConfig, RunConfig, prepare_data, train
+from elct_jax.saved_model import load_model
 
 ANCHORS = {  # published test H MAE of the same protocol (DESIGN.md section 4), micro-Hartree / meV
     "water-md17": [("QHFlow (2025)", 4.93, "uHa"), ("HELM (2025)", 9.33, "uHa"), ("QHNet", 10.79, "uHa"),
                    ("PhiSNet", 15.7, "uHa"), ("SchNOrb", 165.0, "uHa")],
     "graphene-300k": [("DeepH-2 (OpenMX graphene)", 0.12, "meV"), ("DeepH-E3 (same data)", 0.40, "meV")],
+    "g2-mol": [("DeepH universal (104 solids)", 2.2, "meV"), ("QHNet on QH9 (B3LYP)", 76.3 / 36.749, "meV")],
 }
-CUTOFF_ANG = {"water-md17": 6.0, "graphene-300k": 8.0}
-CURVE_FIELDS = ("train_cpu_s", "wall_s", "step", "epoch", "test_mae_hartree", "val_loss")
-
-
-def read_curve(path: Path) -> list[dict]:
-    """Rows of a curve.csv (empty when there is none yet)."""
-    if not path.exists():
-        return []
-    with path.open() as fh:
-        return list(csv.DictReader(fh))
-
-
-class Curve:
-    """Test MAE against training CPU seconds, appended to ``curve.csv``; resumes its clock from the file."""
-
-    def __init__(self, run_dir: Path, apply_fn, batches, elements, every_cpu_s: float, budget_cpu_s: float):
-        self.path = run_dir / "curve.csv"
-        self.apply_fn, self.batches, self.elements = apply_fn, batches, elements
-        self.every, self.budget = every_cpu_s, budget_cpu_s
-        rows = read_curve(self.path)
-        self.offset = float(rows[-1]["train_cpu_s"]) if rows else 0.0
-        self.last = self.offset if rows else -np.inf
-        self.cpu0, self.wall0, self.excluded = time.process_time(), time.perf_counter(), 0.0
-
-    def train_cpu(self) -> float:
-        return self.offset + time.process_time() - self.cpu0 - self.excluded
-
-    def __call__(self, end: EpochEnd) -> bool:
-        cpu = self.train_cpu()
-        if cpu - self.last >= self.every or cpu >= self.budget:
-            start = time.process_time()
-            mae = block_errors(self.apply_fn, end.state.ema_params, self.batches, self.elements).mae()
-            self._append(dict(train_cpu_s=round(cpu, 1), wall_s=round(time.perf_counter() - self.wall0, 1),
-                              step=end.step, epoch=end.epoch, test_mae_hartree=mae,
-                              val_loss=end.row.get("val_loss", "")))
-            print(f"  cpu {cpu:8.0f} s  step {end.step:7d}  test MAE {mae * HARTREE_TO_UHA:9.2f} uHa "
-                  f"({mae * HARTREE_TO_MEV:.4f} meV)", flush=True)
-            self.last = cpu
-            self.excluded += time.process_time() - start
-        return cpu >= self.budget
-
-    def _append(self, row: dict) -> None:
-        new = not self.path.exists()
-        with self.path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CURVE_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-
-
+CUTOFF_ANG = {"water-md17": 6.0, "graphene-300k": 8.0, "g2-mol": 6.0}
 def run_config(name: str, data: Path, run: Path, model_preset: str) -> RunConfig:
     """The default recipe on the benchmark's data and split."""
     return RunConfig(data=DataConfig(path=str(data), cutoff_ang=CUTOFF_ANG[name], split_file=str(data / SPLIT_FILE)),

@@ -55,7 +55,7 @@ def random_small_model(basis_name: str = "gth-dzvp"):
     from elct_jax.data.loader import species_index
     from elct_jax.graph import neighbor_graph
     from elct_jax.model import make_predict_fn
-    from elct_jax.train.run import TrainedModel
+    from elct_jax.saved_model import TrainedModel
 
     basis = OrbitalBasis.from_pyscf(basis_name, ["C"])
     config = preset("small", dtype="float32")
@@ -114,7 +114,7 @@ def run_bands(checkpoint: str, n: int, nbands: int, n_k: int, out_png: Path, chu
     from elct_jax.bands import BandSolver, ShiftInvert, band_path, fermi_level, plot_bands, save_bands
     from elct_jax.large.chunked import predict_sparse
     from elct_jax.large.sparse import overlap_like
-    from elct_jax.train.run import load_model
+    from elct_jax.saved_model import load_model
 
     model = load_model(checkpoint)
     s = graphene(n)

@@ -67,7 +67,7 @@ def compare_bands(root: Path, npoints: int, out_png: Path | None) -> dict:
     from elct_jax.data.deeph_dock import read_deeph_dock
     from elct_jax.large.chunked import predict_sparse
     from elct_jax.large.sparse import SparseBlocks
-    from elct_jax.train.run import load_model
+    from elct_jax.saved_model import load_model
 
     record = read_deeph_dock(root / "data" / "test" / "0")
     s, model = record.structure, load_model(root / "run")

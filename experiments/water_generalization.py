@@ -44,7 +44,8 @@ from elct_jax.model import count_parameters, make_predict_fn
 from elct_jax.structure import Structure
 from elct_jax.train.loop import LossWeights, TrainConfig, fit
 from elct_jax.train.optim import OptimConfig
-from elct_jax.train.run import DataConfig, RunConfig, TrainedModel, prepare_data
+from elct_jax.train.run import DataConfig, RunConfig, prepare_data
+from elct_jax.saved_model import TrainedModel
 
 jax.config.update("jax_enable_x64", True)
 

@@ -20,7 +20,8 @@ from elct_jax.hamiltonian import dense_to_dict
 from elct_jax.model import make_predict_fn
 from elct_jax.predict import predict_blocks
 from elct_jax.structure import Structure
-from elct_jax.train.run import DataConfig, RunConfig, TrainedModel, prepare_data
+from elct_jax.train.run import DataConfig, RunConfig, prepare_data
+from elct_jax.saved_model import TrainedModel
 
 WATER = Structure(("O", "H", "H"), [[0, 0, 0.1173], [0, 0.7572, -0.4692], [0, -0.7572, -0.4692]])
 FAST = DFTSettings(basis="sto-3g", xc="lda", grid_level=3)
@@ -75,7 +76,8 @@ def test_training_targets_and_predictions_carry_h0(data, tmp_path):
     difference = predict_blocks(h0_model, record.structure, dense=True) - predict_blocks(plain, record.structure, dense=True)
     np.testing.assert_allclose(difference, _fresh_h0(record.structure), atol=1e-10)
     # a model trained on the baseline writes its settings; load_model hands them back
-    from elct_jax.train.run import load_model, save_model_info
+    from elct_jax.train.run import save_model_info
+    from elct_jax.saved_model import load_model
     from elct_jax.train.checkpoint import Checkpointer
     from elct_jax.train.optim import OptimConfig, make_optimizer
     from elct_jax.train.step import init_state

@@ -28,7 +28,8 @@ from elct_jax.train.crystal_losses import bloch_hamiltonians, self_consistency_r
 from elct_jax.train.losses import TARGET_TOL
 from elct_jax.train.loop import LossWeights, TrainConfig
 from elct_jax.train.optim import OptimConfig, make_optimizer
-from elct_jax.train.run import DataConfig, RunConfig, load_model, train
+from elct_jax.train.run import DataConfig, RunConfig, train
+from elct_jax.saved_model import load_model
 from elct_jax.train.step import init_state, make_eval_step, make_loss_fn, make_train_step
 from crystals import graphene_supercell
 from gradcheck import assert_grad_matches_fd

@@ -20,7 +20,7 @@ from elct_jax.large.chunked import ChunkBuilder, partition, predict_sparse, rece
 from elct_jax.large.sparse import BlochMatrix, SparseBlocks, overlap_like
 from elct_jax.model import make_predict_fn
 from elct_jax.predict import predict_blocks
-from elct_jax.train.run import TrainedModel
+from elct_jax.saved_model import TrainedModel
 from crystals import graphene_supercell
 
 CUTOFF = 3.0  # first to third graphene neighbours: a dense enough graph, a small test
@@ -171,7 +171,7 @@ def test_chunks_on_two_host_devices_equal_one_device():
         from elct_jax.graph import neighbor_graph
         from elct_jax.large.chunked import predict_sparse
         from elct_jax.model import make_predict_fn
-        from elct_jax.train.run import TrainedModel
+        from elct_jax.saved_model import TrainedModel
         assert len(jax.local_devices()) == 2
         basis = OrbitalBasis.from_pyscf("gth-szv", ["C"])
         config = preset("tiny", dtype="float64", l_max=2)

@@ -58,9 +58,9 @@ def _evaluate(args) -> None:
     from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
     from elct_jax.data.loader import read_dataset
     from elct_jax.evaluate import structure_errors
-    from elct_jax.train.run import load_model
+    from elct_jax.saved_model import load_model
 
-    model = load_model(args.checkpoint)
+    model = load_model(args.model)
     records = read_dataset(args.data)
     errs = [structure_errors(model, r) for r in records]
     mae = np.mean([e.mae for e in errs])
@@ -73,13 +73,16 @@ def _predict(args) -> None:
     from elct_jax.data.deeph_dock import DeepHRecord, write_deeph_dock
     from elct_jax.predict import predict_blocks
     from elct_jax.structure import Structure
-    from elct_jax.train.run import load_model
+    from elct_jax.saved_model import load_model
 
-    model = load_model(args.checkpoint)
+    model = load_model(args.model)
     structure = Structure.read(args.structure)
     blocks = predict_blocks(model, structure)
     write_deeph_dock(args.out, DeepHRecord(structure, model.basis, {"hamiltonian": blocks}))
     print(f"wrote {len(blocks)} blocks to {Path(args.out) / 'hamiltonian.h5'}")
+
+
+MODEL_HELP = "a pretrained model (universal-mol-v1), an exported model folder or a run directory"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,12 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="errors of a trained model on a dataset")
-    p.add_argument("--checkpoint", required=True, help="run directory")
+    p.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
     p.add_argument("data", help="dataset directory (DeepH-dock or legacy folders)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="predict H of a structure, write DeepH-dock hamiltonian.h5")
-    p.add_argument("--checkpoint", required=True, help="run directory")
+    p.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
     p.add_argument("structure")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_predict)

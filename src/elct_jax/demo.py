@@ -22,7 +22,8 @@ from elct_jax.evaluate import structure_errors
 from elct_jax.structure import Structure
 from elct_jax.train.loop import LossWeights, TrainConfig
 from elct_jax.train.optim import OptimConfig
-from elct_jax.train.run import DataConfig, RunConfig, load_model, prepare_data, train
+from elct_jax.train.run import DataConfig, RunConfig, prepare_data, train
+from elct_jax.saved_model import load_model
 
 # DIIS steps of the self-consistency target: with one step (T = F[D(H)]) fine-tuning a supervised model that
 # learned H - H0 to 10.4 meV made it worse (15.9 meV); with 8 it reached 6.1 meV and cut the energy error 8.1 -> 2.9 meV

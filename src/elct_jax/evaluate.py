@@ -34,7 +34,7 @@ def shift_aligned(H: np.ndarray, H_ref: np.ndarray, S: np.ndarray) -> np.ndarray
 
 
 def structure_errors(model, record: DeepHRecord) -> Errors:
-    """Errors of a trained model (``elct_jax.train.run.TrainedModel``) on one molecular record."""
+    """Errors of a trained model (``elct_jax.saved_model.TrainedModel``) on one molecular record."""
     symbols = record.structure.symbols
     H = np.asarray(predict_blocks(model, record.structure, dense=True))
     H_ref = dict_to_dense(record.matrices["hamiltonian"], model.basis, symbols)

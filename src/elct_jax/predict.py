@@ -26,11 +26,12 @@ def apply_model(apply: Callable, params, graph):
 
 
 def predict_blocks(model, structure: Structure, dense: bool = False):
-    """Predicted H of ``structure`` by ``model`` (an ``elct_jax.train.run.TrainedModel``).
+    """Predicted H of ``structure`` by ``model`` (an ``elct_jax.saved_model.TrainedModel``).
 
     dense=False: dict (R1, R2, R3, i, j) -> n_i x n_j block, internal order, Hartree.
     dense=True (molecules only): [n_ao, n_ao] float64 in PySCF AO order.
     """
+    model.check_elements(structure.symbols)
     graph = neighbor_graph(structure, model.cutoff_ang, species_index(model.basis))
     padded = pad_to_bucket(graph)
     onsite, edges = (np.array(x, dtype=np.float64) for x in apply_model(model.apply, model.params, padded))

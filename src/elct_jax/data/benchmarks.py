@@ -19,7 +19,8 @@ Each dataset is regenerated from nothing by one command (resumable, data outside
                 structures each (0.04 A per coordinate, about the thermal spread of bonds at 300-500 K) at
                 PBE/def2-SVP, grid level 3; folder per molecule, split per molecule 12 / 1 / 1.
 ``g2-heldout``  five ring and heteroatom molecules of G2 kept out of ``g2-mol`` (pyrrole, pyridine, furan,
-                thiophene, acetamide), 20 structures each, same recipe: the test of the pretrained model.
+                thiophene, acetamide), 24 structures each, same recipe, split per molecule 16 / 2 / 6: the
+                zero-shot test of the pretrained model (its test part) and the fine-tuning family.
 """
 from __future__ import annotations
 
@@ -106,8 +107,8 @@ DATASETS = {
     "g2-mol": BenchmarkDataset(
         "g2-mol", {k: v for k, v in g2_molecules().items() if k not in HELD_OUT}, _G2_RECIPE,
         n_structures=14, seed=2, split=(12, 1)),
-    "g2-heldout": BenchmarkDataset("g2-heldout", g2_molecules(HELD_OUT), _G2_RECIPE, n_structures=20, seed=3,
-                                   split=(0, 0)),
+    "g2-heldout": BenchmarkDataset("g2-heldout", g2_molecules(HELD_OUT), _G2_RECIPE, n_structures=24, seed=3,
+                                   split=(16, 2)),
 }
 
 

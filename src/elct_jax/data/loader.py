@@ -226,6 +226,30 @@ def common_pad_sizes(groups: Sequence[Sequence[Example]], basis: OrbitalBasis) -
     return sizes
 
 
+def pack_groups(examples: Sequence[Example], batch_size: int) -> list[list[Example]]:
+    """Consecutive examples packed into groups (batches) of about ``batch_size`` average examples.
+
+    A group is closed when the next example would take its nodes or edges past ``batch_size`` times
+    the mean (at least the largest single example), or its length to 2 * batch_size. Structures of
+    one size give groups of exactly ``batch_size``; mixed sizes (molecules of 2 to 14 atoms) fill
+    every group to about the same padded size instead of padding small ones to the largest."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    nodes = np.array([len(ex.symbols) for ex in examples])
+    edges = np.array([len(ex.graph.senders) for ex in examples])
+    if not len(nodes):
+        return []
+    node_cap = max(batch_size * nodes.mean(), nodes.max())
+    edge_cap = max(batch_size * edges.mean(), edges.max())
+    groups, start, n_node, n_edge = [], 0, 0, 0
+    for k in range(len(examples)):
+        if k > start and (n_node + nodes[k] > node_cap or n_edge + edges[k] > edge_cap or k - start == 2 * batch_size):
+            groups.append(list(examples[start:k]))
+            start, n_node, n_edge = k, 0, 0
+        n_node, n_edge = n_node + nodes[k], n_edge + edges[k]
+    return groups + [list(examples[start:])]
+
+
 def collate(examples: Sequence[Example], basis: OrbitalBasis, n_graph: int | None = None,
             sizes: PadSizes | None = None) -> Batch:
     """Pad a list of examples into one Batch with ``n_graph`` graphs (default len(examples) + 1), to

@@ -134,13 +134,14 @@ def predict_sparse(model, structure: Structure, chunk_atoms: int = 256, devices=
                    hops: int | None = None, dtype=None) -> SparseBlocks:
     """Predicted H(R) of ``structure`` (any size) as SparseBlocks (internal order, Hartree).
 
-    model        an ``elct_jax.train.run.TrainedModel`` (config, basis, cutoff_ang, params, apply)
+    model        an ``elct_jax.saved_model.TrainedModel`` (config, basis, cutoff_ang, params, apply)
     chunk_atoms  atoms per chunk (each runs with its halo of ``hops`` graph hops); peak memory of the
                  network grows with it, the halo overhead shrinks
     devices      devices to deal the chunks to; default ``jax.local_devices()``
     hops         halo depth; default :func:`receptive_hops` (exact). Fewer hops is an approximation.
     dtype        storage dtype of the blocks; default the network's output dtype
     """
+    model.check_elements(structure.symbols)
     if model.baseline is not None:
         raise ValueError("this model learned H - H0 (the zeroth-step baseline, molecules only): chunked prediction "
                          "has no H0 to add; use predict_blocks for molecules, or a model trained with baseline='none'")

@@ -1,7 +1,7 @@
 """``elct bands``: predicted H(R) (chunked), S(R) from PySCF integrals, bands along a path, Fermi level,
 eigenvalues (npz) and a PNG. Register with ``add_bands_parser(subparsers)`` in ``elct_jax.cli``.
 
-    elct bands --checkpoint runs/graphene --structure POSCAR --npoints 60 --nbands 20 --out out/bands
+    elct bands --model runs/graphene --structure POSCAR --npoints 60 --nbands 20 --out out/bands
 """
 from __future__ import annotations
 
@@ -85,19 +85,20 @@ def _window(bands) -> float | None:
 
 def _command(args) -> None:
     from elct_jax.structure import Structure
-    from elct_jax.train.run import load_model
+    from elct_jax.saved_model import load_model
 
     request = BandsRequest(npoints=args.npoints, nbands=None if args.nbands <= 0 else args.nbands, path=args.path,
                            fermi_ev=args.fermi, n_electrons=args.n_electrons, fermi_kmesh=tuple(args.fermi_kmesh),
                            solver=args.solver, chunk_atoms=args.chunk_atoms, xc=args.xc, pseudo=args.pseudo)
-    summary = run_bands(load_model(args.checkpoint), Structure.read(args.structure), args.out, request)
+    summary = run_bands(load_model(args.model), Structure.read(args.structure), args.out, request)
     print(json.dumps(summary))
 
 
 def add_bands_parser(subparsers) -> None:
     """Register ``elct bands`` on an argparse subparsers object."""
     p = subparsers.add_parser("bands", help="band structure of a (large) crystal from a trained model")
-    p.add_argument("--checkpoint", required=True, help="run directory")
+    p.add_argument("--model", "--checkpoint", dest="model", required=True,
+                   help="an exported model folder or a run directory (of a crystal model)")
     p.add_argument("--structure", required=True, help="crystal structure file (POSCAR, cif, extxyz, ...)")
     p.add_argument("--out", required=True, help="output directory: bands.npz, bands.png, bands.json")
     p.add_argument("--npoints", type=int, default=60, help="k-points along the path")

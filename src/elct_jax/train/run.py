@@ -15,7 +15,7 @@ Example ``water.toml``::
     [train]
     run_dir = "runs/water"
     epochs = 200
-    init_from = ""               # a previous run directory to fine-tune from (its best checkpoint)
+    init_from = ""               # fine-tune from: "universal-mol-v1", an exported model or a run directory
     sc_iterations = 1            # DIIS steps of the sc target T(H) (1: F[D(H)]; ~8 trains like labels)
     [train.weights]              # loss = mae * MAE + omega * Omega/N_e + sc * |H - T(H)|
     mae = 1.0
@@ -30,11 +30,9 @@ besides the orbax checkpoint), ``metrics.csv``, TensorBoard logs and ``checkpoin
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import jax
 import numpy as np
@@ -51,17 +49,17 @@ from elct_jax.data.loader import (
     dataset_folders,
     make_example,
     merged_basis,
+    pack_groups,
     read_record,
     read_split_file,
     split_indices,
 )
 from elct_jax.data.systems import system_from_record
 from elct_jax.model import make_predict_fn
-from elct_jax.train.checkpoint import Checkpointer
+from elct_jax.saved_model import TrainedModel, load_model, write_model_info
 from elct_jax.train.init import fit_onsite_bias
 from elct_jax.train.loop import LossWeights, TrainConfig, fit
 from elct_jax.train.optim import OptimConfig
-from elct_jax.train.step import init_state
 
 
 @dataclass(frozen=True)
@@ -69,6 +67,8 @@ class DataConfig:
     """Dataset of a run. ``split_file`` (a JSON file of folder names relative to ``path``, see
     ``elct_jax.data.loader.read_split_file``) fixes train/val/test; otherwise a seeded permutation is
     cut by the ``split`` fractions. Records outside the split file's lists are not read.
+    ``batch_size`` is the mean number of structures per batch: structures of mixed sizes are packed to
+    about equal padded sizes (``elct_jax.data.loader.pack_groups``).
     ``baseline``: "auto" learns H - H0 when every record (of a molecular dataset) carries H0
     (``elct_jax.data.baseline``), "h0" requires it, "none" learns H itself."""
 
@@ -161,6 +161,7 @@ class Dataset:
 def prepare_data(config: RunConfig, with_systems: bool | None = None, basis: OrbitalBasis | None = None) -> Dataset:
     """Read, split and batch the dataset. DFT systems are built when the loss needs them (or asked).
     Raises naming the records if their bases or levels of theory disagree."""
+    config, start = with_start_model(config)
     root = Path(config.data.path)
     folders = dataset_folders(root)
     if config.data.split_file:
@@ -169,21 +170,25 @@ def prepare_data(config: RunConfig, with_systems: bool | None = None, basis: Orb
         folders = [folders[i] for i in used]  # read only what the split names, renumbered in that order
         bounds = np.cumsum([0] + [len(splits[k]) for k in SPLIT_NAMES])
         splits = {k: np.arange(bounds[n], bounds[n + 1]) for n, k in enumerate(SPLIT_NAMES)}
+        splits["train"] = np.random.default_rng(config.data.split_seed).permutation(splits["train"])  # mixed batches
     else:
         splits = dict(zip(SPLIT_NAMES, split_indices(len(folders), config.data.split_seed, config.data.split)))
     records = [read_record(f) for f in tqdm(folders, desc="reading", unit="record", disable=len(folders) < 200)]
     names = [f.relative_to(root).as_posix() for f in folders]
     check_level_of_theory(records, names)
-    basis = merged_basis(records, names) if basis is None else basis
+    if basis is None:
+        basis = merged_basis(records, names)
+        if start is not None:  # the fine-tuned network's species are the start model's elements
+            start.check_basis(basis)
+            basis = start.basis
     use_baseline = _use_baseline(config.data.baseline, records, names)
     with_systems = config.label_free if with_systems is None else with_systems
     examples = [make_example(r, basis, config.data.cutoff_ang, system_from_record(r) if with_systems else None,
                              baseline=use_baseline) for r in records]
-    bs = config.data.batch_size
-    groups = {name: [[examples[i] for i in idx[k : k + bs]] for k in range(0, len(idx), bs)]
-              for name, idx in splits.items()}
-    sizes = common_pad_sizes([g for gs in groups.values() for g in gs], basis)
-    batches = {name: [collate(g, basis, sizes=sizes) for g in gs] for name, gs in groups.items()}
+    groups = {name: pack_groups([examples[i] for i in idx], config.data.batch_size) for name, idx in splits.items()}
+    every = [g for gs in groups.values() for g in gs]
+    sizes, n_graph = common_pad_sizes(every, basis), max(len(g) for g in every) + 1
+    batches = {name: [collate(g, basis, n_graph=n_graph, sizes=sizes) for g in gs] for name, gs in groups.items()}
     return Dataset(basis, records, splits, batches, names, baseline_settings(records[0]) if use_baseline else None)
 
 
@@ -196,70 +201,38 @@ def _use_baseline(mode: str, records, names) -> bool:
 
 
 def save_model_info(run_dir: Path, config: RunConfig, basis: OrbitalBasis, baseline: dict | None = None) -> None:
-    info = {"model": dataclasses.asdict(config.model), "basis": {"name": basis.name, "shells": basis.shells},
-            "cutoff_ang": config.data.cutoff_ang, "baseline": baseline,
-            "optim": dataclasses.asdict(config.train.optim)}  # the checkpointed optimizer state's structure
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "model.json").write_text(json.dumps(info, indent=1))
+    """The run directory's model.json: what ``load_model`` needs besides the checkpoints."""
+    write_model_info(run_dir, config.model, basis, config.data.cutoff_ang, baseline,
+                     optim=dataclasses.asdict(config.train.optim))  # the checkpointed optimizer state's structure
 
 
-@dataclass
-class TrainedModel:
-    config: ModelConfig
-    basis: OrbitalBasis
-    cutoff_ang: float
-    params: dict
-    apply: Callable
-    baseline: dict | None = None  # settings of H0, added to the network output (elct_jax.data.baseline)
-
-
-def load_model(run_dir: str | Path, which: str = "best") -> TrainedModel:
-    """The model of a run directory: ``model.json`` + its best (or latest) orbax checkpoint."""
-    run_dir = Path(run_dir)
-    path = run_dir / "model.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: {run_dir} is not an elct run directory")
-    info = json.loads(path.read_text())
-    m = dict(info["model"])
-    model = ModelConfig(**{**m, "radial": RadialConfig(**m["radial"]), "attention": AttentionConfig(**m["attention"])})
-    basis = OrbitalBasis(info["basis"]["name"], {k: tuple(v) for k, v in info["basis"]["shells"].items()})
-    init, apply = make_predict_fn(model, basis)
-    checkpointer = Checkpointer(run_dir)
-    try:
-        optim = OptimConfig(**info.get("optim", {}))  # run directories written before "optim" used the default
-        abstract = jax.eval_shape(lambda: _abstract_state(init, basis, info["cutoff_ang"], optim))
-        try:
-            state = checkpointer.restore(abstract, which=which)
-        except FileNotFoundError:
-            state = checkpointer.restore(abstract, which="latest")
-    finally:
-        checkpointer.close()
-    params = state.ema_params if optim.ema_decay > 0 else state.params  # what validation judged
-    return TrainedModel(model, basis, float(info["cutoff_ang"]), params, apply, info.get("baseline"))
-
-
-def _abstract_state(init, basis: OrbitalBasis, cutoff_ang: float, optim: OptimConfig):
-    from elct_jax.data.loader import species_index
-    from elct_jax.graph import neighbor_graph
-    from elct_jax.structure import Structure
-    from elct_jax.train.optim import make_optimizer
-
-    el = basis.elements[0]
-    graph = neighbor_graph(Structure((el, el), [[0, 0, 0], [0, 0, 1.0]]), cutoff_ang, species_index(basis))
-    params = init(jax.random.PRNGKey(0), graph)
-    return init_state(params, make_optimizer(optim, 1))
+def with_start_model(config: RunConfig) -> tuple[RunConfig, TrainedModel | None]:
+    """The model ``config.init_from`` names (a pretrained model, exported folder or run directory) and the
+    config with that model's network and cutoff (a fine-tuned network keeps its architecture; a differing
+    [model] table or cutoff is replaced, and said so). Without init_from: (config, None)."""
+    if not config.init_from:
+        return config, None
+    start = load_model(config.init_from)
+    if (config.model, config.data.cutoff_ang) != (start.config, start.cutoff_ang):
+        print(f"fine-tuning {start.name}: its network config and cutoff ({start.cutoff_ang} A) replace the run's")
+    return dataclasses.replace(config, model=start.config,
+                               data=dataclasses.replace(config.data, cutoff_ang=start.cutoff_ang)), start
 
 
 def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | None = None, callbacks=()):
-    """Train (or fine-tune from ``config.init_from``) and return (state, dataset, apply).
+    """Train (or fine-tune from ``config.init_from``: a pretrained model's name, an exported model or a run
+    directory; its network, cutoff and basis are kept) and return (state, dataset, apply).
     ``callbacks`` are handed to :func:`elct_jax.train.loop.fit` (called after every epoch).
 
     A fresh network starts with its on-site biases fitted to the labelled training targets
     (``elct_jax.train.init.fit_onsite_bias``)."""
     dataset = prepare_data(config) if dataset is None else dataset
+    config, start = with_start_model(config)
     init, apply = make_predict_fn(config.model, dataset.basis)
-    if config.init_from:
-        start = load_model(config.init_from)
+    if start is not None:
+        if start.basis != dataset.basis:
+            raise ValueError(f"the dataset's basis has elements {dataset.basis.elements}, {start.name} "
+                             f"{start.basis.elements}: prepare the data with the start model's config")
         if start.baseline != dataset.baseline:
             raise ValueError(f"init_from {config.init_from} was trained with baseline {start.baseline} but this run's "
                              f"data give {dataset.baseline}: the network would learn another target; set [data] "

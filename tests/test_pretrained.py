@@ -1,0 +1,125 @@
+"""Exported and pretrained models: export/load round trip, refusal of truncated or mismatched files, unknown
+elements, fine-tuning from an exported model on data with a subset of its elements, basis mismatches.
+
+Real data: two molecules (water, methane) at LDA/STO-3G from PySCF, packed into mixed-size batches."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from ai2dft.pyscf_bridge.labels import DFTSettings
+from elct_jax.config import preset
+from elct_jax.data.generate import Recipe, generate_dataset
+from elct_jax.predict import predict_blocks
+from elct_jax.saved_model import PARAMS_FILE, export_model, load_model, load_pretrained
+from elct_jax.structure import Structure
+from elct_jax.train.loop import TrainConfig
+from elct_jax.train.optim import OptimConfig
+from elct_jax.train.run import DataConfig, RunConfig, prepare_data, train
+
+WATER = Structure(("O", "H", "H"), [[0, 0, 0.1173], [0, 0.7572, -0.4692], [0, -0.7572, -0.4692]])
+METHANE = Structure(("C", "H", "H", "H", "H"), [[0, 0, 0], [0.629, 0.629, 0.629], [-0.629, -0.629, 0.629],
+                                                [-0.629, 0.629, -0.629], [0.629, -0.629, -0.629]])
+FAST = DFTSettings(basis="sto-3g", xc="lda", grid_level=3)
+
+
+def _generate(root, dft=FAST, molecules=(("water", WATER), ("methane", METHANE)), n=3):
+    for name, base in molecules:
+        generate_dataset(base, Recipe("random", sigma_ang=0.03, dft=dft), root / name, n_structures=n, n_workers=0,
+                         seed=1, progress=False)
+    return root
+
+
+def _config(data, run_dir, init_from="", epochs=2):
+    return RunConfig(data=DataConfig(path=str(data), cutoff_ang=5.0, batch_size=2, split=(0.5, 0.25, 0.25)),
+                     model=preset("tiny", dtype="float64", l_max=2),
+                     train=TrainConfig(run_dir=str(run_dir), epochs=epochs, progress=False,
+                                       optim=OptimConfig(learning_rate=1e-3)),
+                     init_from=init_from)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrained")
+    data = _generate(root / "data")
+    train(_config(data, root / "run"))
+    model = load_model(root / "run")
+    export_model(model, root / "exported", card={"description": "test model"})
+    return root, data, model
+
+
+def test_export_round_trip_predicts_identically(exported):
+    root, _, model = exported
+    again = load_model(root / "exported")
+    assert again.card == {"description": "test model"} and again.basis == model.basis
+    assert again.baseline == model.baseline is not None  # molecules carry H0, the export keeps its settings
+    a, b = predict_blocks(model, METHANE, dense=True), predict_blocks(again, METHANE, dense=True)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, a.T, atol=1e-12)
+
+
+def test_truncated_or_mismatched_parameter_file_is_refused(exported, tmp_path):
+    root, _, _ = exported
+    bad = tmp_path / "truncated"
+    bad.mkdir()
+    (bad / "model.json").write_text((root / "exported" / "model.json").read_text())
+    data = (root / "exported" / PARAMS_FILE).read_bytes()
+    (bad / PARAMS_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_model(bad)
+    info = json.loads((root / "exported" / "model.json").read_text())
+    info["model"]["channels"] *= 2  # another architecture, same (intact) file
+    (bad / "model.json").write_text(json.dumps(info))
+    (bad / PARAMS_FILE).write_bytes(data)
+    with pytest.raises(ValueError, match="does not match the model config"):
+        load_model(bad)
+
+
+def test_unknown_element_and_unknown_model_name_are_named(exported):
+    root, _, _ = exported
+    model = load_model(root / "exported")
+    ammonia = Structure(("N", "H", "H", "H"), [[0, 0, 0], [0.94, 0, 0.38], [-0.47, 0.81, 0.38], [-0.47, -0.81, 0.38]])
+    with pytest.raises(ValueError, match=r"\['N'\] unknown to .*C, H, O"):
+        predict_blocks(model, ammonia)
+    with pytest.raises(ValueError, match="universal-mol-v1"):
+        load_pretrained("no-such-model")
+
+
+def test_fine_tuning_from_an_exported_model_keeps_its_network_and_elements(exported, tmp_path):
+    root, data, model = exported
+    config = _config(data / "water", tmp_path / "ft", init_from=str(root / "exported"))
+    config = dataclasses.replace(config, model=preset("small"))  # replaced by the start model's network
+    train(config)
+    tuned = load_model(tmp_path / "ft")
+    assert tuned.basis == model.basis and tuned.config == model.config
+    assert np.all(np.isfinite(predict_blocks(tuned, METHANE, dense=True)))  # still knows carbon
+
+
+def test_fine_tuning_data_in_another_basis_names_the_element_and_both_bases(exported, tmp_path):
+    root, _, _ = exported
+    other = _generate(tmp_path / "data", DFTSettings(basis="6-31g", xc="lda", grid_level=3), (("water", WATER),), 2)
+    with pytest.raises(ValueError, match=r"basis of H: the model has sto-3g .* the data 6-31g"):
+        prepare_data(_config(other, tmp_path / "run", init_from=str(root / "exported")))
+
+
+def test_mixed_sizes_are_packed_to_about_equal_batches_and_one_size_to_batch_size(exported):
+    from elct_jax.basis import OrbitalBasis
+    from elct_jax.data.loader import make_example, pack_groups, read_dataset
+
+    _, data, _ = exported
+    records = read_dataset(data)
+    basis = OrbitalBasis.from_pyscf("sto-3g", ("C", "H", "O"))
+    examples = [make_example(r, basis, 5.0) for r in records]
+    sizes = {len(ex.symbols) for ex in examples}
+    assert sizes == {3, 5}
+    mixed = [ex for pair in zip(examples[:3], examples[3:]) for ex in pair] * 3  # 18 examples, alternating sizes
+    groups = pack_groups(mixed, 2)
+    assert [ex for g in groups for ex in g] == mixed  # every example once, in order
+    edges = [sum(len(ex.graph.senders) for ex in g) for g in groups]
+    mean_edges = np.mean([len(ex.graph.senders) for ex in mixed])
+    assert max(edges) <= 2 * mean_edges and min(len(g) for g in groups) >= 1
+    water = [ex for ex in mixed if len(ex.symbols) == 3]
+    assert [len(g) for g in pack_groups(water, 4)] == [4, 4, 1]
