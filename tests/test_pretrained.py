@@ -127,3 +127,39 @@ def test_mixed_sizes_are_packed_to_about_equal_batches_and_one_size_to_batch_siz
     assert max(edges) <= 2 * mean_edges and min(len(g) for g in groups) >= 1
     water = [ex for ex in mixed if len(ex.symbols) == 3]
     assert [len(g) for g in pack_groups(water, 4)] == [4, 4, 1]
+
+
+
+def test_predict_compare_matches_an_independent_pyscf_run(exported, tmp_path, capsys):
+    """`elct predict --compare`: the DFT column is PySCF's own SCF, the ELCT column the eigenvalues of H_pred."""
+    import scipy.linalg
+    from pyscf import dft
+
+    from ai2dft.pyscf_bridge.labels import build_molecule
+    from elct_jax.cli import main
+    from elct_jax.dft_check import compare_with_dft
+
+    root, _, _ = exported
+    model = load_model(root / "exported")
+    result = compare_with_dft(model, WATER)
+    mf = dft.RKS(build_molecule(WATER, FAST), xc="lda")
+    mf = mf.density_fit() if FAST.density_fit else mf
+    mf.grids.level, mf.conv_tol = 3, 1e-12
+    mf.kernel()
+    n_occ = mf.mol.nelectron // 2
+    # orbital energies of two SCFs converged to an energy tolerance t agree to ~sqrt(t): 1e-5 Ha at labels' 1e-10
+    assert result.dft.homo == pytest.approx(mf.mo_energy[n_occ - 1], abs=1e-5)
+    assert result.dft.lumo == pytest.approx(mf.mo_energy[n_occ], abs=1e-5)
+    H = predict_blocks(model, WATER, dense=True)
+    eps = scipy.linalg.eigh(H, mf.get_ovlp(), eigvals_only=True)
+    assert result.predicted.homo == pytest.approx(eps[n_occ - 1], abs=1e-9)
+    assert result.predicted.lumo == pytest.approx(eps[n_occ], abs=1e-9)
+    assert result.errors.mae == pytest.approx(np.mean(np.abs(H - mf.get_fock())), abs=1e-5)
+    assert result.errors.energy > -1e-7  # variational: no density of this basis lies below the SCF minimum
+    WATER.to_ase().write(tmp_path / "water.xyz")
+    main(["predict", "--model", str(root / "exported"), str(tmp_path / "water.xyz"), "--out", str(tmp_path / "out"),
+          "--compare"])
+    out = capsys.readouterr().out
+    assert "PySCF lda/sto-3g" in out and "gap (eV)" in out and (tmp_path / "out" / "hamiltonian.h5").exists()
+    with pytest.raises(ValueError, match="no level of theory"):
+        compare_with_dft(dataclasses.replace(model, baseline=None), WATER)

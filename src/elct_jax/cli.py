@@ -77,6 +77,11 @@ def _predict(args) -> None:
 
     model = load_model(args.model)
     structure = Structure.read(args.structure)
+    if args.compare:
+        from elct_jax.dft_check import compare_with_dft, level_of_theory
+
+        theory = level_of_theory(model)
+        print(compare_with_dft(model, structure).table(model.name, f"{theory['xc']}/{theory['basis']}"))
     blocks = predict_blocks(model, structure)
     write_deeph_dock(args.out, DeepHRecord(structure, model.basis, {"hamiltonian": blocks}))
     print(f"wrote {len(blocks)} blocks to {Path(args.out) / 'hamiltonian.h5'}")
@@ -142,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
     p.add_argument("structure")
     p.add_argument("--out", required=True)
+    p.add_argument("--compare", action="store_true",
+                   help="molecules: also run PySCF at the model's level of theory and print HOMO/LUMO/gap, "
+                        "H MAE, energy error and wall time of both")
     p.set_defaults(func=_predict)
 
     from elct_jax.large.cli_bands import add_bands_parser

@@ -33,10 +33,11 @@ def shift_aligned(H: np.ndarray, H_ref: np.ndarray, S: np.ndarray) -> np.ndarray
     return H - c * S
 
 
-def structure_errors(model, record: DeepHRecord) -> Errors:
-    """Errors of a trained model (``elct_jax.saved_model.TrainedModel``) on one molecular record."""
+def structure_errors(model, record: DeepHRecord, H: np.ndarray | None = None) -> Errors:
+    """Errors of a trained model (``elct_jax.saved_model.TrainedModel``) on one molecular record; ``H``: its
+    prediction [n_ao, n_ao] (PySCF order, Hartree) when already made."""
     symbols = record.structure.symbols
-    H = np.asarray(predict_blocks(model, record.structure, dense=True))
+    H = np.asarray(predict_blocks(model, record.structure, dense=True) if H is None else H)
     H_ref = dict_to_dense(record.matrices["hamiltonian"], model.basis, symbols)
     S = dict_to_dense(record.matrices["overlap"], model.basis, symbols)
     system = system_from_record(record)

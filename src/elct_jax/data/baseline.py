@@ -35,7 +35,8 @@ def baseline_settings(record: DeepHRecord) -> dict:
     return {"basis": record.basis.name, **{k: record.dft.get(k) for k in SETTING_KEYS}}
 
 
-def _dft_settings(settings: dict):
+def dft_settings(settings: dict):
+    """DFTSettings (ai2dft.pyscf_bridge.labels) of a model's baseline settings: its level of theory."""
     from ai2dft.pyscf_bridge.labels import DFTSettings
 
     smearing = tuple(settings["smearing"]) if settings.get("smearing") else None
@@ -49,7 +50,7 @@ def baseline_blocks(structure: Structure, basis, settings: dict) -> dict:
 
     if structure.is_periodic:
         raise ValueError("the H0 baseline is implemented for molecules, not periodic structures")
-    H0 = zeroth_step_fock(structure, _dft_settings(settings))
+    H0 = zeroth_step_fock(structure, dft_settings(settings))
     return dense_to_dict(H0, basis, structure.symbols, "pyscf")
 
 
