@@ -159,6 +159,8 @@ def main() -> None:
     parser.add_argument("--label-free", action="store_true", help="also the label-free fine-tuning arm")
     parser.add_argument("--label-free-epochs", type=int, default=10)
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--arms", nargs="+", choices=("scratch", "finetune"), default=("scratch", "finetune"),
+                        help="run only these arms (the table needs both; e.g. scratch while pretraining runs)")
     args = parser.parse_args()
 
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -166,9 +168,13 @@ def main() -> None:
     for n in PER_MOLECULE:
         split = subset_split(args.data, n, args.runs / f"split_{n}.json")
         for arm, init_from, lr in (("scratch", "", 1e-3), ("finetune", args.model, args.finetune_lr)):
+            if arm not in args.arms:
+                continue
             print(f"== {arm}, {n}/16 training structures per molecule", flush=True)
             config = run_config(args.data, split, args.runs / f"{arm}_{n}", init_from, lr)
             results[(arm, n)] = run_arm(config, args.cpu_minutes * 60)
+    if set(args.arms) != {"scratch", "finetune"}:
+        return
     print(supervised_table(results))
     if args.plot:
         plot(results, args.plot)

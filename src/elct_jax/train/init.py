@@ -26,7 +26,7 @@ def _bias_map(basis: OrbitalBasis, bias_shape, dtype) -> np.ndarray:
     n_bias = bias_shape[-1]
 
     def block(species: int, bias_row):
-        bias = jnp.zeros(bias_shape, dtype).at[species].set(bias_row)
+        bias = jnp.zeros(bias_shape, dtype).at[species].set(jnp.asarray(bias_row, dtype))
         weight = jnp.zeros((n_sp, 1, _n_cols(head, n_sp, n_max, dtype)), dtype)
         out = head.apply({"params": {"weight": weight, "bias_0e": bias}},
                          jnp.zeros((1, (2 * basis.l_max + 1) ** 2, 2, 1), dtype), jnp.array([species]))
