@@ -31,7 +31,7 @@ def _not_a_system(name: str, system: Any) -> NoReturn:
 def density_matrix(system, H):
     """D(H), same shape as H: the spin-summed density matrix with the system's smearing (crystals: in
     the basis PySCF keeps after removing near linear dependencies). Raises ValueError for an H of the
-    wrong shape, non-Hermitian or non-finite (when H is concrete)."""
+    wrong shape, complex for a molecule, or non-Hermitian or non-finite (when H is concrete)."""
     _not_a_system("density_matrix", system)
 
 
@@ -51,7 +51,10 @@ def fock(system, D):
 @functools.singledispatch
 def free_energy(system, H):
     """[] Mermin free energy Omega(H) = E_KS[D(H)] - sigma * entropy (Hartree; per cell), differentiable
-    in H and stationary at self-consistency. For complex H(k), jax.grad returns conj(dOmega/dH)."""
+    in H and stationary at self-consistency. For complex H(k), jax.grad returns conj(dOmega/dH).
+    Raises ValueError for an H of the wrong shape or a complex H of a molecule, and, when H is concrete
+    (not a tracer inside jit, grad or vmap, so the compiled path pays nothing), non-Hermitian or
+    non-finite."""
     _not_a_system("free_energy", system)
 
 

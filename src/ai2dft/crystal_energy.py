@@ -163,8 +163,11 @@ def free_energy(system: CrystalSystem, H: Array) -> Array:
 
     H: [nk, nao, nao] complex Hermitian Kohn-Sham matrices H(k). Variational: its gradient
     vanishes at self-consistency (H = F[D(H)] up to a constant shift times S).
-    ``jax.grad`` returns conj(dOmega/dH): conjugate it before a descent step.
+    ``jax.grad`` returns conj(dOmega/dH): conjugate it before a descent step. Raises ``ValueError``
+    for an H of the wrong shape, and, when H is concrete (not traced inside jit, grad or vmap: the
+    training step pays nothing), for non-finite entries or a non-Hermitian H.
     """
+    validate_hamiltonian(H, system.overlap.shape)
     D, entropy = density_and_entropy_of(system, H)
     return energy(system, D) - system.sigma * entropy
 

@@ -186,11 +186,11 @@ def density_matrix(system, H) -> jax.Array:
     """D(H) [nao, nao] of a molecular ``System`` (crystals: ``ai2dft.crystal_energy.density_matrix``;
     ``ai2dft.density_matrix`` takes either).
 
-    Overlap, electron count, smearing width and kind and AO mask come from ``system``. Validates
-    eagerly (when H is concrete) and raises ``ValueError`` for an H of the wrong shape, a
-    non-Hermitian H (reporting the largest asymmetry) or non-finite entries.
+    Overlap, electron count, smearing width and kind and AO mask come from ``system``. Raises
+    ``ValueError`` for an H of the wrong shape or a complex H, and, when H is concrete (not traced
+    inside jit), for a non-Hermitian H (reporting the largest asymmetry) or non-finite entries.
     """
-    validate_hamiltonian(H, system.overlap.shape)
+    validate_hamiltonian(H, system.overlap.shape, real=True)
     D, _ = _density_and_entropy_jit(H, system.overlap, system.n_electrons, system.sigma, system.smearing_kind,
                                     None, system.ao_mask)
     return D
@@ -199,13 +199,18 @@ def density_matrix(system, H) -> jax.Array:
 _density_and_entropy_jit = jax.jit(density_and_entropy, static_argnums=4)  # one compile per shape and kind
 
 
-def validate_hamiltonian(H, shape, tol: float = 1e-8) -> None:
-    """Raise ValueError unless H has ``shape``, finite entries and is Hermitian to ``tol`` (relative).
+def validate_hamiltonian(H, shape, tol: float = 1e-8, real: bool = False) -> None:
+    """Raise ValueError unless H has ``shape``, finite entries and is Hermitian to ``tol`` (relative);
+    with ``real`` (a molecule) also unless H has a real dtype.
 
-    Value checks are skipped for traced H (inside jit), where they cannot raise.
+    Shape and dtype are static and always checked; value checks are skipped for traced H (inside
+    jit, grad or vmap), so they cost the compiled training step nothing.
     """
     if tuple(jnp.shape(H)) != tuple(shape):
         raise ValueError(f"H has shape {tuple(jnp.shape(H))}, expected {tuple(shape)} (the overlap's shape)")
+    if real and jnp.iscomplexobj(H):
+        raise ValueError(f"H is complex ({jnp.result_type(H)}), but a molecular System takes a real symmetric "
+                         "H [nao, nao]; complex H(k) [nk, nao, nao] belong to a CrystalSystem")
     if isinstance(H, jax.core.Tracer):
         return
     h = np.asarray(H)

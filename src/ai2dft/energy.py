@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from ai2dft import coulomb, xc
-from ai2dft.density import density_and_entropy
+from ai2dft.density import density_and_entropy, validate_hamiltonian
 from ai2dft.system import System
 
 Array = jax.Array
@@ -90,7 +90,11 @@ def free_energy(system: System, H: Array) -> Array:
     H [nao, nao] is a trial Kohn-Sham Hamiltonian; D(H) and the entropy come from
     ``ai2dft.density.density_and_entropy`` (smearing kind and width, overlap and AO mask from
     ``system``). Differentiable in H; stationary at self-consistency (H = F[D(H)]).
+    Raises ``ValueError`` for an H of the wrong shape or a complex H, and, when H is concrete (not
+    traced inside jit, grad or vmap: the training step pays nothing), for non-finite entries or a
+    non-Hermitian H (``ai2dft.density.validate_hamiltonian``).
     """
+    validate_hamiltonian(H, system.overlap.shape, real=True)
     D, entropy = density_and_entropy(
         H, system.overlap, system.n_electrons, system.sigma, system.smearing_kind, ao_mask=system.ao_mask
     )

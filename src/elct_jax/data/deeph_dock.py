@@ -294,6 +294,11 @@ def _read_block_file(path: Path, n_orb: list[int], scale: float) -> dict[BlockKe
         raise DeepHFormatError(f"{path}: complex entries (spin-orbit data) are not supported")
     if bounds[0] != 0 or np.any(np.diff(bounds) != shapes[:, 0] * shapes[:, 1]) or bounds[-1] != len(entries):
         raise DeepHFormatError(f"{path}: chunk_boundaries do not match chunk_shapes and {len(entries)} entries")
+    bad = ~np.isfinite(entries)
+    if bad.any():
+        first = pairs[np.searchsorted(bounds, np.argmax(bad), side="right") - 1]
+        raise DeepHFormatError(f"{path}: {int(bad.sum())} non-finite (NaN/Inf) entries, the first in block "
+                               f"{tuple(int(v) for v in first)}")
     blocks = {}
     for pair, start, shape in zip(pairs.tolist(), bounds[:-1], shapes):
         key = tuple(int(v) for v in pair)

@@ -173,6 +173,9 @@ def _read_legacy_h5(path: Path, n_orb: list[int], scale: float) -> dict:
                 value = dataset[()]
                 if np.iscomplexobj(value):
                     raise DeepHFormatError(f"{path}: complex block {name} (spin-orbit data) is not supported")
+                if not np.all(np.isfinite(value)):
+                    raise DeepHFormatError(f"{path}: block {name} has {int(np.sum(~np.isfinite(value)))} non-finite "
+                                           "(NaN/Inf) entries")
                 try:
                     check_block(key, value.shape, n_orb, where=f"{path} dataset {name}")
                 except ValueError as err:

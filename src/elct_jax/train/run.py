@@ -81,6 +81,8 @@ class DataConfig:
     baseline: str = "auto"
 
     def __post_init__(self):
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"data.batch_size must be a positive integer, got {self.batch_size!r}")
         if self.baseline not in ("auto", "h0", "none"):
             raise ValueError(f"data.baseline must be 'auto', 'h0' or 'none', got {self.baseline!r}")
 
@@ -108,6 +110,10 @@ def _sub(cls, table: dict, where: str):
 def model_config_from_dict(table: dict) -> ModelConfig:
     """``{"preset": name, **overrides}`` (overrides may include "radial"/"attention" tables)."""
     table = dict(table)
+    known = {f.name for f in dataclasses.fields(ModelConfig)} | {"preset"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in [model]; allowed: {sorted(known)}")
     name = table.pop("preset", "small")
     if "radial" in table:
         table["radial"] = _sub(RadialConfig, table["radial"], "model.radial")
