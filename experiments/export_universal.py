@@ -27,6 +27,11 @@ from elct_jax.train.curve import read_curve
 from elct_jax.train.run import DataConfig, RunConfig, prepare_data
 
 NAME = "universal-mol-v1"
+LIMITATIONS = (
+    "Trained on the H MAE in the AO basis only: errors along nearly linearly dependent def2-SVP combinations "
+    "(S eigenvalues down to ~3e-3) are amplified ~1/s in the spectrum, so zero-shot orbital energies (eV) and "
+    "E_KS[D(H_pred)] (Hartree) are not usable; fine-tune on the target molecules. Li, Be, B, Na, Al, P occur in "
+    "1-3 training molecules each: their blocks are the least accurate.")
 
 
 def test_errors(model, data: Path) -> dict:
@@ -67,7 +72,8 @@ def card(model, run: Path, data: Path, heldout: Path) -> dict:
         "data": {"dataset": "g2-mol", "molecules": len(ds.bases), "structures_per_molecule": ds.n_structures,
                  "sampling": "Gaussian displacements 0.04 A per coordinate", "seed": ds.seed,
                  "command": "elct data benchmark g2-mol --out DIR"},
-        "level_of_theory": {k: record.dft.get(k) for k in ("xc", "basis", "grid_level", "density_fit", "charge")},
+        "level_of_theory": {"basis": record.basis.name,
+                            **{k: record.dft.get(k) for k in ("xc", "grid_level", "density_fit", "charge")}},
         "elements": list(model.basis.elements),
         "cutoff_ang": model.cutoff_ang,
         "training": {"cpu_minutes": round(float(rows[-1]["train_cpu_s"]) / 60, 1) if rows else None,
@@ -75,6 +81,7 @@ def card(model, run: Path, data: Path, heldout: Path) -> dict:
                      "command": "python benchmarks/accuracy.py g2-mol --data DIR --run RUN --cpu-minutes N"},
         "test_mae_uHa": test_errors(model, data),
         "heldout_test_uHa": heldout_errors(model, heldout),
+        "limitations": LIMITATIONS,
     }
 
 

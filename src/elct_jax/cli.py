@@ -61,7 +61,7 @@ def _evaluate(args) -> None:
     from elct_jax.saved_model import load_model
 
     model = load_model(args.model)
-    records = read_dataset(args.data)
+    records = read_dataset(args.data, require=("hamiltonian", "overlap"))
     errs = [structure_errors(model, r) for r in records]
     mae = np.mean([e.mae for e in errs])
     de = np.mean([e.energy for e in errs])
