@@ -16,8 +16,8 @@ Each run records test H MAE against training CPU seconds (``curve.csv``); the ta
 checkpoint's test MAE, and for fine-tuning the CPU seconds until its test MAE first reached the
 from-scratch full-data final MAE (blank: never within the budget). Reruns resume each run.
 
-``--label-free`` adds the label-free arm: the pretrained model fine-tuned on the training structures
-of the full fraction with NO labels (Omega/N + self-consistency residual against the 8-step DIIS
+``--label-free`` adds the label-free arm: the pretrained model fine-tuned on ``--label-free-per-molecule``
+training structures of each molecule with NO labels (Omega/N + self-consistency residual against the 8-step DIIS
 target), against supervised fine-tuning at the same number of steps; test H MAE and energy error
 E_KS[D(H_pred)] - E_KS[D(H_DFT)] before and after.
 """
@@ -104,10 +104,11 @@ def supervised_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def label_free_arms(data: Path, runs: Path, model: str, steps_epochs: int, lr: float) -> str:
-    """Label-free vs supervised fine-tuning of ``model`` on the full training set for ``steps_epochs``
-    epochs each; test H MAE and energy error before and after (per structure, PySCF H0 and grids)."""
-    split = subset_split(data, PER_MOLECULE[-1], runs / "split_16.json")
+def label_free_arms(data: Path, runs: Path, model: str, steps_epochs: int, lr: float, per_molecule: int) -> str:
+    """Label-free vs supervised fine-tuning of ``model`` on ``per_molecule`` training structures of each
+    molecule for ``steps_epochs`` epochs each; test H MAE and energy error before and after (per structure,
+    PySCF H0 and grids)."""
+    split = subset_split(data, per_molecule, runs / f"split_{per_molecule}.json")
     arms = {"label-free (Omega + SC, no labels)": LossWeights(mae=0.0, omega=1.0, sc=1.0),
             "supervised (MAE)": LossWeights(mae=1.0)}
     test = None
@@ -157,7 +158,8 @@ def main() -> None:
     parser.add_argument("--cpu-minutes", type=float, default=4.0, help="training budget of each run")
     parser.add_argument("--finetune-lr", type=float, default=3e-4)
     parser.add_argument("--label-free", action="store_true", help="also the label-free fine-tuning arm")
-    parser.add_argument("--label-free-epochs", type=int, default=10)
+    parser.add_argument("--label-free-epochs", type=int, default=20)
+    parser.add_argument("--label-free-per-molecule", type=int, default=4, help="unlabelled structures per molecule")
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--arms", nargs="+", choices=("scratch", "finetune"), default=("scratch", "finetune"),
                         help="run only these arms (the table needs both; e.g. scratch while pretraining runs)")
@@ -180,7 +182,8 @@ def main() -> None:
         plot(results, args.plot)
         print(f"wrote {args.plot}")
     if args.label_free:
-        print(label_free_arms(args.data, args.runs, args.model, args.label_free_epochs, args.finetune_lr))
+        print(label_free_arms(args.data, args.runs, args.model, args.label_free_epochs, args.finetune_lr,
+                              args.label_free_per_molecule))
     print(f"done in {time.perf_counter() - t0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU")
 
 
