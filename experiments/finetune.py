@@ -33,6 +33,7 @@ import numpy as np
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.config import preset
 from elct_jax.data.benchmarks import SPLIT_FILE
+from elct_jax.data.loader import read_record
 from elct_jax.evaluate import block_errors, structure_errors
 from elct_jax.saved_model import load_model
 from elct_jax.train.curve import Curve, read_curve
@@ -45,17 +46,25 @@ PER_MOLECULE = (2, 4, 8, 16)  # training structures per molecule: 1/8, 1/4, 1/2,
 LABEL_FREE_SC_ITERATIONS = 8
 
 
-def subset_split(data: Path, per_molecule: int, out: Path) -> Path:
-    """A split file with the first ``per_molecule`` training structures of each molecule (val/test unchanged)."""
-    split = json.loads((data / SPLIT_FILE).read_text())
+def _first_per_molecule(names: list[str], n: int) -> list[str]:
     kept, seen = [], {}
-    for name in split["train"]:
+    for name in names:
         molecule = name.split("/")[0]
         seen[molecule] = seen.get(molecule, 0) + 1
-        if seen[molecule] <= per_molecule:
+        if seen[molecule] <= n:
             kept.append(name)
+    return kept
+
+
+def subset_split(data: Path, per_molecule: int, out: Path, val_per_molecule: int | None = None,
+                 with_test: bool = True) -> Path:
+    """A split file with the first ``per_molecule`` training structures of each molecule (and the first
+    ``val_per_molecule`` validation ones, all by default; the test set unless ``with_test`` is False)."""
+    split = json.loads((data / SPLIT_FILE).read_text())
+    val = split["val"] if val_per_molecule is None else _first_per_molecule(split["val"], val_per_molecule)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**split, "train": kept}, indent=1))
+    out.write_text(json.dumps({"train": _first_per_molecule(split["train"], per_molecule), "val": val,
+                               "test": split["test"] if with_test else []}, indent=1))
     return out
 
 
@@ -108,16 +117,18 @@ def label_free_arms(data: Path, runs: Path, model: str, steps_epochs: int, lr: f
     """Label-free vs supervised fine-tuning of ``model`` on ``per_molecule`` training structures of each
     molecule for ``steps_epochs`` epochs each; test H MAE and energy error before and after (per structure,
     PySCF H0 and grids)."""
-    split = subset_split(data, per_molecule, runs / f"split_{per_molecule}.json")
+    full = json.loads((data / SPLIT_FILE).read_text())
+    test = [read_record(data / name) for name in full["test"]]
+    # the DFT systems (grids, DF tensors) of every record in the split are built: keep it to train + 1 val each
+    split = subset_split(data, per_molecule, runs / f"split_label_free_{per_molecule}.json", val_per_molecule=1,
+                         with_test=False)
     arms = {"label-free (Omega + SC, no labels)": LossWeights(mae=0.0, omega=1.0, sc=1.0),
             "supervised (MAE)": LossWeights(mae=1.0)}
-    test = None
     rows = {"pretrained, no fine-tuning": load_model(model)}
     for label, weights in arms.items():
         config = run_config(data, split, runs / ("label_free" if weights.mae == 0 else "supervised_steps"), model,
                             lr, epochs=steps_epochs, weights=weights, sc_iterations=LABEL_FREE_SC_ITERATIONS)
         dataset = prepare_data(config, with_systems=weights.mae == 0)
-        test = [dataset.records[i] for i in dataset.splits["test"]]
         if not (Path(config.train.run_dir) / "checkpoints").exists():
             train(config, dataset)
         rows[label] = load_model(config.train.run_dir)
