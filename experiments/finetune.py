@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--finetune-lr", type=float, default=3e-4)
     parser.add_argument("--label-free", action="store_true", help="also the label-free fine-tuning arm")
     parser.add_argument("--label-free-epochs", type=int, default=20)
-    parser.add_argument("--label-free-per-molecule", type=int, default=4, help="unlabelled structures per molecule")
+    parser.add_argument("--label-free-per-molecule", type=int, default=2, help="unlabelled structures per molecule")
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--arms", nargs="+", choices=("scratch", "finetune"), default=("scratch", "finetune"),
                         help="run only these arms (the table needs both; e.g. scratch while pretraining runs)")
