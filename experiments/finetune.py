@@ -33,7 +33,7 @@ import numpy as np
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.config import preset
 from elct_jax.data.benchmarks import SPLIT_FILE
-from elct_jax.data.loader import read_record
+from elct_jax.data.dataset_dir import read_record
 from elct_jax.evaluate import block_errors, structure_errors
 from elct_jax.saved_model import load_model
 from elct_jax.train.curve import Curve, read_curve

@@ -15,7 +15,7 @@ from pyscf import dft, gto
 import ai2dft
 from elct_jax.basis import OrbitalBasis
 from elct_jax.data import DeepHFormatError, DeepHRecord, read_deeph_dock, write_deeph_dock, write_deeph_legacy
-from elct_jax.data.loader import dataset_folders, read_dataset, read_record
+from elct_jax.data.dataset_dir import dataset_folders, read_dataset, read_record
 from elct_jax.hamiltonian import dense_to_dict
 from elct_jax.structure import Structure
 from elct_jax.train.run import load_run_config, run_config_from_dict

@@ -8,7 +8,8 @@ from crystals import real_space_overlaps
 
 from elct_jax.basis import OrbitalBasis
 from elct_jax.data import DeepHRecord, write_deeph_dock, write_deeph_legacy
-from elct_jax.data.loader import Example, Loader, collate, make_example, merged_basis, read_dataset, split_indices
+from elct_jax.data.dataset_dir import read_dataset
+from elct_jax.data.loader import Example, Loader, collate, make_example, merged_basis, split_indices
 from elct_jax.graph import bucket_size, graph_mask, neighbor_graph
 from elct_jax.hamiltonian import dense_to_blocks, dense_to_dict
 from elct_jax.structure import Structure
@@ -129,7 +130,7 @@ def test_split_file_selects_records_and_names_missing_ones(tmp_path, dataset):
     import dataclasses
     import json
 
-    from elct_jax.data.loader import dataset_folders, read_split_file
+    from elct_jax.data.dataset_dir import dataset_folders, read_split_file
     from elct_jax.train.run import DataConfig, RunConfig, prepare_data
 
     basis, records, _ = dataset

@@ -111,7 +111,8 @@ def test_fine_tuning_data_in_another_basis_names_the_element_and_both_bases(expo
 
 def test_mixed_sizes_are_packed_to_about_equal_batches_and_one_size_to_batch_size(exported):
     from elct_jax.basis import OrbitalBasis
-    from elct_jax.data.loader import make_example, pack_groups, read_dataset
+    from elct_jax.data.dataset_dir import read_dataset
+    from elct_jax.data.loader import make_example, pack_groups
 
     _, data, _ = exported
     records = read_dataset(data)

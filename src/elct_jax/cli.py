@@ -56,7 +56,7 @@ def _evaluate(args) -> None:
     import numpy as np
 
     from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
-    from elct_jax.data.loader import read_dataset
+    from elct_jax.data.dataset_dir import read_dataset
     from elct_jax.evaluate import structure_errors
     from elct_jax.saved_model import load_model
 
@@ -78,10 +78,9 @@ def _predict(args) -> None:
     model = load_model(args.model)
     structure = Structure.read(args.structure)
     if args.compare:
-        from elct_jax.dft_check import compare_with_dft, level_of_theory
+        from elct_jax.dft_check import compare_with_dft
 
-        theory = level_of_theory(model)
-        print(compare_with_dft(model, structure).table(model.name, f"{theory['xc']}/{theory['basis']}"))
+        print(compare_with_dft(model, structure).table(model.name))
     blocks = predict_blocks(model, structure)
     write_deeph_dock(args.out, DeepHRecord(structure, model.basis, {"hamiltonian": blocks}))
     print(f"wrote {len(blocks)} blocks to {Path(args.out) / 'hamiltonian.h5'}")

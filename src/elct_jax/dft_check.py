@@ -38,9 +38,10 @@ class DFTComparison:
     errors: Errors           # H MAE and energy error (Hartree)
     predict_seconds: float   # wall, H0 build and compilation included
     dft_seconds: float       # wall, SCF and labels
+    theory: str              # "xc/basis" of the reference
 
-    def table(self, model_name: str, theory: str) -> str:
-        rows = [f"{'':<24}{model_name:>22}{'PySCF ' + theory:>26}",
+    def table(self, model_name: str) -> str:
+        rows = [f"{'':<24}{model_name:>22}{'PySCF ' + self.theory:>26}",
                 f"{'wall time (s)':<24}{self.predict_seconds:>22.2f}{self.dft_seconds:>26.2f}"]
         for label, a, b in (("HOMO (eV)", self.predicted.homo, self.dft.homo),
                             ("LUMO (eV)", self.predicted.lumo, self.dft.lumo),
@@ -73,8 +74,9 @@ def compare_with_dft(model, structure: Structure) -> DFTComparison:
     start = time.perf_counter()
     H = np.asarray(predict_blocks(model, structure, dense=True))
     predict_seconds = time.perf_counter() - start
+    theory = level_of_theory(model)
     start = time.perf_counter()
-    record, converged = label_record(structure, dft_settings(level_of_theory(model)))
+    record, converged = label_record(structure, dft_settings(theory))
     dft_seconds = time.perf_counter() - start
     if not converged:
         raise RuntimeError("the reference SCF did not converge; no comparison is made")
@@ -83,4 +85,5 @@ def compare_with_dft(model, structure: Structure) -> DFTComparison:
     H_dft = dict_to_dense(record.matrices["hamiltonian"], model.basis, symbols)
     n_el = int(record.dft["n_electrons"])
     return DFTComparison(_frontier_of(H, S, n_el), _frontier_of(H_dft, S, n_el),
-                         structure_errors(model, record, H), predict_seconds, dft_seconds)
+                         structure_errors(model, record, H), predict_seconds, dft_seconds,
+                         f"{theory['xc']}/{theory['basis']}")

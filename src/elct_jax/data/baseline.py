@@ -58,7 +58,7 @@ def add_baseline(root: str | Path, progress: bool = True) -> int:
     """Write ``hamiltonian_0.h5`` into every molecular DeepH-dock folder below ``root`` that lacks it
     (one atomic file write per folder: an interrupted run leaves each folder old or new, and resumes). Returns the
     number of folders changed."""
-    from elct_jax.data.loader import dataset_folders
+    from elct_jax.data.dataset_dir import dataset_folders
 
     todo = [f for f in dataset_folders(root) if (f / "POSCAR").exists() and not (f / f"{BASELINE}.h5").exists()]
     for folder in tqdm(todo, desc="adding H0", unit="record", disable=not progress):

@@ -41,17 +41,14 @@ from tqdm.auto import tqdm
 from elct_jax.basis import OrbitalBasis
 from elct_jax.config import AttentionConfig, ModelConfig, RadialConfig, preset
 from elct_jax.data.baseline import BASELINE, baseline_settings
+from elct_jax.data.dataset_dir import SPLIT_NAMES, dataset_folders, read_record, read_split_file
 from elct_jax.data.loader import (
-    SPLIT_NAMES,
     check_level_of_theory,
     collate,
     common_pad_sizes,
-    dataset_folders,
     make_example,
     merged_basis,
     pack_groups,
-    read_record,
-    read_split_file,
     split_indices,
 )
 from elct_jax.data.systems import system_from_record
