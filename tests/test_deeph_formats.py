@@ -88,6 +88,7 @@ def test_dock_files_follow_deeph_dock(tmp_path, water_record):
     assert info["spinful"] is False and info["orthogonal_basis"] is False
     assert info["fermi_energy_eV"] == pytest.approx(record.fermi_energy_hartree * 27.211386, rel=1e-7)
     assert info["elct"]["pbc"] == [False, False, False] and info["elct"]["basis"] == "def2-svp"
+    assert info["occupation"] == 10 and info["basis"] == "def2-svp"  # DeepH-dock's Fermi search and PySCF hook keys
     with h5py.File(folder / "hamiltonian.h5") as f:
         pairs, bounds, shapes, entries = (f[k][()] for k in ("atom_pairs", "chunk_boundaries", "chunk_shapes", "entries"))
     assert pairs.shape == (9, 5) and bounds.shape == (10,) and shapes.shape == (9, 2)
@@ -258,3 +259,60 @@ def test_record_validation(water_record, tmp_path):
         with pytest.raises(ValueError, match="same atom pairs"):
             writer(tmp_path / "mixed", mixed)
     assert not (tmp_path / "mixed").exists()  # nothing written
+
+
+def strip_elct(folder):
+    """The folder as another DeepH tool leaves it: no ``elct`` entry (DeepH-dock's PySCF hook keeps a top-level
+    ``basis``; a legacy folder has none)."""
+    info = json.loads((folder / "info.json").read_text())
+    info.pop("elct")
+    (folder / "info.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("writer, reader", [(write_deeph_dock, read_deeph_dock), (write_deeph_legacy, read_deeph_legacy)])
+def test_foreign_folders_are_recognised(tmp_path, water_record, crystal_record, writer, reader):
+    """Without the project's ``elct`` entry a molecule in a box (only R = 0 blocks, >= 10 A of vacuum) is read
+    as a molecule, a crystal as a crystal; the basis name and electron count come from DeepH-dock's keys."""
+    molecule = writer(tmp_path / "molecule", water_record[0])
+    crystal = writer(tmp_path / "crystal", crystal_record)
+    for folder in (molecule, crystal):
+        strip_elct(folder)
+    read_molecule, read_crystal = reader(molecule), reader(crystal)
+    assert read_molecule.structure.pbc == (False, False, False) and read_molecule.structure.lattice_ang is None
+    assert read_crystal.structure.pbc == (True, True, True)
+    np.testing.assert_array_equal(read_crystal.structure.lattice_ang, crystal_record.structure.lattice_ang)
+    for name in ("hamiltonian", "overlap"):
+        for key, block in water_record[0].matrices[name].items():
+            np.testing.assert_allclose(read_molecule.matrices[name][key], block, rtol=1e-14, atol=1e-16)
+    if reader is read_deeph_dock:
+        assert read_molecule.basis.name == "def2-svp" and read_molecule.dft["n_electrons"] == 10
+    else:
+        assert read_molecule.basis.name == "unknown"  # legacy info.json carries no basis name
+
+
+def test_molecule_needs_vacuum_to_be_recognised(tmp_path, water_record):
+    """Only R = 0 blocks in a small box (4 A: images 3 A apart) is a periodic cell, not a molecule."""
+    folder = write_deeph_dock(tmp_path / "w", water_record[0])
+    strip_elct(folder)
+    lines = (folder / "POSCAR").read_text().splitlines()
+    lines[2:5] = ["4.0 0.0 0.0", "0.0 4.0 0.0", "0.0 0.0 4.0"]
+    (folder / "POSCAR").write_text("\n".join(lines) + "\n")
+    assert read_deeph_dock(folder).structure.pbc == (True, True, True)
+
+
+def test_units_against_deepx_dock(tmp_path, water_record):
+    """Our files are in eV with CODATA 2018; DeepH-dock converts with 27.2113845 eV/Ha (deepx_dock/CONSTANT.py).
+    Reading back our own files is exact to 1 ulp; through DeepH-dock's constant a Hamiltonian differs by the
+    stated 6.4e-8 relative, no more."""
+    record = water_record[0]
+    folder = write_deeph_dock(tmp_path / "w", record)
+    back = read_deeph_dock(folder)
+    for key, block in record.matrices["hamiltonian"].items():
+        np.testing.assert_allclose(back.matrices["hamiltonian"][key], block, rtol=2.3e-16, atol=0)
+    deepx_hartree_to_ev = 27.2113845
+    relative = abs(HARTREE_TO_EV - deepx_hartree_to_ev) / HARTREE_TO_EV
+    assert 6.3e-8 < relative < 6.5e-8
+    with h5py.File(folder / "hamiltonian.h5") as f:
+        as_deepx_reads = f["entries"][()] / deepx_hartree_to_ev
+    ours = np.concatenate([record.matrices["hamiltonian"][k].ravel() for k in sorted(record.matrices["hamiltonian"])])
+    np.testing.assert_allclose(as_deepx_reads, ours, rtol=6.5e-8, atol=0)

@@ -6,6 +6,8 @@ convert/deeph/translate_old_dataset_to_new.py)::
     <dir>/POSCAR              structure, VASP 5 format, Cartesian, Angstrom; atom order = atom indices
     <dir>/info.json           atoms_quantity, orbits_quantity, orthogonal_basis, spinful, fermi_energy_eV,
                               elements_orbital_map {element: [l of each shell, in orbital order]},
+                              occupation (electrons per cell: DeepH-dock's Fermi search needs it),
+                              basis (the PySCF basis name, as DeepH-dock's PySCF hook writes it),
                               and (ours) "elct": {pbc, basis, xc, charge, pseudopotential, n_electrons, smearing, ...}
     <dir>/overlap.h5, hamiltonian.h5, density_matrix.h5
         atom_pairs       (N, 5) int   [R1, R2, R3, i, j], atoms 0-based; the block couples atom i of
@@ -15,7 +17,14 @@ convert/deeph/translate_old_dataset_to_new.py)::
         entries          (M,) float   row-major flattened blocks, concatenated
 Orbital order: Wikipedia real spherical harmonics (= ``internal``); H in eV, S and D dimensionless.
 A molecule is stored in a pseudo-cell (bounding box + MOLECULE_VACUUM_ANG, as DeepH-dock's PySCF hook
-does) with only R = 0 blocks; ``elct.pbc`` records that it is not periodic.
+does) with only R = 0 blocks; ``elct.pbc`` records that it is not periodic. DeepH's formats have no molecule
+flag, so a folder from another tool (no ``elct`` entry) is read as a molecule when it looks like one in those
+terms (:func:`infer_pbc`), and as a 3D-periodic crystal otherwise.
+
+Units: energies are written in eV with the project's CODATA 2018 constant (``ai2dft.units.HARTREE_TO_EV`` =
+27.211386245988); DeepH-dock uses 27.2113845 (6.4e-8 relative less), so a Hamiltonian written here and
+converted to Hartree by DeepH-dock (or the reverse) differs by that factor, 1.7e-6 eV on a 27 eV entry;
+reading back what this module writes is exact to round-off (1 ulp).
 """
 from __future__ import annotations
 
@@ -37,6 +46,7 @@ ENERGY_MATRICES = ("hamiltonian", "hamiltonian_0")  # stored in eV on disk, Hart
 # hamiltonian_0: the zeroth-step Hamiltonian H0 = F[D0] of the initial (superposition-of-atoms) density,
 # the project's own addition (DeepH tools ignore the extra file); see elct_jax.data.baseline
 MOLECULE_VACUUM_ANG = 30.0
+MOLECULE_MIN_VACUUM_ANG = 10.0  # a folder without ``elct.pbc``, only R = 0 blocks and this much vacuum is a molecule
 _DFT_KEYS = ("xc", "charge", "pseudopotential", "n_electrons", "smearing")
 
 
@@ -113,17 +123,38 @@ def pseudo_lattice(structure: Structure) -> np.ndarray:
     return np.diag(extent + MOLECULE_VACUUM_ANG)
 
 
+def infer_pbc(lattice: np.ndarray, positions: np.ndarray, keys) -> tuple[bool, bool, bool]:
+    """pbc of a folder that does not record it (no ``elct`` entry: written by another DeepH tool).
+
+    DeepH formats store a molecule in a box with only R = 0 blocks (DeepH-dock's PySCF hook leaves 30 A of
+    vacuum): when every block key in ``keys`` has R = 0 and the atoms leave at least
+    ``MOLECULE_MIN_VACUUM_ANG`` of vacuum between periodic images along each lattice direction, the folder
+    is a molecule (all False); otherwise a 3D-periodic crystal (all True). lattice: [3, 3] rows a_i (A);
+    positions: [n, 3] Cartesian (A).
+    """
+    if any(tuple(k[:3]) != (0, 0, 0) for k in keys):
+        return (True, True, True)
+    reciprocal = np.linalg.inv(lattice)  # columns b_j with a_i . b_j = delta_ij
+    frac = np.asarray(positions) @ reciprocal
+    spacing = 1.0 / np.linalg.norm(reciprocal, axis=0)  # distance between lattice planes (A)
+    vacuum = spacing * (1.0 - np.ptp(frac, axis=0)) if len(frac) else spacing
+    return (False, False, False) if np.all(vacuum >= MOLECULE_MIN_VACUUM_ANG) else (True, True, True)
+
+
 def elct_metadata(record: DeepHRecord) -> dict:
     """The ``elct`` entry of info.json."""
     return {"pbc": list(record.structure.pbc), "basis": record.basis.name, **record.dft}
 
 
-def split_elct_metadata(meta: dict, path: Path) -> tuple[tuple[bool, bool, bool], str | None, dict]:
-    """(pbc, basis name, dft dict) from an ``elct`` entry (absent: a periodic crystal, basis unknown)."""
+def split_elct_metadata(meta: dict, path: Path) -> tuple[tuple[bool, bool, bool] | None, str | None, dict]:
+    """(pbc, basis name, dft dict) from an ``elct`` entry; pbc and basis are None when it does not give them
+    (a folder written by another tool: see :func:`infer_pbc`)."""
     if not isinstance(meta, dict):
         raise DeepHFormatError(f"{path}: 'elct' must be a JSON object")
     meta = dict(meta)
-    pbc = meta.pop("pbc", [True, True, True])
+    pbc = meta.pop("pbc", None)
+    if pbc is None:
+        return None, meta.pop("basis", None), meta
     if not (isinstance(pbc, list) and len(pbc) == 3 and all(isinstance(p, bool) for p in pbc)):
         raise DeepHFormatError(f"{path}: elct.pbc must be three booleans, got {pbc!r}")
     return tuple(pbc), meta.pop("basis", None), meta
@@ -145,6 +176,8 @@ def write_deeph_dock(directory: str | Path, record: DeepHRecord) -> Path:
         "spinful": False,
         "fermi_energy_eV": None if fermi is None else float(fermi) * HARTREE_TO_EV,
         "elements_orbital_map": {el: list(record.basis.shells[el]) for el in sorted(set(symbols))},
+        **({"occupation": int(record.dft["n_electrons"])} if "n_electrons" in record.dft else {}),
+        **({"basis": record.basis.name} if record.basis.name not in ("", "unknown") else {}),
         "elct": elct_metadata(record),
     }
     try:
@@ -205,6 +238,9 @@ def read_deeph_dock(directory: str | Path) -> DeepHRecord:
     if info.get("spinful", False):
         raise DeepHFormatError(f"{info_path}: spinful data are not supported")
     pbc, basis_name, dft = split_elct_metadata(info.get("elct", {}), info_path)
+    basis_name = basis_name or (info["basis"] if isinstance(info.get("basis"), str) else None)
+    if "n_electrons" not in dft and isinstance(info.get("occupation"), (int, float)):
+        dft["n_electrons"] = int(info["occupation"])
     basis = parse_orbital_map(info["elements_orbital_map"], basis_name or "unknown", info_path)
     symbols, positions, lattice = _read_poscar(directory / "POSCAR")
     if info["atoms_quantity"] != len(symbols):
@@ -213,13 +249,15 @@ def read_deeph_dock(directory: str | Path) -> DeepHRecord:
     if info["orbits_quantity"] != sum(n_orb):
         raise DeepHFormatError(f"{info_path}: orbits_quantity={info['orbits_quantity']} but elements_orbital_map "
                                f"gives {sum(n_orb)} orbitals: orbital counts inconsistent with the element map")
-    structure = make_structure(symbols, positions, lattice, pbc, directory / "POSCAR")
     matrices = {}
     for name in MATRIX_NAMES:
         path = directory / f"{name}.h5"
         if path.exists():
             scale = HARTREE_TO_EV if name in ENERGY_MATRICES else 1.0
             matrices[name] = _read_block_file(path, n_orb, scale)
+    if pbc is None:
+        pbc = infer_pbc(lattice, positions, [k for blocks in matrices.values() for k in blocks])
+    structure = make_structure(symbols, positions, lattice, pbc, directory / "POSCAR")
     fermi = info.get("fermi_energy_eV")
     return DeepHRecord(structure, basis, matrices, None if fermi is None else float(fermi) / HARTREE_TO_EV, dft)
 

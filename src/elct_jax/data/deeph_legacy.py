@@ -14,6 +14,7 @@ deeph/data.py) and DeepH-dock's converter (convert/deeph/translate_old_dataset_t
         openmx_get_data.jl writes density_matrixs.h5, which is read too)
         one dataset per block, named "[R1, R2, R3, i, j]" with 1-based atoms (Julia's ``string([...])``,
         parsed with json.loads), value the n_i x n_j block in OpenMX orbital order; H in eV.
+A folder without our ``elct`` entry is read as a molecule or a crystal by ``deeph_dock.infer_pbc``.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from elct_jax.data.deeph_dock import (
     DeepHRecord,
     check_block,
     elct_metadata,
+    infer_pbc,
     make_structure,
     orbital_counts_or_error,
     pseudo_lattice,
@@ -96,7 +98,6 @@ def read_deeph_legacy(directory: str | Path, basis_name: str | None = None) -> D
     symbols = _read_elements(directory / "element.dat", len(positions))
     basis = _read_orbital_types(directory / "orbital_types.dat", symbols, basis_name or stored_name or "unknown")
     n_orb = orbital_counts_or_error(basis, symbols, directory / "orbital_types.dat")
-    structure = make_structure(symbols, positions, lattice, pbc, directory / "site_positions.dat")
     matrices = {}
     for name, candidates in {**{k: (v,) for k, v in LEGACY_FILES.items()}, **_LEGACY_ALIASES}.items():
         path = next((directory / c for c in candidates if (directory / c).exists()), None)
@@ -104,6 +105,9 @@ def read_deeph_legacy(directory: str | Path, basis_name: str | None = None) -> D
             scale = HARTREE_TO_EV if name in ENERGY_MATRICES else 1.0
             blocks = _read_legacy_h5(path, n_orb, scale)
             matrices[name] = reorder_blocks(blocks, basis, symbols, "openmx", to_internal=True)
+    if pbc is None:
+        pbc = infer_pbc(lattice, positions, [k for blocks in matrices.values() for k in blocks])
+    structure = make_structure(symbols, positions, lattice, pbc, directory / "site_positions.dat")
     fermi = info.get("fermi_level")
     return DeepHRecord(structure, basis, matrices, None if fermi is None else float(fermi) / HARTREE_TO_EV, dft)
 
