@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+import ai2dft
 from elct_jax.config import preset
 from elct_jax.data.benchmarks import SPLIT_FILE, get_dataset
 from elct_jax.model import make_predict_fn
@@ -26,8 +27,8 @@ from elct_jax.predict import predict_blocks
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.evaluate import band_errors, block_errors, structure_errors
 from elct_jax.train.curve import Curve, read_curve
-from elct_jax.train.loop import TrainConfig
-from elct_jax.train.run import DataConfig, RunConfig, prepare_data, train
+from elct_jax.config import DataConfig, RunConfig, TrainConfig
+from elct_jax.train.run import prepare_data, train
 from elct_jax.saved_model import load_model
 
 ANCHORS = {  # published test H MAE of the same protocol (DESIGN.md section 4), micro-Hartree / meV
@@ -89,6 +90,7 @@ def plot(name: str, curve_path: Path, out_png: Path) -> None:
 
 
 def main() -> None:
+    ai2dft.enable_float64()  # the DFT layer (Systems, energies) needs float64
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=sorted(ANCHORS))
     parser.add_argument("--data", type=Path, required=True, help="the dataset folder (with split.json)")

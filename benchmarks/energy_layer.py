@@ -39,7 +39,7 @@ from ai2dft.pyscf_bridge.cell import make_krks
 from ai2dft.system import System
 from machine import describe
 
-jax.config.update("jax_enable_x64", True)
+ai2dft.enable_float64()
 
 MOLECULES = {  # Angstrom
     "H2O": "O 0 0 0.1173; H 0 0.7572 -0.4692; H 0 -0.7572 -0.4692",

@@ -193,6 +193,9 @@ def main() -> None:
     p.add_argument("--chunk-atoms", type=int, default=512)
     p.add_argument("--png", type=Path, default=Path("docs/graphene_supercell_bands.png"))
     args = parser.parse_args()
+    import ai2dft
+
+    ai2dft.enable_float64()  # the bands and overlaps are float64 (the network runs in float32)
     if args.cmd == "_one":
         print(json.dumps(predict_one(args.n, args.chunk_atoms, args.cache)))
         return

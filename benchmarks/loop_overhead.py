@@ -30,8 +30,7 @@ from machine import describe
 
 def _config(data: Path, n: int, run_dir: Path, epochs: int):
     from elct_jax.config import preset
-    from elct_jax.train.loop import TrainConfig
-    from elct_jax.train.run import DataConfig, RunConfig
+    from elct_jax.config import DataConfig, RunConfig, TrainConfig
 
     split = run_dir / "split.json"
     names = [str(i) for i in range(n)]
@@ -45,12 +44,14 @@ def _config(data: Path, n: int, run_dir: Path, epochs: int):
 def child(mode: str, data: Path, n: int, epochs: int) -> dict:
     import jax
 
+    import ai2dft
     from elct_jax.model import make_predict_fn
     from elct_jax.train.loop import fit
     from elct_jax.train.optim import make_optimizer
     from elct_jax.train.run import prepare_data
     from elct_jax.train.step import init_state, make_train_step
 
+    ai2dft.enable_float64()  # as `elct train` runs
     with tempfile.TemporaryDirectory() as tmp:
         config = _config(data, n, Path(tmp), epochs)
         dataset = prepare_data(config)

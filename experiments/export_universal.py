@@ -18,13 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+import ai2dft
 from ai2dft.units import HARTREE_TO_UHA
 from elct_jax.data.benchmarks import SPLIT_FILE, get_dataset
 from elct_jax.data.dataset_dir import read_record
 from elct_jax.evaluate import block_errors, structure_errors
 from elct_jax.saved_model import export_model, load_model, pretrained_folder
 from elct_jax.train.curve import read_curve
-from elct_jax.train.run import DataConfig, RunConfig, prepare_data
+from elct_jax.config import DataConfig, RunConfig
+from elct_jax.train.run import prepare_data
 
 NAME = "universal-mol-v1"
 LIMITATIONS = (
@@ -86,6 +88,7 @@ def card(model, run: Path, data: Path, heldout: Path) -> dict:
 
 
 def main() -> None:
+    ai2dft.enable_float64()  # the DFT layer (Systems, energies) needs float64
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="run directory trained on g2-mol")
     parser.add_argument("--data", type=Path, required=True, help="the g2-mol dataset")

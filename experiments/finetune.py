@@ -30,17 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
+import ai2dft
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
-from elct_jax.config import preset
+from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.benchmarks import SPLIT_FILE
 from elct_jax.data.dataset_dir import read_record
 from elct_jax.evaluate import block_errors, structure_errors
 from elct_jax.saved_model import load_model
 from elct_jax.train.curve import Curve, read_curve
-from elct_jax.train.loop import LossWeights, TrainConfig
-from elct_jax.train.optim import OptimConfig
 from elct_jax.model import make_predict_fn
-from elct_jax.train.run import DataConfig, RunConfig, prepare_data, train, with_start_model
+from elct_jax.train.run import prepare_data, train, with_start_model
 
 PER_MOLECULE = (2, 4, 8, 16)  # training structures per molecule: 1/8, 1/4, 1/2, all
 LABEL_FREE_SC_ITERATIONS = 8
@@ -162,6 +161,7 @@ def plot(results: dict, out_png: Path) -> None:
 
 
 def main() -> None:
+    ai2dft.enable_float64()  # the DFT layer (Systems, energies) needs float64
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="the g2-heldout dataset (with split.json)")
     parser.add_argument("--runs", type=Path, required=True, help="folder of the run directories (resumed)")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+import ai2dft
 from ai2dft.pyscf_bridge.labels import DFTSettings
 from elct_jax.data.generate import Recipe, generate_dataset
 from elct_jax.structure import Structure
@@ -44,9 +45,8 @@ def make_data(root: Path, n_train: int, workers: int) -> None:
 
 def train_model(root: Path, epochs: int):
     from elct_jax.config import RadialConfig, preset
-    from elct_jax.train.loop import TrainConfig
-    from elct_jax.train.optim import OptimConfig
-    from elct_jax.train.run import DataConfig, RunConfig, train
+    from elct_jax.config import DataConfig, OptimConfig, RunConfig, TrainConfig
+    from elct_jax.train.run import train
 
     model = preset("tiny", l_max=2, channels=16, n_blocks=2, ffn_channels=32, species_dim=8, avg_num_neighbors=80.0,
                    radial=RadialConfig(n_basis=32, cutoff_ang=CUTOFF_ANG, hidden=32), dtype="float32")
@@ -109,6 +109,7 @@ def compare_bands(root: Path, npoints: int, out_png: Path | None) -> dict:
 
 
 def main() -> None:
+    ai2dft.enable_float64()  # the DFT layer (Systems, energies) needs float64
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", choices=("data", "train", "bands", "all"), default="all")
     parser.add_argument("--root", type=Path, default=Path("runs/graphene_bands"))

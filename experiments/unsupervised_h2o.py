@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+import ai2dft
 from ai2dft.density import density_matrix
 from ai2dft.energy import energy
 from ai2dft.pyscf_bridge.labels import DFTSettings
@@ -68,7 +69,7 @@ from elct_jax.train.step import init_state, train_step
 from plotting import training_curves
 from tables import final_table, step_table
 
-jax.config.update("jax_enable_x64", True)
+ai2dft.enable_float64()
 
 WATER = Structure(("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))
 MODES = {"supervised": (1.0, 0.0, 0.0), "omega": (0.0, 1.0, 0.0), "sc": (0.0, 0.0, 1.0),

@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import ai2dft
 from ai2dft import crystal_energy, crystal_scf, smearing
 from ai2dft.pyscf_bridge.labels import DFTSettings
 from elct_jax.config import RadialConfig, preset
@@ -75,7 +76,7 @@ from elct_jax.train.step import init_state, train_step
 from plotting import training_curves
 from tables import final_table, step_table
 
-jax.config.update("jax_enable_x64", True)
+ai2dft.enable_float64()
 
 A_ANG = 4.23
 NA = Structure(("Na", "Na"), [[0.0, 0.0, 0.0], [A_ANG / 2] * 3], np.eye(3) * A_ANG, (True, True, True))

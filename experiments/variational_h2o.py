@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import ai2dft
 from ai2dft.density import density_and_entropy
 from ai2dft.energy import energy, free_energy
 from ai2dft.scf import scf
@@ -28,7 +29,7 @@ from ai2dft.system import System
 from ai2dft.variational import minimize_free_energy
 from plotting import panel_grid, save
 
-jax.config.update("jax_enable_x64", True)
+ai2dft.enable_float64()
 
 SYMBOLS = ("O", "H", "H")
 POSITIONS_ANGSTROM = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])

@@ -35,6 +35,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+import ai2dft
 from ai2dft.pyscf_bridge.labels import DFTSettings
 from elct_jax.config import preset
 from elct_jax.data.generate import Recipe, generate_dataset
@@ -42,12 +43,12 @@ from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.evaluate import structure_errors
 from elct_jax.model import count_parameters, make_predict_fn
 from elct_jax.structure import Structure
-from elct_jax.train.loop import LossWeights, TrainConfig, fit
-from elct_jax.train.optim import OptimConfig
-from elct_jax.train.run import DataConfig, RunConfig, prepare_data
+from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, TrainConfig
+from elct_jax.train.loop import fit
+from elct_jax.train.run import prepare_data
 from elct_jax.saved_model import TrainedModel
 
-jax.config.update("jax_enable_x64", True)
+ai2dft.enable_float64()
 
 WATER = Structure(("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))
 MODES = {"supervised": LossWeights(mae=1.0), "omega": LossWeights(mae=0.0, omega=1.0),

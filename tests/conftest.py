@@ -1,4 +1,4 @@
-"""Physics tests run in float64."""
-import jax
+"""Physics tests run in float64, switched on the documented way."""
+import ai2dft
 
-jax.config.update("jax_enable_x64", True)
+ai2dft.enable_float64()

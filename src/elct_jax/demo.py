@@ -14,15 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ai2dft.precision import enable_float64
 from ai2dft.pyscf_bridge.labels import DFTSettings
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
-from elct_jax.config import preset
+from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.generate import Recipe, generate_dataset
 from elct_jax.evaluate import structure_errors
 from elct_jax.structure import Structure
-from elct_jax.train.loop import LossWeights, TrainConfig
-from elct_jax.train.optim import OptimConfig
-from elct_jax.train.run import DataConfig, RunConfig, prepare_data, train
+from elct_jax.train.run import prepare_data, train
 from elct_jax.saved_model import load_model
 
 # DIIS steps of the self-consistency target: with one step (T = F[D(H)]) fine-tuning a supervised model that
@@ -46,9 +45,9 @@ def _run_config(demo: DemoConfig, name: str, epochs: int, weights: LossWeights, 
     return RunConfig(
         data=DataConfig(path=str(Path(demo.out_dir) / "data"), cutoff_ang=6.0, batch_size=1, split_seed=demo.seed),
         model=preset("small", dtype="float64"),
-        train=TrainConfig(run_dir=str(Path(demo.out_dir) / name), epochs=epochs, seed=demo.seed, weights=weights,
-                          optim=OptimConfig(learning_rate=lr, plateau_patience=30), sc_iterations=sc_iterations),
-        init_from=init_from,
+        train=TrainConfig(run_dir=str(Path(demo.out_dir) / name), init_from=init_from, epochs=epochs, seed=demo.seed,
+                          weights=weights, optim=OptimConfig(learning_rate=lr, plateau_patience=30),
+                          sc_iterations=sc_iterations),
     )
 
 
@@ -68,7 +67,9 @@ def _table(rows: dict[str, list]) -> str:
 
 
 def run_demo(demo: DemoConfig = DemoConfig()) -> str:
-    """Run the demo and return the results table (also printed)."""
+    """Run the demo and return the results table (also printed). Switches on JAX's float64 mode (the
+    label-free step runs the DFT layer)."""
+    enable_float64()
     t0 = time.time()
     out = Path(demo.out_dir)
     recipe = Recipe(kind="normal_modes", temperature_K=300.0, dft=DFTSettings(basis="def2-svp", xc="pbe", grid_level=3))

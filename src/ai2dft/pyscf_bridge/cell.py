@@ -36,6 +36,7 @@ from pyscf.pbc import tools as pbc_tools
 from pyscf.pbc.dft import gen_grid
 from pyscf.pbc.lib.kpts import KPoints
 
+from ai2dft.precision import require_float64
 from ai2dft.pyscf_bridge.molecule import MIN_OVERLAP_EIGENVALUE, ao_layout
 from ai2dft.xc import canonical_xc, is_gga
 
@@ -61,7 +62,9 @@ def crystal_arrays(
     ``smearing`` = ("fermi" | "gaussian", sigma_hartree) or None, ``ke_cutoff`` (Hartree).
     From ASE ``Atoms`` (all three directions periodic; slabs carry vacuum): also ``basis``
     (required) and ``pseudo`` (default gth-pade for LDA, gth-pbe for PBE).
+    Raises ``RuntimeError`` when JAX's float64 mode is off (``ai2dft.enable_float64()``).
     """
+    require_float64()
     if isinstance(source, pbc_dft.krks.KRKS):
         given = dict(xc=xc, kmesh=kmesh, smearing=smearing, ke_cutoff=ke_cutoff, basis=basis, pseudo=pseudo)
         extra = [name for name, value in given.items() if value is not None]

@@ -12,6 +12,7 @@ import numpy as np
 from pyscf import df, dft, gto, lib, scf
 from pyscf.data import elements
 
+from ai2dft.precision import require_float64
 from ai2dft.pyscf_bridge.basis import element_shells
 from ai2dft.xc import canonical_xc, is_gga
 
@@ -161,7 +162,9 @@ def molecule_arrays(
     From an RKS object, ``xc``, the grid, the density fitting and the smearing are taken from it
     unless given here. A ``Mole`` needs ``xc``; its grid is PySCF's default (level 3) unless
     ``grid_level`` is given. No small-density grid pruning is applied beyond what the object did.
+    Raises ``RuntimeError`` when JAX's float64 mode is off (``ai2dft.enable_float64()``).
     """
+    require_float64()
     mol, mf = _split(obj)
     if xc is None:
         if mf is None:
