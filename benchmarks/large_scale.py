@@ -111,6 +111,7 @@ def run_predict(sizes, chunk_atoms: int, cache_dir: str) -> list[dict]:
 
 def run_bands(checkpoint: str, n: int, nbands: int, n_k: int, out_png: Path, chunk_atoms: int) -> dict:
     from ai2dft.pyscf_bridge.overlap import valence_electrons
+    from ai2dft.units import HARTREE_TO_EV
     from elct_jax.bands import BandSolver, ShiftInvert, band_path, fermi_level, plot_bands, save_bands
     from elct_jax.large.chunked import predict_sparse
     from elct_jax.large.sparse import overlap_like
@@ -140,7 +141,7 @@ def run_bands(checkpoint: str, n: int, nbands: int, n_k: int, out_png: Path, chu
                         valence_electrons(small.symbols, model.basis.name, "lda"), mesh, method="dense")
     fermi = fermi_level(solver, n_el, np.zeros((1, 3)), method="sparse", nbands=nbands, guess=guess)
     c0 = lap("fermi_cpu_s", c0)
-    t["fermi_guess_ev"] = guess * 27.211386245988
+    t["fermi_guess_ev"] = guess * HARTREE_TO_EV
     path = band_path(s.lattice_ang, s.pbc, "GMKG", n_k)
     per_k = []
     energies, index = [], []
@@ -166,7 +167,7 @@ def run_bands(checkpoint: str, n: int, nbands: int, n_k: int, out_png: Path, chu
     plot_bands(path, bands, out_png, window_ev=None,
                title=f"graphene {n}x{n}: {s.n_atoms} atoms, {solver.n_ao} orbitals, {nbands} bands nearest E_F\n"
                      f"ELCT H(R), shift-invert: {np.mean([p['total_cpu_s'] for p in per_k]):.0f} CPU s per k-point")
-    return dict(n_atoms=s.n_atoms, n_ao=solver.n_ao, nbands=nbands, fermi_ev=fermi * 27.211386245988,
+    return dict(n_atoms=s.n_atoms, n_ao=solver.n_ao, nbands=nbands, fermi_ev=fermi * HARTREE_TO_EV,
                 cpu_s_per_kpoint=float(np.mean([p["total_cpu_s"] for p in per_k])),
                 wall_s_per_kpoint=float(np.mean([p["wall_s"] for p in per_k])),
                 factor_cpu_s=float(np.mean([p["factor_cpu_s"] for p in per_k])),

@@ -22,11 +22,12 @@ import numpy as np
 import optax
 
 import ai2dft
+from ai2dft import free_energy, minimize_free_energy
 from ai2dft.density import density_and_entropy
-from ai2dft.energy import energy, free_energy
+from ai2dft.energy import energy
 from ai2dft.scf import scf
 from ai2dft.system import System
-from ai2dft.variational import minimize_free_energy
+from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from plotting import panel_grid, save
 
 ai2dft.enable_float64()
@@ -80,7 +81,7 @@ def report(label: str, m: dict, n: int) -> None:
         print(f"{t:4d} {m['grad'][t]:12.3e} {m['H'][t]:11.3e} {m['D'][t]:11.3e} {m['E'][t]:11.3e} {m['Omega'][t]:11.3e}")
     reached = np.flatnonzero(m["Omega"][:n] < 1e-6)
     print(f"-> |Omega - Omega_scf| < 1 uHa after {reached[0] if reached.size else 'no'} steps; final "
-          f"|H - H_scf| = {m['H'][n - 1] * 27211.386:.2e} meV, |E - E_scf| = {m['E'][n - 1] * 1e6:.2e} uHa")
+          f"|H - H_scf| = {m['H'][n - 1] * HARTREE_TO_MEV:.2e} meV, |E - E_scf| = {m['E'][n - 1] * HARTREE_TO_UHA:.2e} uHa")
 
 
 def plot(curves: dict, path: Path) -> None:

@@ -13,6 +13,7 @@ HARTREE_TO_MEV = 1e3 * HARTREE_TO_EV
 HARTREE_TO_UHA = 1e6                      # micro-Hartree per Hartree
 BOHR_ANG = 1e10 * _codata["Bohr radius"][0]  # Angstrom per Bohr
 PYSCF_BOHR_ANG = 0.52917721092           # PySCF's Angstrom per Bohr (CODATA 2010)
+PYSCF_ANG_TO_BOHR = 1 / PYSCF_BOHR_ANG    # Bohr per Angstrom: PySCF multiplies Angstrom input by this
 AMU_ME = _codata["atomic mass constant"][0] / _codata["electron mass"][0]  # electron masses per amu
 KB_HARTREE = _codata["Boltzmann constant in eV/K"][0] / HARTREE_TO_EV      # Hartree per Kelvin
 HARTREE_CM = 1e-2 * _codata["hartree-inverse meter relationship"][0]      # cm^-1 per Hartree

@@ -15,9 +15,7 @@ from pyscf import gto
 from pyscf.gto import moleintor
 
 from ai2dft.pyscf_bridge.labels import _DEFAULT_PSEUDO
-from ai2dft.units import PYSCF_BOHR_ANG
-
-ANG_TO_BOHR = 1.0 / PYSCF_BOHR_ANG
+from ai2dft.units import PYSCF_ANG_TO_BOHR
 
 
 def molecule_overlap(symbols, positions_ang, basis: str) -> np.ndarray:
@@ -82,8 +80,8 @@ def pair_overlaps(symbols, positions_ang, lattice_ang, basis: str, senders, rece
     elem = np.array([tpl.index[s] for s in symbols])
     nao = tpl.nao[elem]
     n_max = int(nao.max())
-    pos = np.asarray(positions_ang, np.float64) * ANG_TO_BOHR
-    lattice = np.zeros((3, 3)) if lattice_ang is None else np.asarray(lattice_ang, np.float64) * ANG_TO_BOHR
+    pos = np.asarray(positions_ang, np.float64) * PYSCF_ANG_TO_BOHR
+    lattice = np.zeros((3, 3)) if lattice_ang is None else np.asarray(lattice_ang, np.float64) * PYSCF_ANG_TO_BOHR
     senders, receivers = np.asarray(senders, np.int64), np.asarray(receivers, np.int64)
     cell_shift = np.asarray(cell_shift, np.int64).reshape(-1, 3)
     order = np.argsort(senders, kind="stable")

@@ -21,8 +21,8 @@ does) with only R = 0 blocks; ``elct.pbc`` records that it is not periodic. Deep
 flag, so a folder from another tool (no ``elct`` entry) is read as a molecule when it looks like one in those
 terms (:func:`infer_pbc`), and as a 3D-periodic crystal otherwise.
 
-Units: energies are written in eV with the project's CODATA 2018 constant (``ai2dft.units.HARTREE_TO_EV`` =
-27.211386245988); DeepH-dock uses 27.2113845 (6.4e-8 relative less), so a Hamiltonian written here and
+Units: energies are written in eV with the project's CODATA constant (``ai2dft.units.HARTREE_TO_EV``,
+27.211386245981 for CODATA 2022); DeepH-dock uses 27.2113845 (6.4e-8 relative less), so a Hamiltonian written here and
 converted to Hartree by DeepH-dock (or the reverse) differs by that factor, 1.7e-6 eV on a 27 eV entry;
 reading back what this module writes is exact to round-off (1 ulp).
 """
