@@ -127,14 +127,13 @@ def test_sparse_solver_needs_a_shift(crystal):
 def test_elct_bands_command(tmp_path):
     """End to end: a run directory (random float64 tiny model), a POSCAR, ``elct bands``."""
     from elct_jax.cli import build_parser
-    from elct_jax.config import preset
+    from elct_jax.config import DataConfig, OptimConfig, RunConfig, preset
     from elct_jax.data.loader import species_index
     from elct_jax.graph import neighbor_graph
-    from elct_jax.large.cli_bands import _command
     from elct_jax.model import make_predict_fn
     from elct_jax.train.checkpoint import Checkpointer
-    from elct_jax.train.optim import OptimConfig, make_optimizer
-    from elct_jax.train.run import DataConfig, RunConfig, save_model_info
+    from elct_jax.train.optim import make_optimizer
+    from elct_jax.train.run import save_model_info
     from elct_jax.train.step import init_state
 
     basis = OrbitalBasis.from_pyscf(BASIS, ["C"])
@@ -150,7 +149,6 @@ def test_elct_bands_command(tmp_path):
     s.to_ase().write(tmp_path / "POSCAR", format="vasp")
     args = build_parser().parse_args(["bands", "--checkpoint", str(run), "--structure", str(tmp_path / "POSCAR"),
                               "--npoints", "5", "--nbands", "6", "--solver", "sparse", "--out", str(tmp_path / "out")])
-    assert args.func is _command
     args.func(args)
     summary = json.loads((tmp_path / "out" / "bands.json").read_text())
     data = np.load(tmp_path / "out" / "bands.npz", allow_pickle=False)

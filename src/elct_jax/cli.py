@@ -1,4 +1,9 @@
-"""The ``elct`` command: demo, data generation, training, evaluation and prediction."""
+"""The ``elct`` command: demo, data generation, training, evaluation, prediction and bands.
+
+This module defines every option (``elct X --help`` shows each with its default) and imports nothing
+heavy: JAX, PySCF and the project's modules are imported inside the command functions, so help is instant.
+Commands run with JAX's float64 mode on (``ai2dft.enable_float64``), as the DFT layer needs.
+"""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +22,9 @@ def _generate(args) -> None:
     from ai2dft.pyscf_bridge.labels import DFTSettings
     from elct_jax.data.generate import Recipe, generate_dataset
 
-    dft = DFTSettings(basis=args.basis, xc=args.xc, grid_level=args.grid_level, charge=args.charge,
+    smearing = None if args.smearing is None else (args.smearing[0], float(args.smearing[1]))
+    dft = DFTSettings(basis=args.basis, xc=args.xc, grid_level=args.grid_level, conv_tol=args.conv_tol,
+                      max_cycle=args.max_cycle, charge=args.charge, smearing=smearing, pseudo=args.pseudo,
                       kmesh=tuple(args.kmesh), ke_cutoff_Ha=args.ke_cutoff)
     recipe = Recipe(kind=args.recipe, temperature_K=args.temperature, sigma_ang=args.sigma, strain=args.strain,
                     supercell=tuple(args.supercell), dft=dft)
@@ -46,32 +53,33 @@ def _add_h0(args) -> None:
 
 
 def _train(args) -> None:
-    from elct_jax.train.run import load_run_config, train
+    from elct_jax.config import load_run_config
+    from elct_jax.train.run import train
 
     state, _, _ = train(load_run_config(args.config))
     print(f"finished at step {int(state.step)}")
 
 
 def _evaluate(args) -> None:
-    import numpy as np
-
-    from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
-    from elct_jax.data.dataset_dir import read_dataset
-    from elct_jax.evaluate import structure_errors
+    from elct_jax.data.dataset_dir import read_record, split_folders
+    from elct_jax.evaluate import errors_table, record_errors, write_errors_csv
     from elct_jax.saved_model import load_model
 
     model = load_model(args.model)
-    records = read_dataset(args.data, require=("hamiltonian", "overlap"))
-    errs = [structure_errors(model, r) for r in records]
-    mae = np.mean([e.mae for e in errs])
-    de = np.mean([e.energy for e in errs])
-    print(f"{len(errs)} structures: H MAE {mae * HARTREE_TO_MEV:.4f} meV ({mae * HARTREE_TO_UHA:.2f} uHa), "
-          f"mean energy error {de * HARTREE_TO_MEV:.4f} meV")
+    folders = split_folders(args.data, args.split)
+    if not folders:
+        raise SystemExit(f"elct evaluate: no structures in {args.data} (split {args.split})")
+    names = [f.relative_to(Path(args.data)).as_posix() for f in folders]
+    errors = [record_errors(model, read_record(f, require=("hamiltonian",))) for f in folders]
+    print(errors_table(names, errors))
+    if args.csv:
+        write_errors_csv(args.csv, names, errors)
+        print(f"wrote {args.csv}")
 
 
 def _predict(args) -> None:
-    from elct_jax.data.deeph_dock import DeepHRecord, write_deeph_dock
-    from elct_jax.predict import predict_blocks
+    from elct_jax.data.deeph_dock import write_deeph_dock
+    from elct_jax.predict import prediction_record
     from elct_jax.structure import Structure
     from elct_jax.saved_model import load_model
 
@@ -81,51 +89,98 @@ def _predict(args) -> None:
         from elct_jax.dft_check import compare_with_dft
 
         print(compare_with_dft(model, structure).table(model.name))
-    blocks = predict_blocks(model, structure)
-    write_deeph_dock(args.out, DeepHRecord(structure, model.basis, {"hamiltonian": blocks}))
-    print(f"wrote {len(blocks)} blocks to {Path(args.out) / 'hamiltonian.h5'}")
+    record = prediction_record(model, structure, args.n_electrons)
+    folder = write_deeph_dock(args.out, record)
+    print(f"wrote {len(record.matrices['hamiltonian'])} blocks of H and S ({record.dft['n_electrons']} electrons) "
+          f"to {folder}/hamiltonian.h5, overlap.h5")
+
+
+def _bands(args) -> None:
+    from elct_jax.large.cli_bands import run_command
+
+    run_command(args)
 
 
 MODEL_HELP = "a pretrained model (universal-mol-v1), an exported model folder or a run directory"
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to each option's help, except for a default of None or a flag's False
+    (the help text says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser with :class:`_HelpFormatter`; ``add_subparsers`` gives every subcommand the same class."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _output_dir(value: str) -> str:
+    """argparse type of ``--out`` directories: refuse a path that is, or lies under, an existing file."""
+    path = Path(value)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is an existing file; --out needs a directory (new or existing)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="elct", description="Deep-learning DFT Hamiltonians (ELCT) in JAX")
+    parser = _Parser(prog="elct", description="Deep-learning DFT Hamiltonians (ELCT) in JAX")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="generate water data, train supervised, fine-tune label-free, report errors")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--n-structures", type=int, default=16)
+    p.add_argument("--out", type=_output_dir, default="runs/demo", help="output directory (data/, the two runs)")
+    p.add_argument("--n-structures", type=int, default=16, help="water structures to label, split into train/val/test")
     p.add_argument("--epochs", type=int, default=300, help="supervised epochs")
-    p.add_argument("--finetune-epochs", type=int, default=20)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--finetune-epochs", type=int, default=20, help="label-free fine-tuning epochs")
+    p.add_argument("--workers", type=int, default=2, help="PySCF worker processes for the labels")
     p.set_defaults(func=_demo)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("generate", help="sample structures and label them with PySCF (resumable)")
     p.add_argument("structure", help="base structure: xyz, POSCAR, or anything ASE reads")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", type=_output_dir, required=True, help="dataset directory (DeepH-dock folders, manifest)")
     p.add_argument("--n", type=int, required=True, help="number of structures")
-    p.add_argument("--recipe", default="normal_modes", choices=["normal_modes", "random", "crystal_random"])
+    p.add_argument("--recipe", default="normal_modes", choices=["normal_modes", "random", "crystal_random"],
+                   help="sampling: harmonic normal modes (molecules), Gaussian displacements, or strained and "
+                        "displaced supercells (crystals)")
     p.add_argument("--temperature", type=float, default=300.0, help="K, normal-mode sampling")
     p.add_argument("--sigma", type=float, default=0.05, help="Angstrom, random displacements")
     p.add_argument("--strain", type=float, default=0.0, help="max strain, crystals")
-    p.add_argument("--supercell", type=int, nargs=3, default=[1, 1, 1])
-    p.add_argument("--basis", default="def2-svp")
-    p.add_argument("--xc", default="pbe")
-    p.add_argument("--grid-level", type=int, default=5)
-    p.add_argument("--charge", type=int, default=0)
-    p.add_argument("--kmesh", type=int, nargs=3, default=[4, 4, 1])
-    p.add_argument("--ke-cutoff", type=float, default=None, help="Hartree, crystal FFT mesh")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--supercell", type=int, nargs=3, default=[1, 1, 1], metavar=("N1", "N2", "N3"),
+                   help="supercell of the base, crystals")
+    p.add_argument("--basis", default="def2-svp", help="PySCF basis (gth-* for crystals)")
+    p.add_argument("--xc", default="pbe", help="functional: lda,vwn | pbe | ... (LDA/GGA)")
+    p.add_argument("--grid-level", type=int, default=5, help="molecular integration grid (>= 5 for sub-0.1 meV labels)")
+    p.add_argument("--conv-tol", type=float, default=1e-10, help="SCF energy convergence, Hartree")
+    p.add_argument("--max-cycle", type=int, default=100,
+                   help="SCF iterations; a structure not converged by then is recorded as not_converged")
+    p.add_argument("--smearing", nargs=2, metavar=("METHOD", "WIDTH_HA"), default=None,
+                   help="fermi | gaussian and its width in Hartree, e.g. --smearing fermi 0.01 "
+                        "(default: integer occupations)")
+    p.add_argument("--charge", type=int, default=0, help="total charge, molecules")
+    p.add_argument("--pseudo", default=None,
+                   help="GTH pseudopotential, crystals (default: gth-pade for LDA, gth-pbe for PBE)")
+    p.add_argument("--kmesh", type=int, nargs=3, default=[4, 4, 1], metavar=("K1", "K2", "K3"),
+                   help="SCF k-mesh, crystals")
+    p.add_argument("--ke-cutoff", type=float, default=None,
+                   help="Hartree, crystal FFT mesh (default: PySCF's mesh, very fine)")
+    p.add_argument("--workers", type=int, default=2, help="PySCF worker processes (0: in this process)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
     p.set_defaults(func=_generate)
 
     p = data.add_parser("benchmark", help="generate a named benchmark dataset (resumable; writes split.json)")
     p.add_argument("name", help="water-md17 | graphene-300k | g2-mol | g2-heldout (see elct_jax.data.benchmarks)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", type=_output_dir, required=True, help="dataset directory (with split.json)")
     p.add_argument("--n", type=int, default=None, help="only the first N structures (default: all)")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="PySCF worker processes")
     p.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads per worker")
     p.set_defaults(func=_benchmark_data)
 
@@ -134,31 +189,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_add_h0)
 
     p = sub.add_parser("train", help="train from a TOML config (resumes from its run directory)")
-    p.add_argument("config")
+    p.add_argument("config", help="TOML file with [data], [model] and [train] tables (README, Training)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="errors of a trained model on a dataset")
     p.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
     p.add_argument("data", help="dataset directory (DeepH-dock or legacy folders)")
+    p.add_argument("--split", default=None, help="train, val or test (from DATA/split.json), or a text file of "
+                   "folder names relative to DATA, one per line (default: every folder)")
+    p.add_argument("--csv", default=None, help="also write the per-structure errors (meV) to this CSV file")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="predict H of a structure, write DeepH-dock hamiltonian.h5")
+    p = sub.add_parser("predict", help="predict H of a structure, write a DeepH-dock folder (H, S, occupation)")
     p.add_argument("--model", "--checkpoint", dest="model", required=True, help=MODEL_HELP)
-    p.add_argument("structure")
-    p.add_argument("--out", required=True)
+    p.add_argument("structure", help="structure file: xyz, POSCAR, or anything ASE reads")
+    p.add_argument("--out", type=_output_dir, required=True,
+                   help="DeepH-dock folder: POSCAR, info.json, hamiltonian.h5, overlap.h5")
+    p.add_argument("--n-electrons", type=int, default=None, help="electron count written as info.json occupation "
+                   "(default: all electrons less the model's charge for molecules, GTH valence for crystals)")
     p.add_argument("--compare", action="store_true",
                    help="molecules: also run PySCF at the model's level of theory and print HOMO/LUMO/gap, "
                         "H MAE, energy error and wall time of both")
     p.set_defaults(func=_predict)
 
-    from elct_jax.large.cli_bands import add_bands_parser
-
-    add_bands_parser(sub)
+    p = sub.add_parser("bands", help="band structure of a (large) crystal from a trained model")
+    p.add_argument("--model", "--checkpoint", dest="model", default=None,
+                   help="an exported model folder or a run directory (of a crystal model)")
+    p.add_argument("--structure", default=None, help="crystal structure file (POSCAR, cif, extxyz, ...)")
+    p.add_argument("--folder", default=None, help="instead of --model/--structure: a DeepH folder with "
+                   "hamiltonian.h5 and overlap.h5 (elct predict --out, DFT labels, DeepH-dock output)")
+    p.add_argument("--out", type=_output_dir, required=True,
+                   help="output directory: bands.npz, bands.png, bands.json")
+    p.add_argument("--npoints", type=int, default=60, help="k-points along the path")
+    p.add_argument("--nbands", type=int, default=20, help="bands nearest the Fermi level (<= 0: all, dense)")
+    p.add_argument("--path", default=None, help="special points, e.g. GMKG (default: ASE's path of the lattice)")
+    p.add_argument("--fermi", type=float, default=None, help="Fermi level in eV (default: from the electron count)")
+    p.add_argument("--n-electrons", type=int, default=None, help="electrons per cell (default: GTH valence count)")
+    p.add_argument("--fermi-kmesh", type=int, nargs=3, default=[1, 1, 1], metavar=("K1", "K2", "K3"),
+                   help="k-mesh of the Fermi level")
+    p.add_argument("--solver", choices=["auto", "dense", "sparse"], default="auto",
+                   help="eigensolver: dense, sparse shift-invert, or auto (dense up to 3000 orbitals)")
+    p.add_argument("--chunk-atoms", type=int, default=256, help="atoms per prediction chunk (memory bound)")
+    p.add_argument("--xc", default="lda", help="selects the GTH pseudopotential for the electron count")
+    p.add_argument("--pseudo", default=None, help="GTH pseudopotential name (overrides --xc)")
+    p.set_defaults(func=_bands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ai2dft.precision import enable_float64
+
+    enable_float64()
     try:
         args.func(args)
     except (FileNotFoundError, ValueError, KeyError) as err:

@@ -1,7 +1,9 @@
 """``elct bands``: predicted H(R) (chunked), S(R) from PySCF integrals, bands along a path, Fermi level,
-eigenvalues (npz) and a PNG. Register with ``add_bands_parser(subparsers)`` in ``elct_jax.cli``.
+eigenvalues (npz) and a PNG; or the same from the H(R), S(R) and occupation of a DeepH folder. The options
+are defined in ``elct_jax.cli`` (which stays light for ``--help``); :func:`run_command` runs them.
 
     elct bands --model runs/graphene --structure POSCAR --npoints 60 --nbands 20 --out out/bands
+    elct bands --folder predicted/graphene --out out/bands     # e.g. written by elct predict
 """
 from __future__ import annotations
 
@@ -39,17 +41,44 @@ def run_bands(model, structure, out_dir: str | Path, request: BandsRequest = Ban
     from elct_jax.large.chunked import predict_sparse
     from elct_jax.large.sparse import overlap_like
 
-    if not structure.is_periodic:
-        raise ValueError("elct bands needs a periodic structure (a lattice and pbc)")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_periodic(structure)
     times, t0 = {}, time.perf_counter()
     h = predict_sparse(model, structure, chunk_atoms=request.chunk_atoms)
     times["predict_s"], t0 = time.perf_counter() - t0, time.perf_counter()
     s = overlap_like(h, structure, model.basis)
-    times["overlap_s"], t0 = time.perf_counter() - t0, time.perf_counter()
-    solver = BandSolver(h, s)
+    times["overlap_s"] = time.perf_counter() - t0
     n_el = request.n_electrons or valence_electrons(structure.symbols, model.basis.name, request.xc, request.pseudo)
+    return _bands_report(h, s, structure, n_el, out_dir, request, times)
+
+
+def run_bands_from_folder(folder: str | Path, out_dir: str | Path, request: BandsRequest = BandsRequest()) -> dict:
+    """As :func:`run_bands` for the H(R) and S(R) of a DeepH folder (``elct predict --out`` output, DFT labels,
+    or any DeepH-dock/legacy folder); the electron count is ``request.n_electrons`` or the folder's
+    ``occupation``."""
+    from elct_jax.data.dataset_dir import read_record
+    from elct_jax.data.deeph_dock import atom_orbital_counts
+    from elct_jax.large.sparse import SparseBlocks
+
+    record = read_record(Path(folder), require=("hamiltonian", "overlap"))
+    _check_periodic(record.structure)
+    n_el = request.n_electrons or record.dft.get("n_electrons")
+    if n_el is None and request.fermi_ev is None:
+        raise ValueError(f"{folder}: info.json has no 'occupation' (electron count); pass --n-electrons or --fermi")
+    n_orb = atom_orbital_counts(record.basis, record.structure.symbols)
+    h, s = (SparseBlocks.from_dict(record.matrices[name], n_orb) for name in ("hamiltonian", "overlap"))
+    return _bands_report(h, s, record.structure, n_el, out_dir, request, {})
+
+
+def _check_periodic(structure) -> None:
+    if not structure.is_periodic:
+        raise ValueError("elct bands needs a periodic structure (a lattice and pbc)")
+
+
+def _bands_report(h, s, structure, n_el, out_dir: str | Path, request: BandsRequest, times: dict) -> dict:
+    """Fermi level, bands along the path, files under ``out_dir`` and the summary (``times`` extended)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    solver, t0 = BandSolver(h, s), time.perf_counter()
     if request.fermi_ev is not None:
         fermi = request.fermi_ev / HARTREE_TO_EV
     else:
@@ -61,7 +90,7 @@ def run_bands(model, structure, out_dir: str | Path, request: BandsRequest = Ban
     save_bands(out_dir / "bands.npz", path, bands)
     plot_bands(path, bands, out_dir / "bands.png", title=f"{structure.n_atoms} atoms, {solver.n_ao} orbitals",
                window_ev=_window(bands))
-    summary = dict(n_atoms=structure.n_atoms, n_ao=solver.n_ao, n_electrons=int(n_el),
+    summary = dict(n_atoms=structure.n_atoms, n_ao=solver.n_ao, n_electrons=None if n_el is None else int(n_el),
                    fermi_ev=fermi * HARTREE_TO_EV, solver=solver.choose(request.solver), n_kpoints=len(path.x),
                    seconds_per_kpoint=times["bands_s"] / len(path.x), **{k: round(v, 3) for k, v in times.items()})
     (out_dir / "bands.json").write_text(json.dumps(summary, indent=1))
@@ -83,32 +112,22 @@ def _window(bands) -> float | None:
     return float(min(span, 10.0))
 
 
-def _command(args) -> None:
+def run_command(args) -> None:
+    """``elct bands`` on its parsed arguments (defined in ``elct_jax.cli``)."""
     from elct_jax.structure import Structure
     from elct_jax.saved_model import load_model
 
     request = BandsRequest(npoints=args.npoints, nbands=None if args.nbands <= 0 else args.nbands, path=args.path,
                            fermi_ev=args.fermi, n_electrons=args.n_electrons, fermi_kmesh=tuple(args.fermi_kmesh),
                            solver=args.solver, chunk_atoms=args.chunk_atoms, xc=args.xc, pseudo=args.pseudo)
-    summary = run_bands(load_model(args.model), Structure.read(args.structure), args.out, request)
+    if args.folder:
+        if args.model or args.structure:
+            raise SystemExit("elct bands: give either --folder or --model with --structure, not both")
+        summary = run_bands_from_folder(args.folder, args.out, request)
+    elif args.model and args.structure:
+        summary = run_bands(load_model(args.model), Structure.read(args.structure), args.out, request)
+    else:
+        raise SystemExit("elct bands: needs --model and --structure (predict), or --folder (a DeepH folder with "
+                         "hamiltonian.h5 and overlap.h5, e.g. from elct predict)")
     print(json.dumps(summary))
 
-
-def add_bands_parser(subparsers) -> None:
-    """Register ``elct bands`` on an argparse subparsers object."""
-    p = subparsers.add_parser("bands", help="band structure of a (large) crystal from a trained model")
-    p.add_argument("--model", "--checkpoint", dest="model", required=True,
-                   help="an exported model folder or a run directory (of a crystal model)")
-    p.add_argument("--structure", required=True, help="crystal structure file (POSCAR, cif, extxyz, ...)")
-    p.add_argument("--out", required=True, help="output directory: bands.npz, bands.png, bands.json")
-    p.add_argument("--npoints", type=int, default=60, help="k-points along the path")
-    p.add_argument("--nbands", type=int, default=20, help="bands nearest the Fermi level (<= 0: all, dense)")
-    p.add_argument("--path", default=None, help="special points, e.g. GMKG (default: ASE's path of the lattice)")
-    p.add_argument("--fermi", type=float, default=None, help="Fermi level in eV (default: from the electron count)")
-    p.add_argument("--n-electrons", type=int, default=None, help="electrons per cell (default: GTH valence count)")
-    p.add_argument("--fermi-kmesh", type=int, nargs=3, default=[1, 1, 1], help="k-mesh of the Fermi level")
-    p.add_argument("--solver", choices=["auto", "dense", "sparse"], default="auto")
-    p.add_argument("--chunk-atoms", type=int, default=256, help="atoms per prediction chunk (memory bound)")
-    p.add_argument("--xc", default="lda", help="selects the GTH pseudopotential for the electron count")
-    p.add_argument("--pseudo", default=None, help="GTH pseudopotential name (overrides --xc)")
-    p.set_defaults(func=_command)
