@@ -183,3 +183,28 @@ def test_bands_of_pyscf_kohn_sham_h_equal_pyscf_get_bands():
     sparse = BandSolver(h, o).bands(path.kpts_frac, 2, labels.fermi_energy, solver="sparse")
     for k in range(len(path.x)):
         assert np.abs(ref[k, sparse.band_index[k]] - sparse.energies[k]).max() < 1e-6
+
+
+def test_elct_bands_reads_a_deeph_folder(crystal, path, tmp_path):
+    """`elct bands --folder`: H(R), S(R) and the occupation of a DeepH-dock folder (as `elct predict` writes
+    it) give the bands of PySCF's lattice sums and the Fermi level of the stored electron count."""
+    from elct_jax.cli import main
+    from elct_jax.data.deeph_dock import DeepHRecord, write_deeph_dock
+
+    s, _ = crystal
+    basis = OrbitalBasis.from_pyscf(BASIS, s.symbols)
+    matrices = {"hamiltonian": real_space(s, "int1e_kin").to_dict(), "overlap": real_space(s, "int1e_ovlp").to_dict()}
+    write_deeph_dock(tmp_path / "folder", DeepHRecord(s, basis, matrices, dft={"n_electrons": 32}))
+    assert main(["bands", "--folder", str(tmp_path / "folder"), "--out", str(tmp_path / "out"), "--npoints", "7",
+                 "--nbands", "0"]) == 0
+    data = np.load(tmp_path / "out" / "bands.npz", allow_pickle=False)
+    cell = build_cell(s, DFTSettings(basis=BASIS, xc="lda", kmesh=(1, 1, 1)))
+    kabs = cell.get_abs_kpts(data["kpts_frac"])
+    T = cell.pbc_intor("int1e_kin", hermi=1, kpts=kabs)
+    S = cell.pbc_intor("int1e_ovlp", hermi=1, kpts=kabs)
+    ref = np.array([scipy.linalg.eigh(t, o, eigvals_only=True) for t, o in zip(T, S)])
+    assert np.abs(data["energies_hartree"] - ref).max() < 1e-6
+    assert json.loads((tmp_path / "out" / "bands.json").read_text())["n_electrons"] == 32
+    fermi, gamma = float(data["fermi_hartree"]), ref[np.flatnonzero(np.all(data["kpts_frac"] == 0, axis=1))[0]]
+    assert gamma[15] <= fermi + 1e-12 and gamma[16] >= fermi - 1e-12
+    assert main(["bands", "--folder", str(tmp_path / "folder"), "--model", "x", "--out", str(tmp_path / "o2")]) != 0

@@ -187,3 +187,51 @@ def test_shipped_universal_model_loads_in_one_line_and_keeps_its_card_on_a_held_
     acetamide.to_ase().write(tmp_path / "acetamide.xyz")
     main(["predict", "--model", "universal-mol-v1", str(tmp_path / "acetamide.xyz"), "--out", str(tmp_path / "h")])
     assert "wrote" in capsys.readouterr().out and (tmp_path / "h" / "hamiltonian.h5").exists()
+
+
+def test_predict_writes_a_folder_deeph_tools_read_and_evaluate_scores_any_record(exported, tmp_path, capsys):
+    """`elct predict` writes H, S (PySCF's own overlap) and the occupation; `elct evaluate` scores a folder of
+    the project and the same folder as another DeepH tool leaves it (no elct entry: no level of theory, so no
+    energy error) alike, over a list-file split, with per-structure CSV rows."""
+    import csv
+    import shutil
+
+    from pyscf import gto
+
+    from elct_jax.cli import main
+    from elct_jax.data.deeph_dock import read_deeph_dock
+    from elct_jax.hamiltonian import dict_to_dense
+
+    root, data, _ = exported
+    model = load_model(root / "exported")
+    WATER.to_ase().write(tmp_path / "water.xyz")
+    assert main(["predict", "--model", str(root / "exported"), str(tmp_path / "water.xyz"), "--out",
+                 str(tmp_path / "pred")]) == 0
+    record = read_deeph_dock(tmp_path / "pred")
+    assert json.loads((tmp_path / "pred" / "info.json").read_text())["occupation"] == 10
+    mol = gto.M(atom=[[s, tuple(p)] for s, p in zip(WATER.symbols, WATER.positions_ang)], basis="sto-3g", verbose=0)
+    S = dict_to_dense(record.matrices["overlap"], model.basis, WATER.symbols)
+    np.testing.assert_allclose(S, mol.intor("int1e_ovlp"), atol=1e-12)
+    H = dict_to_dense(record.matrices["hamiltonian"], model.basis, WATER.symbols)
+    np.testing.assert_allclose(H, predict_blocks(model, WATER, dense=True), atol=1e-12)
+
+    labelled = sorted((data / "water").rglob("info.json"))[0].parent
+    shutil.copytree(labelled, tmp_path / "ds" / "ours")
+    shutil.copytree(labelled, tmp_path / "ds" / "foreign")
+    info = json.loads((tmp_path / "ds" / "foreign" / "info.json").read_text())
+    info.pop("elct"), info.pop("basis")
+    (tmp_path / "ds" / "foreign" / "info.json").write_text(json.dumps(info))
+    (tmp_path / "split.txt").write_text("foreign\nours\n")
+    assert main(["evaluate", "--model", str(root / "exported"), str(tmp_path / "ds"), "--split",
+                 str(tmp_path / "split.txt"), "--csv", str(tmp_path / "errors.csv")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "errors.csv")))
+    assert [r["structure"] for r in rows] == ["foreign", "ours"]
+    ref = read_deeph_dock(tmp_path / "ds" / "ours")
+    H_ref = dict_to_dense(ref.matrices["hamiltonian"], model.basis, ref.structure.symbols)
+    expected = np.mean(np.abs(predict_blocks(model, ref.structure, dense=True) - H_ref)) * 27211.386245988
+    assert float(rows[0]["h_mae_meV"]) == pytest.approx(expected, rel=1e-6)
+    assert float(rows[1]["h_mae_meV"]) == pytest.approx(expected, rel=1e-6)
+    assert rows[0]["energy_error_meV"] == "" and float(rows[1]["energy_error_meV"]) > -1e-4
+    assert "mean of 2" in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(root / "exported"), str(tmp_path / "ds"), "--split", "test"]) == 2
+    assert "split.json: file is missing" in capsys.readouterr().err

@@ -68,7 +68,7 @@ def _evaluate(args) -> None:
     model = load_model(args.model)
     folders = split_folders(args.data, args.split)
     if not folders:
-        raise SystemExit(f"elct evaluate: no structures in {args.data} (split {args.split})")
+        raise ValueError(f"no structures in {args.data} (split {args.split})")
     names = [f.relative_to(Path(args.data)).as_posix() for f in folders]
     errors = [record_errors(model, read_record(f, require=("hamiltonian",))) for f in folders]
     print(errors_table(names, errors))

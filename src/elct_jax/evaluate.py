@@ -5,6 +5,7 @@ free energy alone (D(H + cS) = D(H)); ``aligned`` errors remove the least-square
 """
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,69 @@ def structure_errors(model, record: DeepHRecord, H: np.ndarray | None = None) ->
         mae_aligned=float(np.mean(np.abs(shift_aligned(H, H_ref, S) - H_ref))),
         energy=float(_energy_of_h(system, H) - _energy_of_h(system, H_ref)),
     )
+
+
+@dataclass(frozen=True)
+class RecordErrors:
+    """Errors of a model on one labelled record of any kind, Hartree; None where the record cannot give them.
+
+    mae       mean |H - H_ref| over every entry of the record's H(R) blocks (a block the model does not
+              predict, e.g. beyond its cutoff, counts as predicted zero)
+    n_entries entries averaged
+    energy    E_KS[D(H)] - E_KS[D(H_ref)]: molecules whose level of theory the record stores
+    band_mae  ``band_errors(...).mae`` within 2 eV of E_F: crystals whose electron count the record stores
+    """
+
+    mae: float
+    n_entries: int
+    energy: float | None
+    band_mae: float | None
+
+
+def record_errors(model, record: DeepHRecord) -> RecordErrors:
+    """:class:`RecordErrors` of a trained model on ``record`` (needs its "hamiltonian" matrix; the energy also
+    its "overlap" and DFT settings)."""
+    s = record.structure
+    predicted = predict_blocks(model, s)
+    errors = [np.abs(predicted[k] - b) if k in predicted else np.abs(b) for k, b in record.matrices["hamiltonian"].items()]
+    n = sum(e.size for e in errors)
+    energy = band_mae = None
+    if not s.is_periodic and "xc" in record.dft and record.basis.name not in ("", "unknown"):
+        energy = structure_errors(model, record, dict_to_dense(predicted, model.basis, s.symbols)).energy
+    if s.is_periodic and "n_electrons" in record.dft and "overlap" in record.matrices:
+        band_mae = band_errors(predicted, record).mae
+    return RecordErrors(sum(float(e.sum()) for e in errors) / max(n, 1), n, energy, band_mae)
+
+
+def errors_table(names, errors) -> str:
+    """Per-structure rows and the mean of :class:`RecordErrors` (meV; "-" where not available)."""
+    def cell(value):
+        return f"{value * HARTREE_TO_MEV:>12.4f}" if value is not None else f"{'-':>12}"
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+    head = f"{'structure':<28}{'H MAE meV':>12}{'H MAE uHa':>12}{'dE meV':>12}{'band meV':>12}"
+    rows = [f"{name:<28}{cell(e.mae)}{e.mae * HARTREE_TO_UHA:>12.2f}{cell(e.energy)}{cell(e.band_mae)}"
+            for name, e in zip(names, errors)]
+    mae = mean([e.mae for e in errors])
+    total = (f"{f'mean of {len(errors)}':<28}{cell(mae)}{mae * HARTREE_TO_UHA:>12.2f}"
+             f"{cell(mean([e.energy for e in errors]))}{cell(mean([e.band_mae for e in errors]))}")
+    return "\n".join([head, "-" * len(head), *rows, "-" * len(head), total])
+
+
+def write_errors_csv(path, names, errors) -> None:
+    """One row per structure: name, H MAE (meV, uHa), entries, energy error and band MAE (meV, empty if none)."""
+    def mev(value):
+        return "" if value is None else f"{value * HARTREE_TO_MEV:.6f}"
+
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["structure", "h_mae_meV", "h_mae_uHa", "n_entries", "energy_error_meV", "band_mae_meV"])
+        for name, e in zip(names, errors):
+            out.writerow([name, mev(e.mae), f"{e.mae * HARTREE_TO_UHA:.4f}", e.n_entries, mev(e.energy),
+                          mev(e.band_mae)])
 
 
 def _energy_of_h(system, H):

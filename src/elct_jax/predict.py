@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from elct_jax.data.baseline import baseline_blocks
+from elct_jax.data.deeph_dock import DeepHRecord, atom_orbital_counts
 from elct_jax.data.loader import species_index
 from elct_jax.graph import neighbor_graph, pad_to_bucket
 from elct_jax.hamiltonian import block_layout, blocks_from_dict, blocks_to_dense, blocks_to_dict
@@ -47,3 +48,28 @@ def predict_blocks(model, structure: Structure, dense: bool = False):
     layout = block_layout(model.basis, structure.symbols, padded)
     n_ao = int(model.basis.ao_offsets(structure.symbols)[-1])
     return np.asarray(blocks_to_dense(onsite, edges, layout, order="pyscf"))[:n_ao, :n_ao]
+
+
+def electron_count(model, structure: Structure, xc: str = "lda", pseudo: str | None = None) -> int:
+    """Electrons of ``structure`` as the model's labels count them: all electrons (less the charge of the
+    model's level of theory, when it records one) for a molecule; per cell with the GTH pseudopotential of
+    ``xc`` (or ``pseudo``) for a crystal (``ai2dft.pyscf_bridge.overlap.valence_electrons``)."""
+    from ai2dft.pyscf_bridge.overlap import valence_electrons
+
+    if structure.is_periodic:
+        return valence_electrons(structure.symbols, model.basis.name, xc, pseudo)
+    charge = int((model.baseline or {}).get("charge", 0))
+    return valence_electrons(structure.symbols, model.basis.name, pseudo="none") - charge
+
+
+def prediction_record(model, structure: Structure, n_electrons: int | None = None) -> DeepHRecord:
+    """The predicted H of ``structure`` with S(R) on the same atom pairs from PySCF integrals of the model's
+    basis and the electron count (``n_electrons``, default :func:`electron_count`): written with
+    ``write_deeph_dock`` it is a folder DeepH-dock and ``elct bands --folder`` read directly."""
+    from elct_jax.large.sparse import SparseBlocks, overlap_like
+
+    blocks = predict_blocks(model, structure)
+    n_orb = atom_orbital_counts(model.basis, structure.symbols)
+    overlap = overlap_like(SparseBlocks.from_dict(blocks, n_orb), structure, model.basis).to_dict()
+    n_el = electron_count(model, structure) if n_electrons is None else int(n_electrons)
+    return DeepHRecord(structure, model.basis, {"hamiltonian": blocks, "overlap": overlap}, dft={"n_electrons": n_el})

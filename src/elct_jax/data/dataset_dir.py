@@ -3,6 +3,7 @@
     folders = dataset_folders("data/dft")                     # sorted; a folder of DeepH files without a structure is refused
     records = read_dataset("data/dft", require=("hamiltonian", "overlap"))
     splits  = read_split_file("split.json", "data/dft", folders)   # {"train"|"val"|"test": indices into folders}
+    test    = split_folders("data/dft", "test")                   # one part of <root>/split.json, or a list file
 """
 from __future__ import annotations
 
@@ -80,3 +81,24 @@ def read_split_file(path: str | Path, root: str | Path, folders: Sequence[Path])
     if repeated:
         raise ValueError(f"{path}: structure(s) listed more than once: {repeated[:10]}")
     return {part: np.array([index[str(n)] for n in doc.get(part, [])], dtype=int) for part in SPLIT_NAMES}
+
+
+def split_folders(root: str | Path, split: str | None = None) -> list[Path]:
+    """The dataset's folders (``split`` None), one part of its split ("train" | "val" | "test": from
+    ``<root>/split.json``, as ``elct data generate`` writes it), or those named in a text file ``split``
+    (folder names relative to ``root``, one per line). Raises naming a missing split file or folder."""
+    folders = dataset_folders(root)
+    if split is None:
+        return folders
+    if split in SPLIT_NAMES:
+        index = read_split_file(Path(root) / "split.json", root, folders)[split]
+        return [folders[i] for i in index]
+    path = Path(split)
+    if not path.is_file():
+        raise DeepHFormatError(f"{split}: neither a split name {SPLIT_NAMES} nor a file of folder names")
+    by_name = {f.relative_to(Path(root)).as_posix(): f for f in folders}
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise DeepHFormatError(f"{path}: {len(missing)} folder(s) not in {root}: {missing[:10]}")
+    return [by_name[n] for n in names]

@@ -122,12 +122,12 @@ def run_command(args) -> None:
                            solver=args.solver, chunk_atoms=args.chunk_atoms, xc=args.xc, pseudo=args.pseudo)
     if args.folder:
         if args.model or args.structure:
-            raise SystemExit("elct bands: give either --folder or --model with --structure, not both")
+            raise ValueError("give either --folder or --model with --structure, not both")
         summary = run_bands_from_folder(args.folder, args.out, request)
     elif args.model and args.structure:
         summary = run_bands(load_model(args.model), Structure.read(args.structure), args.out, request)
     else:
-        raise SystemExit("elct bands: needs --model and --structure (predict), or --folder (a DeepH folder with "
+        raise ValueError("needs --model and --structure (predict), or --folder (a DeepH folder with "
                          "hamiltonian.h5 and overlap.h5, e.g. from elct predict)")
     print(json.dumps(summary))
 
