@@ -3,8 +3,8 @@ paper's Fig. 4a).
 
 H2O, PBE/def2-SVP, density fitting, PySCF grid level 3. The same network (ELCT, float64 parameters,
 the same random initialisation) gets the same budget in every mode: ``--steps`` Adam steps, learning
-rate decayed exponentially from ``--lr`` to ``--final-lr``, by the project's jitted ``train_step``
-(the loss weights are traced: one compilation per sc target length):
+rate decayed exponentially from ``--lr`` to ``--final-lr``, by the project's training loop ``fit``
+(in memory, one step per epoch; the loss weights are traced: one compilation per sc target length):
 
   supervised     loss = MAE(H, H_pyscf)                 (labels: PySCF's converged Fock matrix)
   omega          loss = Omega(H) / N_e                  (label-free: Mermin free energy only)
@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 from pathlib import Path
 
 import jax
@@ -53,10 +52,10 @@ import numpy as np
 import scipy.linalg
 
 import ai2dft
-from ai2dft.density import density_matrix
+from ai2dft import density_matrix
 from ai2dft.energy import energy
 from ai2dft.pyscf_bridge.labels import DFTSettings
-from elct_jax.config import preset
+from elct_jax.config import LossWeights, OptimConfig, TrainConfig, preset
 from elct_jax.data.generate import label_record
 from elct_jax.data.loader import Batch, collate, make_example
 from elct_jax.data.systems import system_from_record
@@ -64,16 +63,17 @@ from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.hamiltonian import blocks_to_dense, dict_to_dense
 from elct_jax.model import count_parameters, make_predict_fn
 from elct_jax.structure import Structure
-from elct_jax.train.optim import exponential_adam
-from elct_jax.train.step import init_state, train_step
+from elct_jax.train.curve import History
+from elct_jax.train.loop import fit
 from plotting import training_curves
 from tables import final_table, step_table
 
 ai2dft.enable_float64()
 
 WATER = Structure(("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))
-MODES = {"supervised": (1.0, 0.0, 0.0), "omega": (0.0, 1.0, 0.0), "sc": (0.0, 0.0, 1.0),
-         "omega+sc": (0.0, 1.0, 1.0), "sc-diis": (0.0, 0.0, 1.0), "omega+sc-diis": (0.0, 1.0, 1.0)}  # [w_mae, w_omega, w_sc]
+MODES = {"supervised": LossWeights(mae=1.0), "omega": LossWeights(mae=0.0, omega=1.0),
+         "sc": LossWeights(mae=0.0, sc=1.0), "omega+sc": LossWeights(mae=0.0, omega=1.0, sc=1.0),
+         "sc-diis": LossWeights(mae=0.0, sc=1.0), "omega+sc-diis": LossWeights(mae=0.0, omega=1.0, sc=1.0)}
 OUT = Path(__file__).parent / "out"
 
 
@@ -145,36 +145,18 @@ def occupation_diagnosis(D: np.ndarray, ref: Reference, n_electrons: float) -> s
     return f"SCF orbitals left empty: {', '.join(empty)}; SCF virtuals occupied: {', '.join(filled)}"
 
 
-def run_mode(mode: str, params0, batch: Batch, ref: Reference, apply, optimizer, steps: int,
+def run_mode(mode: str, params0, batch: Batch, ref: Reference, apply, optim: OptimConfig, steps: int,
              eval_every: int, hamiltonian, metrics_fn, sc_iterations: int) -> dict:
     """Train from params0 in one mode for ``steps`` optimizer steps (sc target: ``sc_iterations`` DIIS steps
     in the "-diis" modes, F[D(H)] otherwise); returns the history (numpy arrays, Hartree) and timings."""
-    weights = jnp.array(MODES[mode])
-    iterations = sc_iterations if mode.endswith("-diis") else 1
     args = tuple(jnp.asarray(x) for x in (ref.H, ref.S, ref.D, ref.energy))
-    state = init_state(params0, optimizer)
-    rows, t_train, t_first = [], 0.0, 0.0
-
-    def record(step, loss):
-        m = {k: float(v) for k, v in metrics_fn(state.params, batch, *args).items()}
-        rows.append(dict(step=step, loss=loss, **m))
-
-    record(0, float("nan"))
-    for step in range(1, steps + 1):
-        t0 = time.perf_counter()
-        state, m = train_step(state, batch, weights, apply_fn=apply, optimizer=optimizer, sc_iterations=iterations)
-        loss = float(m["loss"])
-        if step == 1:  # includes the compilation when this mode is the first of its sc target length
-            t_first = time.perf_counter() - t0
-        else:
-            t_train += time.perf_counter() - t0
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"{mode}: loss {loss} at step {step}")
-        if step % eval_every == 0 or step == steps:
-            record(step, loss)
-    history = {k: np.array([r[k] for r in rows]) for k in rows[0]}
-    history["seconds_per_step"] = t_train / max(steps - 1, 1)
-    history["seconds_first_step"] = t_first
+    recorder = History(lambda params: metrics_fn(params, batch, *args), params0, eval_every, steps)
+    config = TrainConfig(run_dir="", epochs=steps, weights=MODES[mode], optim=optim, progress=False,
+                         sc_iterations=sc_iterations if mode.endswith("-diis") else 1)
+    state = fit(apply, params0, [batch], [], config, callbacks=[recorder])
+    history = recorder.arrays()
+    history["seconds_per_step"] = sum(recorder.step_seconds[1:]) / max(steps - 1, 1)
+    history["seconds_first_step"] = recorder.step_seconds[0]  # compilation included when first of its sc target
     system = jax.tree.map(lambda x: x[0], batch.systems)
     D = np.asarray(density_matrix(system, jax.jit(hamiltonian)(state.params, batch)))
     history["occupation"] = occupation_diagnosis(D, ref, float(system.n_electrons))
@@ -227,7 +209,7 @@ def main() -> None:
 
     batch, ref, basis = water_problem(args.grid_level, args.cutoff, args.smearing)
     print(f"H2O PBE/def2-SVP, grid level {args.grid_level}, smearing {args.smearing} Ha: PySCF E = {ref.e_pyscf:.10f} Ha, "
-          f"E_KS[D(H_pyscf)] (ai2dft) = {ref.energy:.10f} Ha (difference {(ref.energy - ref.e_pyscf) * 1e6:.3f} uHa)")
+          f"E_KS[D(H_pyscf)] (ai2dft) = {ref.energy:.10f} Ha (difference {(ref.energy - ref.e_pyscf) * HARTREE_TO_UHA:.3f} uHa)")
     eps = scipy.linalg.eigh(ref.H, ref.S, eigvals_only=True)
     print("SCF orbital energies (Ha), 5 occupied | 3 lowest virtual: "
           + " ".join(f"{e:.4f}" for e in eps[:5]) + " | " + " ".join(f"{e:.4f}" for e in eps[5:8]))
@@ -236,12 +218,12 @@ def main() -> None:
     params0 = init(jax.random.PRNGKey(args.seed), batch.graph)
     print(f"ELCT preset {args.preset!r}, float64, {count_parameters(params0)} parameters; Adam lr {args.lr:g} -> "
           f"{args.final_lr:g} (exponential) over {args.steps} steps per mode")
-    optimizer = exponential_adam(args.lr, args.final_lr, args.steps)
+    optim = OptimConfig(learning_rate=args.lr, schedule="exponential", final_learning_rate=args.final_lr, clip_norm=0.0)
     hamiltonian = make_hamiltonian_fn(apply, ref.H.shape[0])
     metrics_fn = make_metrics_fn(hamiltonian)
     histories = {}
     for mode in args.modes:
-        histories[mode] = run_mode(mode, params0, batch, ref, apply, optimizer, args.steps,
+        histories[mode] = run_mode(mode, params0, batch, ref, apply, optim, args.steps,
                                    args.eval_every, hamiltonian, metrics_fn, args.sc_iterations)
         report(mode, histories[mode])
     budget = f"Adam {args.steps} steps"

@@ -12,8 +12,9 @@ supercell covering every block with overlap > 1e-10); the training system is reb
 (``elct_jax.data.systems.system_from_record``). The same network (ELCT, float64 parameters, one random
 initialisation, radial cutoff = graph cutoff, edge head initialised at ``--edge-init-scale``) gets the
 same budget in each mode: ``--steps`` Adam steps, learning rate decayed exponentially from ``--lr`` to
-``--final-lr``, by the project's jitted ``train_step`` (H(k) = Bloch sum of the predicted H(R); the loss
-weights are traced; the self-consistency target is ``--sc-iterations`` Roothaan-DIIS steps from H):
+``--final-lr``, by the project's training loop ``fit`` (in memory, one step per epoch; H(k) = Bloch sum of
+the predicted H(R); the loss weights are traced; the self-consistency target is ``--sc-iterations``
+Roothaan-DIIS steps from H):
 
   supervised    loss = MAE(H(R), H_pyscf(R))                (labels)
   omega         loss = Omega(H) / N_e                       (label-free: Mermin free energy per electron)
@@ -21,7 +22,7 @@ weights are traced; the self-consistency target is ``--sc-iterations`` Roothaan-
   sc            loss = |H(k) - T(H)(k)|                    (label-free: self-consistency alone)
 
 (|H(k) - T(H)(k)| is measured in the AO basis and in the orthonormal basis of S(k); see
-``elct_jax.train.crystal_losses`` for why the AO basis alone put a level 14 eV low at 4x4x4.)
+``elct_jax.train.losses`` for why the AO basis alone put a level 14 eV low at 4x4x4.)
 
 Every ``--eval-every`` steps it records, against the reference: |H(R) - H_scf(R)| (mean over the graph's
 blocks, after removing the shift c S that Omega cannot see, and raw), |H(k) - H_own(k)| at the training
@@ -59,9 +60,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import ai2dft
-from ai2dft import crystal_energy, crystal_scf, smearing
+from ai2dft import crystal_energy, smearing
+from ai2dft.kind import density_and_entropy_of
 from ai2dft.pyscf_bridge.labels import DFTSettings
-from elct_jax.config import RadialConfig, preset
+from elct_jax.config import LossWeights, OptimConfig, RadialConfig, TrainConfig, preset
 from elct_jax.data.generate import label_record
 from elct_jax.data.loader import Batch, collate, make_example
 from elct_jax.data.systems import system_from_record
@@ -70,9 +72,9 @@ from elct_jax.graph import neighbor_graph
 from elct_jax.hamiltonian import block_layout, blocks_from_dict, bloch_sum
 from elct_jax.model import count_parameters, make_predict_fn
 from elct_jax.structure import Structure
-from elct_jax.train.crystal_losses import bloch_hamiltonians, self_consistency_residual
-from elct_jax.train.optim import exponential_adam
-from elct_jax.train.step import init_state, train_step
+from elct_jax.train.losses import bloch_hamiltonians, self_consistency_residual
+from elct_jax.train.curve import History
+from elct_jax.train.loop import fit
 from plotting import training_curves
 from tables import final_table, step_table
 
@@ -80,8 +82,8 @@ ai2dft.enable_float64()
 
 A_ANG = 4.23
 NA = Structure(("Na", "Na"), [[0.0, 0.0, 0.0], [A_ANG / 2] * 3], np.eye(3) * A_ANG, (True, True, True))
-MODES = {"supervised": (1.0, 0.0, 0.0), "omega": (0.0, 1.0, 0.0), "omega+sc": (0.0, 1.0, 1.0),
-         "sc": (0.0, 0.0, 1.0)}  # [w_mae, w_omega, w_sc]
+MODES = {"supervised": LossWeights(mae=1.0), "omega": LossWeights(mae=0.0, omega=1.0),
+         "omega+sc": LossWeights(mae=0.0, omega=1.0, sc=1.0), "sc": LossWeights(mae=0.0, sc=1.0)}
 OUT = Path(__file__).parent / "out"
 BAND_WINDOW_HA = 0.05  # band_error covers the bands below E_F + 1.36 eV
 
@@ -134,10 +136,10 @@ def na_problem(args):
     print(f"reference: PySCF KRKS + real-space blocks {time.perf_counter() - t0:.0f} s, "
           f"{len(record.matrices['hamiltonian'])} blocks (realspace k-mesh {record.dft['realspace_kmesh']}); {system!r}")
     batch = collate([make_example(record, record.basis, args.cutoff, system)], record.basis)
-    omega = jax.jit(crystal_energy.free_energy)
+    omega = jax.jit(ai2dft.free_energy)
     H_k = full_bloch_sum(record, system)
-    graph_k = bloch_hamiltonians(*batch.targets["hamiltonian"], batch.layout, batch.systems)[0]
-    own = crystal_scf.scf(system, tol=1e-9, H0=H_k)
+    graph_k = bloch_hamiltonians(batch.systems, *batch.targets["hamiltonian"], batch.layout)[0]
+    own = ai2dft.scf(system, tol=1e-9, H0=H_k)
     if not own.converged:
         raise RuntimeError("the training system's own SCF (from the PySCF H) did not converge")
     eps_own = band_energies(system, own.H)
@@ -171,9 +173,9 @@ def full_bloch_sum(record, system) -> jax.Array:
 
 def reference_report(system, ref: Reference, batch: Batch) -> None:
     """The reference's consistency with the training system and the floor set by the graph cutoff."""
-    omega_own = float(crystal_energy.free_energy(system, jnp.asarray(ref.H_own)))
+    omega_own = float(ai2dft.free_energy(system, jnp.asarray(ref.H_own)))
     H, H_own = jnp.asarray(ref.H_k), jnp.asarray(ref.H_own)
-    D, entropy = crystal_energy.density_and_entropy_of(system, H)
+    D, entropy = density_and_entropy_of(system, H)
     e_ks = float(crystal_energy.energy(system, D))
     diff = jnp.abs(H - H_own)
     by_l = {l: float(jnp.max(diff[:, np.asarray(system.ao_l) == l])) for l in sorted(set(np.asarray(system.ao_l).tolist()))}
@@ -202,40 +204,26 @@ def make_metrics_fn(apply, ref: Reference):
         dH, S, mask = flat(onsite - t_on, edges - t_ed), flat(s_on, s_ed), flat(m_on, m_ed).astype(onsite.dtype)
         shift = jnp.sum(dH * S * mask) / jnp.sum(S * S * mask)  # elct_jax.evaluate.shift_aligned, in jnp
         system = jax.tree.map(lambda x: x[0], batch.systems)
-        H_k = bloch_hamiltonians(onsite, edges, batch.layout, batch.systems)[0]
+        H_k = bloch_hamiltonians(batch.systems, onsite, edges, batch.layout)[0]
         eps = band_energies(system, H_k - k_shift(H_k, H_scf, system.overlap) * system.overlap)
         mu = fermi_level(system, eps)
         return dict(H_aligned=jnp.sum(jnp.abs(dH - shift * S) * mask) / jnp.sum(mask),
                     H_raw=jnp.sum(jnp.abs(dH) * mask) / jnp.sum(mask),
-                    E=crystal_energy.free_energy(system, H_k) - ref.omega, mu=mu - ref.mu, shift=shift,
+                    E=ai2dft.free_energy(system, H_k) - ref.omega, mu=mu - ref.mu, shift=shift,
                     sc=self_consistency_residual(system, H_k), k_own=aligned_k_error(H_k, H_own, system.overlap),
                     bands=band_error(eps, mu, ref.eps_own, ref.mu_own, BAND_WINDOW_HA))
 
     return metrics
 
 
-def run_mode(mode: str, params0, batch: Batch, apply, optimizer, args, metrics_fn) -> dict:
+def run_mode(mode: str, params0, batch: Batch, apply, optim: OptimConfig, args, metrics_fn) -> dict:
     """Adam ``args.steps`` on one mode's loss; history in Hartree."""
-    weights = jnp.array(MODES[mode])
-    state = init_state(params0, optimizer)
-    rows, t_adam = [], 0.0
-
-    def record(step, loss):
-        rows.append(dict(step=step, loss=loss, **{k: float(v) for k, v in metrics_fn(state.params, batch).items()}))
-
-    record(0, float("nan"))
-    for step in range(1, args.steps + 1):
-        t0 = time.perf_counter()
-        state, m = train_step(state, batch, weights, apply_fn=apply, optimizer=optimizer,
-                              sc_iterations=args.sc_iterations)
-        loss = float(m["loss"])
-        t_adam += time.perf_counter() - t0
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"{mode}: loss {loss} at step {step}")
-        if step % args.eval_every == 0 or step == args.steps:
-            record(step, loss)
-    history = {k: np.array([r[k] for r in rows]) for k in rows[0]}
-    history["seconds_adam"] = t_adam
+    recorder = History(lambda params: metrics_fn(params, batch), params0, args.eval_every, args.steps)
+    config = TrainConfig(run_dir="", epochs=args.steps, weights=MODES[mode], optim=optim, progress=False,
+                         sc_iterations=args.sc_iterations)
+    fit(apply, params0, [batch], [], config, callbacks=[recorder])
+    history = recorder.arrays()
+    history["seconds_adam"] = sum(recorder.step_seconds)
     return history
 
 
@@ -300,11 +288,11 @@ def main() -> None:
     print(f"ELCT preset {args.preset!r}, float64, l_max 2, cutoff {args.cutoff} A, {count_parameters(params0)} "
           f"parameters, edge init scale {args.edge_init_scale:g}; Adam lr {args.lr:g} -> {args.final_lr:g} over "
           f"{args.steps} steps per mode; sc target: {args.sc_iterations} Roothaan-DIIS steps")
-    optimizer = exponential_adam(args.lr, args.final_lr, args.steps)
+    optim = OptimConfig(learning_rate=args.lr, schedule="exponential", final_learning_rate=args.final_lr, clip_norm=0.0)
     metrics_fn = make_metrics_fn(apply, ref)
     histories = {}
     for mode in args.modes:
-        histories[mode] = run_mode(mode, params0, batch, apply, optimizer, args, metrics_fn)
+        histories[mode] = run_mode(mode, params0, batch, apply, optim, args, metrics_fn)
         report(mode, histories[mode])
     budget = f"Adam {args.steps} steps"
     print(f"\nfinal ({budget}):\n{summary(histories)}")

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from crystals import reference
 
-from ai2dft import crystal_energy, crystal_scf
+import ai2dft
+from ai2dft import crystal_energy
+from ai2dft.crystal_real_space import minimize_free_energy_real_space
 from ai2dft.crystal import bvk_translations, inverse_bloch_sum
 
 MICRO_HARTREE = 1e-6
@@ -23,7 +25,7 @@ def kmesh_of(name: str) -> tuple[int, int, int]:
 
 def check_scf(name: str) -> None:
     mf, system = reference(name)
-    result = crystal_scf.scf(system, tol=1e-9)
+    result = ai2dft.scf(system, tol=1e-9)
     print(name, "SCF", int(result.n_iter), "iterations, free energy error", float(result.free_energy) - mf.e_free)
     assert bool(result.converged) and int(result.n_iter) < 30
     assert abs(float(result.free_energy) - mf.e_free) < 1e-7
@@ -40,7 +42,7 @@ def check_variational_real_space(name: str, max_iter: int = 60) -> None:
     mf, system = reference(name)
     R = jnp.asarray(bvk_translations(kmesh_of(name)))
     blocks0 = inverse_bloch_sum(system.hcore, system.kweights, system.kpts_frac, R)
-    result = crystal_scf.minimize_free_energy_real_space(system, blocks0, R, max_iter=max_iter, gtol=1e-7)
+    result = minimize_free_energy_real_space(system, blocks0, R, max_iter=max_iter, gtol=1e-7)
     path = np.asarray(result.free_energy_path)
     print(name, "H(R) minimization", int(result.n_iter), "steps, error", float(result.free_energy) - mf.e_free)
     assert abs(float(result.free_energy) - mf.e_free) < MICRO_HARTREE
@@ -50,7 +52,7 @@ def check_variational_real_space(name: str, max_iter: int = 60) -> None:
 
 def check_variational_k(name: str, max_iter: int = 60) -> None:
     mf, system = reference(name)
-    result = crystal_scf.minimize_free_energy(system, max_iter=max_iter, gtol=1e-7)
+    result = ai2dft.minimize_free_energy(system, max_iter=max_iter, gtol=1e-7)
     print(name, "H(k) minimization", int(result.n_iter), "steps, error", float(result.free_energy) - mf.e_free)
     assert abs(float(result.free_energy) - mf.e_free) < MICRO_HARTREE
     assert np.all(np.diff(np.asarray(result.free_energy_path)) <= 1e-12)
@@ -67,13 +69,13 @@ def test_variational_minimization_over_real_space_blocks():
 def test_solver_inputs_are_checked():
     _, system = reference("graphene-szv-331")
     with pytest.raises(ValueError, match="H0 has shape"):
-        crystal_scf.scf(system, H0=system.hcore[0])
+        ai2dft.scf(system, H0=system.hcore[0])
     with pytest.raises(ValueError, match="H0 has shape"):
-        crystal_scf.minimize_free_energy(system, H0=system.hcore[:2])
+        ai2dft.minimize_free_energy(system, H0=system.hcore[:2])
     with pytest.raises(ValueError, match="translations"):
-        crystal_scf.minimize_free_energy_real_space(system, system.hcore, jnp.zeros((2, 3), int))
+        minimize_free_energy_real_space(system, system.hcore, jnp.zeros((2, 3), int))
     with pytest.raises(ValueError, match="diis_space"):
-        crystal_scf.scf(system, diis_space=0)
+        ai2dft.scf(system, diis_space=0)
 
 
 @pytest.mark.slow

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from pyscf.pbc import gto as pbc_gto
 
-from ai2dft import crystal_energy, crystal_scf
+import ai2dft
+from ai2dft import crystal_energy
+from ai2dft.api import roothaan_diis
 from ai2dft.crystal import CrystalSystem
 from ai2dft.pyscf_bridge.labels import DFTSettings
-from elct_jax.config import preset
+from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.deeph_dock import DeepHRecord, write_deeph_dock
 from elct_jax.data.generate import label_record
 from elct_jax.data.loader import collate, make_example
@@ -24,11 +26,9 @@ from elct_jax.graph import neighbor_graph
 from elct_jax.hamiltonian import block_layout, blocks_from_dict, blocks_to_dict, bloch_sum
 from elct_jax.model import make_predict_fn
 from elct_jax.structure import Structure
-from elct_jax.train.crystal_losses import bloch_hamiltonians, self_consistency_residual
-from elct_jax.train.losses import TARGET_TOL
-from elct_jax.train.loop import LossWeights, TrainConfig
-from elct_jax.train.optim import OptimConfig, make_optimizer
-from elct_jax.train.run import DataConfig, RunConfig, train
+from elct_jax.train.losses import TARGET_TOL, bloch_hamiltonians, self_consistency_residual
+from elct_jax.train.optim import make_optimizer
+from elct_jax.train.run import train
 from elct_jax.saved_model import load_model
 from elct_jax.train.step import init_state, make_eval_step, make_loss_fn, make_train_step
 from crystals import graphene_supercell
@@ -38,7 +38,7 @@ GRAPHENE = graphene_supercell((1, 1, 1), sigma=0.0)
 SETTINGS = DFTSettings(basis="gth-szv", xc="lda", kmesh=(3, 3, 1), ke_cutoff_Ha=60, smearing=("fermi", 0.01))
 CUTOFF = 4.0  # graph cutoff, Angstrom (36 edges)
 OPTIM = OptimConfig(learning_rate=2e-3, clip_norm=0.0)
-FREE_ENERGY = jax.jit(crystal_energy.free_energy)  # eager evaluation is several times slower than a compile
+FREE_ENERGY = jax.jit(ai2dft.free_energy)  # eager evaluation is several times slower than a compile
 RESIDUAL = jax.jit(self_consistency_residual, static_argnums=2)
 
 
@@ -101,7 +101,7 @@ def test_batched_bloch_sums_equal_each_crystals_own(setup):
     batch = collate(examples, basis)
     onsite = jnp.asarray(rng.standard_normal(batch.onsite_mask.shape))
     edges = jnp.asarray(rng.standard_normal(batch.edge_mask.shape))
-    H = bloch_hamiltonians(onsite, edges, batch.layout, batch.systems)  # [2, nk, nao, nao]
+    H = bloch_hamiltonians(batch.systems, onsite, edges, batch.layout)  # [2, nk, nao, nao]
     node, edge = 0, 0
     for g, ex in enumerate(examples):
         n_node, n_edge = _n_real(ex)
@@ -112,7 +112,7 @@ def test_batched_bloch_sums_equal_each_crystals_own(setup):
 
 
 def test_step_omega_is_the_free_energy_of_the_predicted_blocks(setup):
-    """(a) Omega of the step = crystal_energy.free_energy of H(k) assembled independently from the same blocks."""
+    """(a) Omega of the step = ai2dft.free_energy of H(k) assembled independently from the same blocks."""
     example, system, batch, params = setup["example"], setup["system"], setup["batch"], setup["params"]
     metrics = setup["evaluate"](params, batch, jnp.array([0.0, 1.0, 1.0]))
     onsite, edges = setup["predict"](params, batch.graph)
@@ -174,13 +174,13 @@ def test_iterated_self_consistency_target_approaches_the_crystal_scf(setup):
     """The crystal sc target after n Roothaan-DIIS steps: F[D(H)](k) for n = 1, near the SCF H(k) for n = 10,
     so the residual measures |H(k) - H_scf(k)| (k-weighted)."""
     system = setup["system"]
-    H_scf = crystal_scf.scf(system, tol=1e-9, on_failure="raise").H
+    H_scf = ai2dft.scf(system, tol=1e-9, on_failure="raise").H
     rng = np.random.default_rng(2)
     noise = 0.01 * (rng.standard_normal(H_scf.shape) + 1j * rng.standard_normal(H_scf.shape))
     H = H_scf + jnp.asarray(noise + np.conj(np.swapaxes(noise, -1, -2)))
     F_of_D = crystal_energy.fock(system, crystal_energy.density_and_entropy_of(system, H)[0])
-    T1 = crystal_scf.roothaan_diis(system, H, 1, 0.0)[0]
-    T10 = crystal_scf.roothaan_diis(system, H, 10, TARGET_TOL)[0]
+    T1 = roothaan_diis(system, H, 1, 0.0)[0]
+    T10 = roothaan_diis(system, H, 10, TARGET_TOL)[0]
     assert float(jnp.max(jnp.abs(T1 - F_of_D))) < 1e-12
     far, near = float(jnp.mean(jnp.abs(T1 - H_scf))), float(jnp.mean(jnp.abs(T10 - H_scf)))
     assert near < 1e-2 * far, (near, far)
@@ -196,7 +196,7 @@ def test_residual_counts_an_error_along_a_near_null_overlap_direction_at_full_si
     eps s w w^+ in the AO basis but eps w w^+ in the orthonormal one: the residual counts it at full size,
     as band energies do, and not reduced by s (the failure of an AO-only residual at zone-boundary k)."""
     system = setup["system"]
-    H_scf = crystal_scf.scf(system, tol=1e-9, on_failure="raise").H
+    H_scf = ai2dft.scf(system, tol=1e-9, on_failure="raise").H
     s_k, w_k = np.linalg.eigh(np.asarray(system.overlap))
     k = int(np.argmin(s_k[:, 0]))
     s, w = s_k[k, 0], w_k[k, :, 0]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+import ai2dft
 from ai2dft import density
 from ai2dft.density import density_and_entropy
 
@@ -264,16 +265,16 @@ def test_density_matrix_of_a_pyscf_system():
     mf = rks("H2O", "lda,vwn")
     system = System.from_pyscf(mf)
     F = jnp.asarray(mf.get_fock())
-    D = density.density_matrix(system, F)
+    D = ai2dft.density_matrix(system, F)
     np.testing.assert_allclose(np.asarray(D), mf.make_rdm1(), atol=1e-5)
     padded = pad_system(system, system.n_ao + 4, system.weights.shape[0], system.cderi.shape[0])
     F_pad = jnp.pad(F, ((0, 4), (0, 4))) + jnp.diag(jnp.r_[jnp.zeros(system.n_ao), jnp.full(4, 100.0)])
-    D_pad = density.density_matrix(padded, F_pad)
+    D_pad = ai2dft.density_matrix(padded, F_pad)
     np.testing.assert_allclose(np.asarray(D_pad[:system.n_ao, :system.n_ao]), np.asarray(D), atol=1e-12)
     assert not np.any(np.asarray(D_pad)[system.n_ao:])
     with pytest.raises(ValueError, match=r"H has shape \(23, 23\), expected \(24, 24\)"):
-        density.density_matrix(system, F[:23, :23])
+        ai2dft.density_matrix(system, F[:23, :23])
     with pytest.raises(ValueError, match=r"not Hermitian: max \|H - H\^H\| = 1.000e-03"):
-        density.density_matrix(system, F.at[0, 5].add(1e-3))
+        ai2dft.density_matrix(system, F.at[0, 5].add(1e-3))
     with pytest.raises(ValueError, match="non-finite"):
-        density.density_matrix(system, F.at[3, 3].set(jnp.inf))
+        ai2dft.density_matrix(system, F.at[3, 3].set(jnp.inf))

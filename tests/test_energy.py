@@ -6,7 +6,8 @@ import pytest
 from pyscf import dft, scf
 
 from ai2dft.density import density_and_entropy
-from ai2dft.energy import energy, energy_terms, fock, free_energy
+from ai2dft import free_energy
+from ai2dft.energy import energy, energy_terms, fock
 from ai2dft.system import System, pad_system
 from molecules import mole, rks
 

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 from pyscf import dft, scf as pyscf_scf
 
-from ai2dft.energy import free_energy
+from ai2dft import free_energy, minimize_free_energy
 from ai2dft.scf import ScfNotConverged, scf
 from ai2dft.system import System
-from ai2dft.variational import minimize_free_energy
 from molecules import mole, rks
 
 XCS = ["lda,vwn", "pbe"]

@@ -12,12 +12,12 @@ import pytest
 from gradcheck import assert_grad_matches_fd
 from pyscf import dft, gto
 
-from ai2dft.density import density_matrix
+from ai2dft import density_matrix
 from ai2dft.energy import fock
 from ai2dft.scf import roothaan_diis, scf
 from ai2dft.system import System
 from elct_jax.basis import OrbitalBasis
-from elct_jax.config import preset
+from elct_jax.config import LossWeights, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.deeph_dock import DeepHRecord
 from elct_jax.data.loader import collate, make_example
 from elct_jax.hamiltonian import blocks_to_dense, dense_to_dict
@@ -25,8 +25,8 @@ from elct_jax.model import make_predict_fn
 from elct_jax.structure import Structure
 from elct_jax.train.checkpoint import Checkpointer
 from elct_jax.train.losses import TARGET_TOL, self_consistency_residual
-from elct_jax.train.loop import LossWeights, TrainConfig, TrainingDiverged, fit
-from elct_jax.train.optim import OptimConfig, make_optimizer
+from elct_jax.train.loop import TrainingDiverged, fit
+from elct_jax.train.optim import make_optimizer
 from elct_jax.train.step import init_state, make_eval_step, make_loss_fn, make_train_step, train_step
 
 SYMBOLS = ("O", "H", "H")
@@ -188,14 +188,12 @@ def test_iterated_self_consistency_training_approaches_the_scf_solution(setup):
 
 
 def test_run_config_reads_sc_iterations_and_names_bad_values():
-    from elct_jax.train.run import run_config_from_dict
-
-    assert run_config_from_dict({"train": {"sc_iterations": 8}}).train.sc_iterations == 8
-    assert run_config_from_dict({}).train.sc_iterations == 1
+    assert RunConfig.from_dict({"train": {"sc_iterations": 8}}).train.sc_iterations == 8
+    assert RunConfig.from_dict({}).train.sc_iterations == 1
     with pytest.raises(ValueError, match="sc_iterations"):
-        run_config_from_dict({"train": {"sc_iterations": 0}})
+        RunConfig.from_dict({"train": {"sc_iterations": 0}})
     with pytest.raises(ValueError, match="sc_iteration"):
-        run_config_from_dict({"train": {"sc_iteration": 8}})  # a misspelt key is named, not ignored
+        RunConfig.from_dict({"train": {"sc_iteration": 8}})  # a misspelt key is named, not ignored
 
 
 def test_ctrl_c_during_an_async_checkpoint_write_keeps_it_and_resumes_exactly(setup, tmp_path, monkeypatch):

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ai2dft.bloch import phases
+
 Array = jax.Array
 
 
@@ -152,9 +154,9 @@ def bloch_sum(blocks: Array, translations: Array, kpts_frac: Array) -> Array:
 
     blocks: [nR, nao, nao] real-space blocks H_ij(R) = <i, 0|H|j, R>; translations: [nR, 3]
     integer lattice coordinates of R; kpts_frac: [nk, 3]. The result is Hermitian when the list
-    holds -R with H(-R) = H(R)^T for every R (``hermitian_part`` enforces it otherwise).
+    holds -R with H(-R) = H(R)^T for every R (``ai2dft.hermitian.hermitian_part`` enforces it otherwise).
     """
-    phase = jnp.exp(2j * jnp.pi * (kpts_frac @ jnp.asarray(translations, kpts_frac.dtype).T))  # [nk, nR]
+    phase = phases(kpts_frac, translations)  # [nk, nR]
     return jnp.einsum("kr,rij->kij", phase, blocks.astype(phase.dtype))
 
 
@@ -165,7 +167,7 @@ def inverse_bloch_sum(H_k: Array, kweights: Array, kpts_frac: Array, translation
     representative per Born-von Karman class (``bvk_translations``); otherwise aliased (see
     DESIGN.md section 3). Real for time-reversal-symmetric H(k) (H(-k) = conj H(k)).
     """
-    phase = jnp.exp(-2j * jnp.pi * (kpts_frac @ jnp.asarray(translations, kpts_frac.dtype).T))  # [nk, nR]
+    phase = jnp.conj(phases(kpts_frac, translations))  # [nk, nR]
     return jnp.einsum("k,kr,kij->rij", kweights.astype(phase.dtype), phase, H_k)
 
 
@@ -175,7 +177,3 @@ def bvk_translations(kmesh: tuple[int, int, int]) -> np.ndarray:
     axes = [range(-((n - 1) // 2), n // 2 + 1) for n in kmesh]
     return np.array(list(itertools.product(*axes)), dtype=np.int32).reshape(-1, 3)
 
-
-def hermitian_part(H: Array) -> Array:
-    """(H + H^H) / 2 over the last two axes."""
-    return 0.5 * (H + jnp.conj(jnp.swapaxes(H, -1, -2)))

@@ -1,4 +1,4 @@
-"""Kohn-Sham energy, Fock matrices and Mermin free energy of a crystal, differentiable in JAX.
+"""Kohn-Sham energy and Fock matrices of a crystal, differentiable in JAX: the crystal kind.
 
 For k-point density matrices D(k) [nk, nao, nao] (spin-summed, not k-weighted; see
 ``ai2dft.crystal`` for the conventions) and k-weights w_k:
@@ -6,7 +6,6 @@ For k-point density matrices D(k) [nk, nao, nao] (spin-summed, not k-weighted; s
     rho(r)  = sum_k w_k sum_ij D_ij(k) phi^k_i(r) conj(phi^k_j(r))       on the uniform mesh
     E_KS[D] = sum_k w_k Re tr(D(k) hcore(k)) + E_H[rho] + E_xc[rho] + E_nuc     (Hartree per cell)
     F(k)    = hcore(k) + <phi^k_i| v_H + v_xc |phi^k_j>   (GGA: + the grad-rho terms)
-    Omega[H] = E_KS[D(H)] - sigma * entropy(H)            (Mermin free energy)
 
 E_KS is defined on all complex D through their Hermitian part, so dE = sum_k w_k Re tr(dD(k) F(k))
 for every perturbation dD. ``energy`` carries a custom VJP whose cotangent is the Fock matrix:
@@ -15,15 +14,18 @@ walked chunk by chunk (``lax.map`` / ``lax.scan``), so memory beyond the stored 
 chunk's ``[nk, n_deriv, chunk, nao]`` plus a few grid-sized vectors.
 
 These numbers equal PySCF's KRKS (FFTDF, uniform grid) on the same mesh: see tests/test_crystal.py.
+This module is the crystal kind: it implements ``ai2dft.kind`` for ``CrystalSystem``, so the Mermin
+free energy, the SCF and the variational solver of ``ai2dft.api`` take crystals.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-from ai2dft import coulomb_fft, xc
-from ai2dft.crystal import CrystalSystem, bloch_sum, hermitian_part
-from ai2dft.density import density_and_entropy, validate_hamiltonian
+from ai2dft import coulomb_fft, kind, xc
+from ai2dft.crystal import CrystalSystem
+from ai2dft.density import density_and_entropy
+from ai2dft.hermitian import dagger, hermitian_part
 from ai2dft.units import PAD_LEVEL_HARTREE
 
 Array = jax.Array
@@ -73,7 +75,7 @@ def potential_matrix(system: CrystalSystem, v: Array, v_grad: Array) -> Array:
         return acc + jnp.einsum("kpj,kpi->kji", jnp.conj(ao[:, 0]), x), None
 
     a, _ = jax.lax.scan(step, jnp.zeros((nk, nao, nao), system.ao.dtype), (system.ao, weights))
-    return a + jnp.conj(jnp.swapaxes(a, -1, -2))
+    return a + dagger(a)
 
 
 def one_electron_energy(system: CrystalSystem, D: Array) -> Array:
@@ -118,14 +120,17 @@ def _energy_bwd(residuals, g):
 
 
 energy.defvjp(_energy_fwd, _energy_bwd)
+kind.energy.register(CrystalSystem, energy)
 
 
+@kind.fock.register
 def fock(system: CrystalSystem, D: Array) -> Array:
     """[nk, nao, nao] Kohn-Sham matrices F(k) = hcore(k) + V_H(k) + V_xc(k) (Hartree), Hermitian."""
     _, v, v_grad = _potentials(system, grid_density(system, D))
     return system.hcore + potential_matrix(system, v, v_grad)
 
 
+@kind.effective_hamiltonian.register
 def effective_hamiltonian(system: CrystalSystem, H: Array) -> Array:
     """[nk, nao, nao] P H P + L (1 - P): H restricted to the basis PySCF keeps (``basis_projector``).
 
@@ -133,51 +138,30 @@ def effective_hamiltonian(system: CrystalSystem, H: Array) -> Array:
     become levels at L = ``PAD_LEVEL_HARTREE``, never occupied, as in PySCF's canonical
     orthogonalization; without linear dependencies P = 1 and this is H.
     """
+    return kept_part(system, H) + PAD_LEVEL_HARTREE * (jnp.eye(H.shape[-1], dtype=H.dtype) - system.basis_projector)
+
+
+@kind.kept_part.register
+def kept_part(system: CrystalSystem, A: Array) -> Array:
+    """[nk, nao, nao] P A P, A restricted to the basis PySCF keeps."""
     P = system.basis_projector
-    return P @ H @ P + PAD_LEVEL_HARTREE * (jnp.eye(H.shape[-1], dtype=H.dtype) - P)
+    return P @ A @ P
 
 
-def density_and_entropy_of(system: CrystalSystem, H: Array) -> tuple[Array, Array]:
+@kind.density_and_entropy_of.register
+def density_and_entropy_of(system: CrystalSystem, H: Array, X: Array | None = None) -> tuple[Array, Array]:
     """(D [nk, nao, nao], entropy) of H(k) [nk, nao, nao] at the system's electron count and smearing,
     in the basis left after PySCF's linear-dependency removal (``effective_hamiltonian``)."""
     return density_and_entropy(effective_hamiltonian(system, H), system.overlap, system.n_electrons, system.sigma,
                                system.smearing_kind, kweights=system.kweights, ao_mask=system.ao_mask,
-                               s_inv_sqrt=system.s_inv_sqrt)
+                               s_inv_sqrt=system.s_inv_sqrt if X is None else X)
 
 
-def density_matrix(system: CrystalSystem, H: Array) -> Array:
-    """[nk, nao, nao] D(H(k)) as ``free_energy`` uses it (smearing, k-weights and the basis PySCF keeps
-    from ``system``). Validates a concrete H like ``ai2dft.density.density_matrix`` (shape, finite,
-    Hermitian) and raises ``ValueError`` naming the problem."""
-    validate_hamiltonian(H, system.overlap.shape)
-    return _density_matrix_jit(system, H)
+@kind.orthogonalizer.register
+def _(system: CrystalSystem) -> Array:
+    return system.s_inv_sqrt
 
 
-@jax.jit
-def _density_matrix_jit(system: CrystalSystem, H: Array) -> Array:
-    return density_and_entropy_of(system, H)[0]
-
-
-def free_energy(system: CrystalSystem, H: Array) -> Array:
-    """[] Mermin free energy Omega(H) = E_KS[D(H)] - sigma * entropy per cell (Hartree).
-
-    H: [nk, nao, nao] complex Hermitian Kohn-Sham matrices H(k). Variational: its gradient
-    vanishes at self-consistency (H = F[D(H)] up to a constant shift times S).
-    ``jax.grad`` returns conj(dOmega/dH): conjugate it before a descent step. Raises ``ValueError``
-    for an H of the wrong shape, and, when H is concrete (not traced inside jit, grad or vmap: the
-    training step pays nothing), for non-finite entries or a non-Hermitian H.
-    """
-    validate_hamiltonian(H, system.overlap.shape)
-    D, entropy = density_and_entropy_of(system, H)
-    return energy(system, D) - system.sigma * entropy
-
-
-def free_energy_real_space(system: CrystalSystem, blocks: Array, translations: Array) -> Array:
-    """[] Omega of real-space blocks: H(k) = Herm(sum_R H(R) exp(2 pi i k.R)).
-
-    blocks: [nR, nao, nao] H_ij(R) = <i, 0|H|j, R> (Hartree), real or complex; translations:
-    [nR, 3] integer lattice coordinates. Taking the Hermitian part makes any list valid: when it
-    holds -R for every R with H(-R) = H(R)^H, that part is the Bloch sum itself; otherwise each
-    block acts as the symmetrized pair (H(R) at R, H(R)^H at -R) with half weight each.
-    """
-    return free_energy(system, hermitian_part(bloch_sum(blocks, translations, system.kpts_frac)))
+@kind.metric.register
+def _(system: CrystalSystem) -> Array:
+    return system.kweights[:, None, None]

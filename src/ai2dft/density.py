@@ -30,16 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ai2dft import smearing
+from ai2dft.hermitian import dagger, hermitian_part
 
 _PAD_MARGIN_SIGMAS = 1100.0  # padded levels sit this many sigmas above the spectrum: f and f' are exactly 0
-
-
-def _herm(a):
-    return 0.5 * (a + jnp.conj(jnp.swapaxes(a, -1, -2)))
-
-
-def _dagger(a):
-    return jnp.conj(jnp.swapaxes(a, -1, -2))
 
 
 def inverse_sqrt_overlap(S: jax.Array) -> jax.Array:
@@ -49,8 +42,8 @@ def inverse_sqrt_overlap(S: jax.Array) -> jax.Array:
     it saves one eigendecomposition per call. Not meant to be differentiated (D's dependence on S
     is carried by the custom VJP of ``density_and_entropy``).
     """
-    s, v = jnp.linalg.eigh(_herm(S))
-    return _herm((v * (1.0 / jnp.sqrt(s))[..., None, :]) @ _dagger(v))
+    s, v = jnp.linalg.eigh(hermitian_part(S))
+    return hermitian_part((v * (1.0 / jnp.sqrt(s))[..., None, :]) @ dagger(v))
 
 
 def mask_padding(H, S, ao_mask):
@@ -112,7 +105,7 @@ def _as_kpoints(H, S):
 
 def _spectrum(H, X, pad, sigma):
     """Eigenpairs of the orthogonalized H; padded AOs become levels far above the spectrum."""
-    Ho = _herm(_dagger(X) @ H @ X)  # [nk, nao, nao]
+    Ho = hermitian_part(dagger(X) @ H @ X)  # [nk, nao, nao]
     bound = jnp.max(jnp.sum(jnp.abs(Ho), axis=-1))  # >= spectral radius (Gershgorin)
     level = jax.lax.stop_gradient(bound + 1.0 + _PAD_MARGIN_SIGMAS * sigma)
     Ho = Ho + jnp.diag(pad * level).astype(Ho.dtype)
@@ -134,7 +127,7 @@ def _density_core(kind, H, S, X, kweights, pad, n_electrons, sigma):
 def _density_fwd(kind, H, S, X, kweights, pad, n_electrons, sigma):
     eps, C = _spectrum(H, X, pad, sigma)
     f, mu, ent = _occupied(kind, eps, kweights, n_electrons, sigma)
-    D = 2.0 * (C * f[:, None, :].astype(C.dtype)) @ _dagger(C)
+    D = 2.0 * (C * f[:, None, :].astype(C.dtype)) @ dagger(C)
     return (D, ent), (C, eps, f, mu, kweights, sigma, X, pad, n_electrons)
 
 
@@ -156,7 +149,7 @@ def _density_bwd(kind, residuals, cotangents):
     D_bar, ent_bar = cotangents
     phi, fp, x = _response_kernels(kind, eps, f, mu, sigma)
     w = kweights[:, None]
-    Gt = 2.0 * _dagger(C) @ _herm(jnp.conj(D_bar)) @ C  # [nk, n, n], Hermitian
+    Gt = 2.0 * dagger(C) @ hermitian_part(jnp.conj(D_bar)) @ C  # [nk, n, n], Hermitian
     gt_diag = jnp.real(jnp.diagonal(Gt, axis1=-2, axis2=-1))
     z = jnp.sum(w * fp)
     z_safe = jnp.where(z < 0, z, -1.0)
@@ -165,8 +158,8 @@ def _density_bwd(kind, residuals, cotangents):
     g_diag = -a * w * fp + ent_bar * 2.0 * w * (x * fp - b * fp)  # [nk, n]
     G_bar = phi * Gt + _diag(g_diag).astype(Gt.dtype)
     T_bar = -(0.5 * (eps[:, :, None] + eps[:, None, :]) * G_bar + 0.5 * (f[:, :, None] + f[:, None, :]) * Gt)
-    H_bar = C @ G_bar @ _dagger(C)
-    S_bar = C @ T_bar @ _dagger(C)
+    H_bar = C @ G_bar @ dagger(C)
+    S_bar = C @ T_bar @ dagger(C)
     # d/dn_electrons and d/dsigma through the occupations and the entropy at fixed electron count
     n_bar = jnp.where(z < 0, (jnp.sum(fp * gt_diag) / 2.0 + ent_bar * jnp.sum(w * x * fp)) / z_safe, 0.0)
     sigma_bar = jnp.sum(gt_diag * fp * (b - x)) + ent_bar * 2.0 * jnp.sum(w * x * fp * (b - x))
@@ -180,23 +173,6 @@ def _diag(v):
 
 
 _density_core.defvjp(_density_fwd, _density_bwd)
-
-
-def density_matrix(system, H) -> jax.Array:
-    """D(H) [nao, nao] of a molecular ``System`` (crystals: ``ai2dft.crystal_energy.density_matrix``;
-    ``ai2dft.density_matrix`` takes either).
-
-    Overlap, electron count, smearing width and kind and AO mask come from ``system``. Raises
-    ``ValueError`` for an H of the wrong shape or a complex H, and, when H is concrete (not traced
-    inside jit), for a non-Hermitian H (reporting the largest asymmetry) or non-finite entries.
-    """
-    validate_hamiltonian(H, system.overlap.shape, real=True)
-    D, _ = _density_and_entropy_jit(H, system.overlap, system.n_electrons, system.sigma, system.smearing_kind,
-                                    None, system.ao_mask)
-    return D
-
-
-_density_and_entropy_jit = jax.jit(density_and_entropy, static_argnums=4)  # one compile per shape and kind
 
 
 def validate_hamiltonian(H, shape, tol: float = 1e-8, real: bool = False) -> None:

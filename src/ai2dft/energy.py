@@ -1,4 +1,4 @@
-"""Molecular Kohn-Sham energy E_KS[D], Fock matrix F[D] = dE/dD and Mermin free energy Omega(H).
+"""Molecular Kohn-Sham energy E_KS[D] and Fock matrix F[D] = dE/dD.
 
 For a total (spin-summed) density matrix D [nao, nao] of a closed shell (D = 2 C f C^T):
 
@@ -10,7 +10,8 @@ For a total (spin-summed) density matrix D [nao, nao] of a closed shell (D = 2 C
 
 D is symmetrized on entry, so ``jax.grad(energy, argnums=1)`` equals ``fock`` for any D. All
 functions take the ``System`` as an argument: ``jax.jit(energy)`` compiles once per shape and is
-shared by every system (padded to) the same shapes.
+shared by every system (padded to) the same shapes. The Mermin free energy Omega(H) of any kind of
+system is ``ai2dft.free_energy``; ``ai2dft.molecule`` registers these functions for ``System``.
 """
 from __future__ import annotations
 
@@ -18,14 +19,10 @@ import jax
 import jax.numpy as jnp
 
 from ai2dft import coulomb, xc
-from ai2dft.density import density_and_entropy, validate_hamiltonian
+from ai2dft.hermitian import hermitian_part
 from ai2dft.system import System
 
 Array = jax.Array
-
-
-def _symmetrize(D: Array) -> Array:
-    return 0.5 * (D + D.T)
 
 
 def _density_on_grid(system: System, D: Array) -> tuple[Array, Array | None]:
@@ -44,13 +41,13 @@ def _sigma(grad_rho: Array | None) -> Array | None:
 
 def xc_energy(system: System, D: Array) -> Array:
     """[] exchange-correlation energy (Hartree)."""
-    rho, grad_rho = _density_on_grid(system, _symmetrize(D))
+    rho, grad_rho = _density_on_grid(system, hermitian_part(D))
     return jnp.dot(system.weights, xc.energy_density(system.xc, rho, _sigma(grad_rho)))
 
 
 def xc_matrix(system: System, D: Array) -> Array:
     """[nao, nao] exchange-correlation potential matrix V_xc = dE_xc/dD (Hartree)."""
-    rho, grad_rho = _density_on_grid(system, _symmetrize(D))
+    rho, grad_rho = _density_on_grid(system, hermitian_part(D))
     _, vrho, vsigma = xc.potentials(system.xc, rho, _sigma(grad_rho))
     # V = X + X^T with X = ao^T (w vrho ao / 2 + B), B_gi = sum_x 2 w vsigma d_x rho d_x phi_i
     half = 0.5 * (system.weights * vrho)[:, None] * system.ao  # [ngrid, nao]
@@ -64,7 +61,7 @@ def xc_matrix(system: System, D: Array) -> Array:
 
 def energy_terms(system: System, D: Array) -> dict[str, Array]:
     """Components of E_KS[D] in Hartree: "one_electron" (tr D hcore), "hartree", "xc", "nuclear"."""
-    D = _symmetrize(D)
+    D = hermitian_part(D)
     return {
         "one_electron": jnp.sum(D * system.hcore),
         "hartree": coulomb.hartree_energy(system.cderi, D),
@@ -80,22 +77,6 @@ def energy(system: System, D: Array) -> Array:
 
 def fock(system: System, D: Array) -> Array:
     """[nao, nao] Kohn-Sham Fock matrix F[D] = hcore + J[D] + V_xc[D] = dE_KS/dD (Hartree)."""
-    D = _symmetrize(D)
+    D = hermitian_part(D)
     return system.hcore + coulomb.coulomb_matrix(system.cderi, D) + xc_matrix(system, D)
 
-
-def free_energy(system: System, H: Array) -> Array:
-    """[] Mermin free energy Omega(H) = E_KS[D(H)] - sigma * S_entropy[D(H)] (Hartree).
-
-    H [nao, nao] is a trial Kohn-Sham Hamiltonian; D(H) and the entropy come from
-    ``ai2dft.density.density_and_entropy`` (smearing kind and width, overlap and AO mask from
-    ``system``). Differentiable in H; stationary at self-consistency (H = F[D(H)]).
-    Raises ``ValueError`` for an H of the wrong shape or a complex H, and, when H is concrete (not
-    traced inside jit, grad or vmap: the training step pays nothing), for non-finite entries or a
-    non-Hermitian H (``ai2dft.density.validate_hamiltonian``).
-    """
-    validate_hamiltonian(H, system.overlap.shape, real=True)
-    D, entropy = density_and_entropy(
-        H, system.overlap, system.n_electrons, system.sigma, system.smearing_kind, ao_mask=system.ao_mask
-    )
-    return energy(system, D) - system.sigma * entropy

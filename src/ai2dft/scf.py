@@ -1,9 +1,12 @@
-"""Self-consistent field in JAX: Roothaan steps H <- F[D(H)] with Pulay DIIS, in one while_loop.
+"""Self-consistent field in JAX for every kind of system: Roothaan steps H <- F[D(H)] with Pulay DIIS,
+in one while_loop, written against ``ai2dft.kind`` only.
 
-Each iteration builds D = D(H) (smearing from the ``System``), the Fock matrix F = F[D] and the
-orthogonalized commutator e = X (F D S - S D F) X (X = S^-1/2), which vanishes at
-self-consistency; the next H is the DIIS extrapolation sum_i c_i F_i minimizing |sum_i c_i e_i|
-with sum_i c_i = 1 over the last ``diis_space`` iterations. Converged when max|e| < tol.
+Each iteration builds D = D(H) (smearing from the system), the Fock matrix F = F[D] and the
+orthogonalized commutator e = X (F' D S - S D F') X (X the kind's orthogonalizer, F' = F in the basis
+it keeps: ``kind.effective_hamiltonian``), which vanishes at self-consistency; the next H is the DIIS
+extrapolation sum_i c_i F_i minimizing |sum_i c_i e_i| (the kind's inner product: sum_ij for
+molecules, sum_k w_k Re tr for crystals) with sum_i c_i = 1 over the last ``diis_space`` iterations.
+Converged when max|e| < tol.
 """
 from __future__ import annotations
 
@@ -14,9 +17,8 @@ import warnings
 import jax
 import jax.numpy as jnp
 
-from ai2dft.density import density_and_entropy, inverse_sqrt_overlap, mask_padding
-from ai2dft.energy import energy, fock
-from ai2dft.system import System
+from ai2dft import kind
+from ai2dft.hermitian import dagger
 
 Array = jax.Array
 _DIIS_RCOND = 1e-14  # relative eigenvalue cutoff of the DIIS equations (as PySCF)
@@ -31,8 +33,9 @@ class ScfNotConverged(RuntimeError):
 class ScfResult:
     """Outcome of ``scf``.
 
-    H:           [nao, nao] Fock matrix F[D] of the final density (self-consistent H), Hartree.
-    D:           [nao, nao] spin-summed density matrix of the last iteration.
+    H:           Fock matrix F[D] of the final density (self-consistent H), Hartree; H-shaped
+                 ([nao, nao] molecule, [nk, nao, nao] crystal).
+    D:           spin-summed density matrix of the last iteration, H-shaped.
     energy:      [] Kohn-Sham energy E_KS[D], Hartree.
     free_energy: [] Mermin free energy E_KS[D] - sigma * entropy, Hartree.
     converged:   [] bool, error < tol.
@@ -49,9 +52,9 @@ class ScfResult:
     error: Array
 
 
-def scf(system: System, max_iter: int = 100, tol: float = 1e-8, H0: Array | None = None,
+def scf(system, max_iter: int = 100, tol: float = 1e-8, H0: Array | None = None,
         diis_space: int = 8, on_failure: str = "warn") -> ScfResult:
-    """Converge the Kohn-Sham equations of ``system`` from H0 (default: the core Hamiltonian).
+    """Converge the Kohn-Sham equations of ``system`` (any kind) from H0 (default: the core Hamiltonian).
 
     tol: threshold on the max-abs orthogonalized commutator (Hartree; 1e-8 gives energies
     converged far below 1e-8 Ha). on_failure: "warn" (``RuntimeWarning``), "raise"
@@ -59,12 +62,20 @@ def scf(system: System, max_iter: int = 100, tol: float = 1e-8, H0: Array | None
     nothing can be raised, so check ``result.converged`` there.
     """
     check_on_failure(on_failure)
-    if diis_space < 1:
-        raise ValueError(f"diis_space must be >= 1, got {diis_space}")
+    H0 = checked_start(system, H0, diis_space=diis_space)
+    return report_failure(_scf_jit(system, H0, max_iter, tol, diis_space), tol, on_failure)
+
+
+def checked_start(system, H0, **counts: int) -> Array:
+    """The solvers' argument check: H0 as an array of the system's Hamiltonian dtype (default: hcore),
+    after raising ValueError for an H0 of the wrong shape or a count (diis_space, memory) below 1."""
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     H0 = system.hcore if H0 is None else jnp.asarray(H0)
     if H0.shape != system.hcore.shape:
         raise ValueError(f"H0 has shape {H0.shape}, expected {system.hcore.shape}")
-    return report_failure(_scf_jit(system, H0, max_iter, tol, diis_space), tol, on_failure)
+    return H0.astype(jnp.result_type(H0, system.hcore))
 
 
 def check_on_failure(on_failure: str) -> None:
@@ -88,7 +99,7 @@ def report_failure(result: ScfResult, tol: float, on_failure: str) -> ScfResult:
 def diis_extrapolate(focks: Array, errors_gram: Array, n_valid: Array) -> Array:
     """sum_i c_i F_i with c minimizing c^T B c subject to sum_i c_i = 1.
 
-    focks: [m, nao, nao]; errors_gram: [m, m] B_ij = <e_i, e_j>; n_valid: [] slots in use
+    focks: [m, n, nao]; errors_gram: [m, m] B_ij = <e_i, e_j>; n_valid: [] slots in use
     (the first n_valid of the circular buffer). Solved by a pseudo-inverse of the bordered
     system (eigenvalues below 1e-14 of the largest dropped), robust when B is nearly singular.
     """
@@ -110,48 +121,44 @@ def diis_extrapolate(focks: Array, errors_gram: Array, n_valid: Array) -> Array:
 @functools.partial(jax.jit, static_argnums=(4,))
 def _scf_jit(system, H0, max_iter, tol, diis_space):
     F, D, entropy, it, error = roothaan_diis(system, H0, max_iter, tol, diis_space)
-    e_ks = energy(system, D)
+    e_ks = kind.energy(system, D)
     return ScfResult(H=F, D=D, energy=e_ks, free_energy=e_ks - system.sigma * entropy,
                      converged=error < tol, n_iter=it, error=error)
 
 
-def roothaan_diis(system: System, H0: Array, max_iter, tol, diis_space: int = 8):
-    """The SCF loop of ``scf`` from H0, traceable (no checks, no energy) -> (F, D, entropy, n_iter, error).
+def roothaan_diis(system, H0: Array, max_iter, tol, diis_space: int = 8):
+    """The SCF loop of ``scf`` from H0 (H-shaped), traceable (no checks, no energy) -> (F, D, entropy,
+    n_iter, error).
 
-    At most max_iter Fock builds, stopping once the max |X (F D S - S D F) X| < tol (Hartree). F [nao, nao]
-    is the Fock matrix of the last density D; with max_iter = 1 it is F[D(H0)]. Used by ``scf`` and as
-    the self-consistency target of training (``elct_jax.train.losses``).
+    At most max_iter Fock builds, stopping once the max |X (F' D S - S D F') X| < tol (Hartree). F is the
+    Fock matrix of the last density D; with max_iter = 1 it is F[D(H0)]. Used by ``scf`` and as the
+    self-consistency target of training (``elct_jax.train.losses``).
     """
-    S = system.overlap
-    _, S_masked = mask_padding(H0, S, system.ao_mask)
-    X = inverse_sqrt_overlap(S_masked)
+    S, X = system.overlap, kind.orthogonalizer(system)
+    m, shape = diis_space, H0.shape
+    real = jnp.real(H0).dtype
 
     def step(H):
-        D, entropy = density_and_entropy(H, S, system.n_electrons, system.sigma, system.smearing_kind,
-                                         ao_mask=system.ao_mask, s_inv_sqrt=X)
-        F = fock(system, D)
-        FDS = F @ D @ S
-        e = X @ (FDS - FDS.T) @ X
-        return D, entropy, F, e
-
-    m, n = diis_space, H0.shape[-1]
-    zeros = jnp.zeros((m, n, n), H0.dtype)
+        D, entropy = kind.density_and_entropy_of(system, H, X)
+        F = kind.fock(system, D)
+        FDS = kind.effective_hamiltonian(system, F) @ D @ S
+        return D, entropy, F, X @ (FDS - dagger(FDS)) @ X
 
     def cond(state):
-        it, _, _, _, _, _, _, _, _, error = state
-        return (it < max_iter) & (error >= tol)
+        return (state[0] < max_iter) & (state[-1] >= tol)
 
     def body(state):
-        it, H, focks, errors, gram, _, _, _, _, _ = state
+        it, H, focks, errors, gram, *_ = state
         D, entropy, F, e = step(H)
         slot = it % m
         focks, errors = focks.at[slot].set(F), errors.at[slot].set(e)
-        row = jnp.einsum("ijk,jk->i", errors, e)
+        row = kind.inner(system, errors, e)
         gram = gram.at[slot, :].set(row).at[:, slot].set(row)
-        H_next = diis_extrapolate(focks, gram, jnp.minimum(it + 1, m))
-        return it + 1, H_next, focks, errors, gram, D, entropy, F, e, jnp.max(jnp.abs(e))
+        H_next = diis_extrapolate(focks.reshape(m, -1, shape[-1]), gram, jnp.minimum(it + 1, m))
+        return it + 1, H_next.reshape(shape), focks, errors, gram, D, entropy, F, jnp.max(jnp.abs(e))
 
-    state = (jnp.asarray(0), H0, zeros, zeros, jnp.zeros((m, m), H0.dtype), zeros[0], jnp.zeros((), H0.dtype),
-             H0, zeros[0], jnp.asarray(jnp.inf, H0.dtype))
-    it, _, _, _, _, D, entropy, F, _, error = jax.lax.while_loop(cond, body, state)
+    zeros = jnp.zeros((m,) + shape, H0.dtype)
+    state = (jnp.asarray(0), H0, zeros, zeros, jnp.zeros((m, m), real), zeros[0], jnp.zeros((), real), H0,
+             jnp.asarray(jnp.inf, real))
+    it, _, _, _, _, D, entropy, F, error = jax.lax.while_loop(cond, body, state)
     return F, D, entropy, it, error

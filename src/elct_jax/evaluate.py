@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ai2dft.density import density_matrix
+from ai2dft import density_matrix
 from ai2dft.energy import energy
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.data.deeph_dock import DeepHRecord

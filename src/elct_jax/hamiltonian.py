@@ -12,8 +12,8 @@ differentiable, and vmappable over stacked layouts of the same padded sizes.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import jax
@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 
+from ai2dft.bloch import phases
+from ai2dft.hermitian import hermitian_part
 from ai2dft.units import PAD_LEVEL_HARTREE
 from elct_jax.basis import OrbitalBasis
 
@@ -38,7 +40,7 @@ def max_orbitals(basis: OrbitalBasis) -> int:
     data_fields=["onsite_dest", "edge_dest", "cell_shift", "ao_mask"],
     meta_fields=["n_graph", "n_ao_pad", "batched", "gamma_only"],
 )
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class BlockLayout:
     """Static index maps from blocks to dense AO matrices.
 
@@ -201,6 +203,27 @@ def dense_to_blocks(dense, layout: BlockLayout, order: str = "pyscf"):
     return flat[on_dest], flat[edge_dest]
 
 
+def structure_layout(layout: BlockLayout, g) -> BlockLayout:
+    """The single-structure layout of structure ``g`` (int, may be traced) of a batched ``layout``:
+    the same blocks, with every block of another structure sent to the dump slot."""
+    if not layout.batched:
+        return layout
+    size = layout.n_ao_pad**2
+
+    def own(dest):  # flat index g' * size + row * P + col -> row * P + col if g' == g, else the dump slot
+        dest = jnp.asarray(dest)
+        return jnp.where(dest // size == g, dest - g * size, size).astype(dest.dtype)
+
+    return dataclasses.replace(
+        layout,
+        onsite_dest={k: own(v) for k, v in layout.onsite_dest.items()},
+        edge_dest={k: own(v) for k, v in layout.edge_dest.items()},
+        ao_mask=jnp.asarray(layout.ao_mask)[g][None],
+        n_graph=1,
+        batched=False,
+    )
+
+
 @functools.partial(jax.jit, static_argnames="order")
 def bloch_sum(onsite, edge_blocks, layout: BlockLayout, kpts_frac, order: str = "pyscf", pad_diagonal=PAD_LEVEL_HARTREE):
     """H(k) = sum_R H(R) exp(2 pi i k.R), [n_k, n_ao_pad, n_ao_pad] complex, for one crystal.
@@ -214,7 +237,7 @@ def bloch_sum(onsite, edge_blocks, layout: BlockLayout, kpts_frac, order: str = 
     on_dest, edge_dest = _order_maps(layout, order)
     size = layout.n_ao_pad**2
     kpts_frac = jnp.atleast_2d(jnp.asarray(kpts_frac))
-    phase = jnp.exp(2j * jnp.pi * kpts_frac @ jnp.asarray(layout.cell_shift, kpts_frac.dtype).T)  # [n_k, n_edge]
+    phase = phases(kpts_frac, layout.cell_shift)  # [n_k, n_edge]
     values = (phase[:, :, None, None] * edge_blocks[None]).reshape(len(kpts_frac), -1)
     flat = jnp.zeros((len(kpts_frac), size + 1), phase.dtype).at[:, edge_dest.reshape(-1)].add(values)
     flat = flat.at[:, on_dest.reshape(-1)].add(onsite.reshape(-1).astype(phase.dtype))
@@ -230,8 +253,8 @@ def symmetrize_edges(edge_blocks, reverse):
 
 @jax.jit
 def symmetrize_onsite(onsite):
-    """(B + B^T) / 2 of each on-site block. [n_node, n_max, n_max]."""
-    return 0.5 * (onsite + jnp.swapaxes(onsite, -1, -2))
+    """(B + B^T) / 2 of each (real) on-site block. [n_node, n_max, n_max]."""
+    return hermitian_part(onsite)
 
 
 def blocks_from_dict(

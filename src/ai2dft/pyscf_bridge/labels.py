@@ -19,15 +19,19 @@ import itertools
 import warnings
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
-import scipy.optimize
-import scipy.special
 from pyscf import dft, gto
 from pyscf.pbc import dft as pbc_dft
 from pyscf.pbc import gto as pbc_gto
 from pyscf.pbc.scf.smearing import smearing_ as pbc_smearing_
 from pyscf.scf.smearing import smearing_
+
+import ai2dft.smearing
+from ai2dft.bloch import phases
+from ai2dft.xc import canonical_xc
 
 Block = dict  # {(R1, R2, R3, i, j): ndarray [n_ao(i), n_ao(j)]}, atoms 0-based, Hartree
 _DEFAULT_PSEUDO = {"lda": "gth-pade", "lda,vwn": "gth-pade", "pbe": "gth-pbe", "pbe,pbe": "gth-pbe"}
@@ -85,6 +89,11 @@ class DFTSettings:
                 object.__setattr__(self, name, mesh)
         if self.on_alias not in ("error", "warn"):
             raise ValueError(f"on_alias must be 'error' or 'warn', got {self.on_alias!r}")
+        try:
+            canonical_xc(self.xc)
+        except ValueError as err:
+            raise ValueError(f"xc={self.xc!r}: labels must use a functional the DFT layer (ai2dft) evaluates, or "
+                             f"label-free training and energy errors would compare another theory; {err}") from None
         if self.grid_level < 0 or self.max_cycle < 1 or not self.conv_tol > 0:
             raise ValueError("grid_level must be >= 0, max_cycle >= 1 and conv_tol > 0")
 
@@ -209,30 +218,18 @@ def molecule_hessian(structure, settings: DFTSettings) -> tuple[np.ndarray, np.n
 
 def occupations(eps: np.ndarray, n_electrons: int, smearing) -> tuple[np.ndarray, float]:
     """Spin-summed occupations [n_k, n_mo] (0..2) of levels eps [n_k, n_mo] (Hartree, equal k weights,
-    n_electrons per cell) and the chemical potential. Without smearing the lowest levels are filled
-    and levels degenerate (1e-9 Ha) with the last filled one share its electrons equally; mu is then
-    mid-gap. With smearing mu solves the electron count."""
+    n_electrons per cell) and the chemical potential, by ``ai2dft.smearing.occupations``. Without smearing
+    the lowest levels are filled and levels degenerate (1e-9 Ha) at the Fermi level share its electrons
+    equally; mu is then that level if partly filled, else mid-gap. With smearing mu solves the electron count."""
     eps = np.atleast_2d(eps)
-    n_k = len(eps)
-    if smearing is not None:
-        method, width = smearing
-
-        def occ_at(mu):
-            x = (eps - mu) / width
-            return 2.0 * (scipy.special.expit(-x) if method == "fermi" else 0.5 * scipy.special.erfc(x))
-
-        lo, hi = eps.min() - 50 * width, eps.max() + 50 * width
-        mu = scipy.optimize.brentq(lambda m: occ_at(m).sum() / n_k - n_electrons, lo, hi, xtol=1e-14)
-        return occ_at(mu), float(mu)
-    levels = np.sort(eps.ravel())
-    n_pairs = n_electrons * n_k // 2  # doubly occupied levels over the whole mesh
-    if n_electrons * n_k % 2 or n_pairs > levels.size:
-        raise ValueError(f"cannot place {n_electrons} electrons x {n_k} k-points in {levels.size} levels")
-    last = levels[n_pairs - 1]
-    full, tied = eps < last - 1e-9, np.abs(eps - last) <= 1e-9
-    occ = 2.0 * full + tied * 2.0 * (n_pairs - full.sum()) / tied.sum()
-    above = levels[levels > last + 1e-9]
-    return occ, float(0.5 * (last + above[0]) if above.size else last)
+    n_pairs, odd = divmod(n_electrons * len(eps), 2)  # doubly occupied levels over the whole mesh
+    if smearing is None and (odd or n_pairs > eps.size):
+        raise ValueError(f"cannot place {n_electrons} electrons x {len(eps)} k-points in {eps.size} levels")
+    kind, width = ("fermi", 0.0) if smearing is None else smearing
+    with jax.enable_x64(True):  # numpy in, numpy out: float64 whatever the process-wide JAX setting
+        f, mu = ai2dft.smearing.occupations(jnp.asarray(eps), jnp.full(eps.shape, 2.0 / len(eps)), n_electrons,
+                                            width, kind)
+        return 2.0 * np.asarray(f), float(mu)
 
 
 def build_cell(structure, settings: DFTSettings) -> pbc_gto.Cell:
@@ -341,7 +338,7 @@ def _covering_mesh(keys: list) -> tuple[int, int, int]:
 def _phases(cell, mesh, R: np.ndarray) -> np.ndarray:
     """[n_k, n_R] exp(i k.R) for the Gamma-centred mesh of cell.make_kpts(mesh)."""
     frac = cell.get_scaled_kpts(cell.make_kpts(mesh))  # [n_k, 3], k in units of reciprocal vectors
-    return np.exp(2j * np.pi * frac @ R.T)
+    return phases(frac, R)
 
 
 def _blocks_from_kmesh(cell, mat_k: np.ndarray, mesh, keys: list, imag_tol: float) -> Block:

@@ -24,9 +24,10 @@ import jraph
 import numpy as np
 
 from ai2dft.crystal import CrystalSystem
-from ai2dft.system import System, pad_system
+from ai2dft.system import System
 from elct_jax.basis import OrbitalBasis
 from elct_jax.data.baseline import BASELINE, subtract_baseline
+from elct_jax.data.batch_systems import grid_and_aux_sizes, padded_system
 from elct_jax.data.deeph_dock import DeepHRecord
 from elct_jax.graph import batch_graphs, bucket_size, neighbor_graph, pad_graph
 from elct_jax.hamiltonian import BlockLayout, block_layout, blocks_from_dict
@@ -158,15 +159,16 @@ class PadSizes:
 
 
 def pad_sizes(examples: Sequence[Example], basis: OrbitalBasis) -> PadSizes:
-    """The bucketed sizes ``collate`` pads ``examples`` to (grid and auxiliary sizes of molecular systems
-    only: crystal systems are stacked unpadded)."""
-    systems = [ex.system for ex in examples if isinstance(ex.system, System)]
+    """The bucketed sizes ``collate`` pads ``examples`` to (grid and auxiliary sizes: those of the systems'
+    ``grid_and_aux_sizes``, 0 for kinds stacked unpadded)."""
+    grid, aux = np.max([grid_and_aux_sizes(ex.system) for ex in examples if ex.system is not None] or [(0, 0)],
+                       axis=0)
     return PadSizes(
         n_node=bucket_size(sum(len(ex.symbols) for ex in examples) + 1),
         n_edge=bucket_size(sum(len(ex.graph.senders) for ex in examples)),
         n_ao=bucket_size(max(int(basis.ao_offsets(ex.symbols)[-1]) for ex in examples)),
-        n_grid=bucket_size(max(s.weights.shape[0] for s in systems), multiple=256) if systems else 0,
-        n_aux=bucket_size(max(s.cderi.shape[0] for s in systems)) if systems else 0,
+        n_grid=bucket_size(int(grid), multiple=256) if grid else 0,
+        n_aux=bucket_size(int(aux)) if aux else 0,
     )
 
 
@@ -237,33 +239,24 @@ def _target_or_zeros(ex: Example, name: str, part: int, n: int, n_max: int) -> n
 
 
 def _stack_systems(examples: Sequence[Example], sizes: PadSizes) -> tuple[System | CrystalSystem | None, np.ndarray]:
-    """Systems padded to ``sizes`` (molecules) or checked to share one shape (crystals) and stacked over
-    the batch, with the [B] presence flags."""
+    """Systems padded to ``sizes`` (``padded_system``; crystals as they are), checked to share one shape
+    and stacked over the batch, with the [B] presence flags."""
     if all(ex.system is None for ex in examples):
         return None, np.zeros(len(examples))
     if any(ex.system is None for ex in examples):
         raise ValueError("either every example of a batch has a DFT system or none has")
-    crystal = [isinstance(ex.system, CrystalSystem) for ex in examples]
-    if all(crystal):
-        return _stack_crystals([ex.system for ex in examples]), np.ones(len(examples))
-    if any(crystal):
+    if len({type(ex.system) for ex in examples}) > 1:
         raise ValueError("a batch mixes molecules and crystals; batch them separately")
-    padded = [pad_system(ex.system, sizes.n_ao, sizes.n_grid, sizes.n_aux) for ex in examples]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *padded), np.ones(len(examples))
-
-
-def _stack_crystals(systems: Sequence[CrystalSystem]) -> CrystalSystem:
-    """CrystalSystems stacked over the batch; raises unless all share k-points count, AOs, mesh, xc,
-    smearing kind and grid chunking (crystals are not padded)."""
+    systems = [padded_system(ex.system, sizes.n_ao, sizes.n_grid, sizes.n_aux) for ex in examples]
     first = systems[0]
     for n, s in enumerate(systems[1:], start=1):
         same = jax.tree.structure(s) == jax.tree.structure(first) and all(
             a.shape == b.shape for a, b in zip(jax.tree.leaves(s), jax.tree.leaves(first)))
         if not same:
-            raise ValueError(f"crystal {n} of the batch has another shape than crystal 0 ({s!r} vs {first!r}); "
-                             f"a batch of crystals needs one k-mesh, AO count, FFT mesh, xc and smearing kind "
-                             f"(use batch_size 1 for mixed crystals)")
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *systems)
+            raise ValueError(f"system {n} of the batch has another shape than system 0 ({s!r} vs {first!r}); "
+                             f"a batch needs one xc and smearing kind, and crystals one k-mesh, AO count and "
+                             f"FFT mesh (use batch_size 1 for mixed crystals)")
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *systems), np.ones(len(examples))
 
 
 def _stack(arrays: list[np.ndarray], n_total: int) -> np.ndarray:

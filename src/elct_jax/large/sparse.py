@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import scipy.sparse
 
+from ai2dft.bloch import phases
 from elct_jax.basis import OrbitalBasis
 
 BlockKey = tuple[int, int, int, int, int]
@@ -164,7 +165,7 @@ class BlochMatrix:
             hi = min(lo + _PAIR_CHUNK, len(starts))
             b0, b1 = starts[lo], (starts[hi] if hi < len(starts) else len(self._order))
             src = self._order[b0:b1]
-            phase = np.exp(2j * np.pi * (self._shift[b0:b1] @ k))
+            phase = phases(k[None], self._shift[b0:b1])[0]
             on = src < n_on
             data = np.empty((len(src), n_max, n_max), np.result_type(m.onsite, m.blocks))
             data[on] = m.onsite[src[on]]

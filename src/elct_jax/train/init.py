@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from elct_jax.basis import OrbitalBasis
-from elct_jax.hamiltonian import max_orbitals
+from elct_jax.hamiltonian import max_orbitals, symmetrize_onsite
 from elct_jax.head import WignerEckartHead
 
 
@@ -30,7 +30,7 @@ def _bias_map(basis: OrbitalBasis, bias_shape, dtype) -> np.ndarray:
         weight = jnp.zeros((n_sp, 1, _n_cols(head, n_sp, n_max, dtype)), dtype)
         out = head.apply({"params": {"weight": weight, "bias_0e": bias}},
                          jnp.zeros((1, (2 * basis.l_max + 1) ** 2, 2, 1), dtype), jnp.array([species]))
-        out = 0.5 * (out + jnp.swapaxes(out, -1, -2))  # the model symmetrises on-site blocks
+        out = symmetrize_onsite(out)  # as the model does
         return out.reshape(-1)
 
     eye = np.eye(n_bias)

@@ -5,10 +5,9 @@
 T(H) is the self-consistency target: the Fock matrix after ``sc_iterations`` (static) Roothaan-DIIS
 steps from H, F[D(H)] for one (``elct_jax.train.losses``).
 
-Molecules (``batch.systems`` an ``ai2dft.System``) use the dense H of ``blocks_to_dense`` and
-``train.losses``; crystals (an ``ai2dft.crystal.CrystalSystem``) use H(k) of ``hamiltonian.bloch_sum``
-and ``train.crystal_losses`` (Omega and N_e per cell; |H - T(H)| in the AO and the orthonormal basis of
-S(k)). The choice is made at trace time from the pytree type: one jitted step, one compilation per batch shape.
+Molecules and crystals go through the same code: ``train.losses.energy_losses`` assembles the system's H
+from the blocks (dense H for an ``ai2dft.System``, H(k) for a ``CrystalSystem``: dispatched on the pytree
+type at trace time) and takes Omega and T from ai2dft. One jitted step, one compilation per batch shape.
 
 The weights are a traced array ``[w_mae, w_omega, w_sc]``: changing them never recompiles. A batch may
 carry a leading shard axis (one slice per device, see ``elct_jax.train.parallel``); the loss is then the
@@ -24,11 +23,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ai2dft.crystal import CrystalSystem
 from elct_jax.data.baseline import with_baseline
 from elct_jax.data.loader import Batch
-from elct_jax.hamiltonian import blocks_to_dense
-from elct_jax.train.crystal_losses import crystal_energy_losses
 from elct_jax.train.losses import block_mae, energy_losses
 from elct_jax.train.optim import ema_update
 
@@ -73,13 +69,9 @@ def make_loss_fn(apply_fn: Callable, sc_iterations: int = 1) -> Callable:
         onsite, edges = with_baseline(onsite, edges, batch)  # the full H for the energy terms
         if batch.systems is None:
             omega = sc = jnp.zeros((), mae.dtype)
-        elif isinstance(batch.systems, CrystalSystem):
-            omega, sc = crystal_energy_losses(batch.systems, onsite, edges, batch.layout, batch.has_system,
-                                              weights[1], weights[2], sc_iterations)
         else:
-            H = blocks_to_dense(onsite, edges, batch.layout, order="pyscf")
-            omega, sc = energy_losses(batch.systems, H.astype(batch.systems.overlap.dtype), batch.has_system,
-                                      weights[1], weights[2], sc_iterations)
+            omega, sc = energy_losses(batch.systems, onsite, edges, batch.layout, batch.has_system, weights[1],
+                                      weights[2], sc_iterations)
         terms = jnp.stack([mae, omega.astype(mae.dtype), sc.astype(mae.dtype)])
         return jnp.dot(weights.astype(terms.dtype), terms), dict(zip(LOSS_NAMES, terms))
 

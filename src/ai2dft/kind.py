@@ -1,0 +1,75 @@
+"""The small interface a kind of system implements; the solvers are written against it alone.
+
+Each function is a ``functools.singledispatch`` function of the system's Python type, so dispatch
+works unchanged under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` (a traced System is still a System).
+``ai2dft.molecule`` implements it for ``System`` (H real [nao, nao]), ``ai2dft.crystal_energy`` for
+``CrystalSystem`` (H(k) complex [nk, nao, nao]); a new kind (e.g. spin-polarised, H [2, nao, nao])
+registers its own module here and ``density_matrix``, ``free_energy``, ``scf``, ``roothaan_diis`` and
+``minimize_free_energy`` take it unchanged. In the shapes below, "H-shaped" is the kind's shape of H.
+
+    energy(system, D)              [] E_KS[D], Hartree; jax.grad in D is metric * conj(F)
+    fock(system, D)                H-shaped F[D] = dE_KS/dD
+    orthogonalizer(system)         H-shaped X with X^H S X = 1 on the kept basis (S^-1/2)
+    density_and_entropy_of(system, H, X=None)   (D H-shaped, [] entropy) at the system's electron count
+                                   and smearing; X: orthogonalizer(system) if precomputed
+    effective_hamiltonian(system, H)   H as the density sees it: restricted to the kept basis, the dropped
+                                   directions lifted out of reach (the identity without dropped directions)
+    kept_part(system, A)           A restricted to the kept basis (padding and dropped directions zeroed)
+    metric(system)                 weights w broadcastable to H-shaped arrays: the real inner product
+                                   <a, b> = sum w Re(conj(a) b) (k-weights for crystals, 1 for molecules)
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NoReturn
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def not_a_system(name: str, system: Any) -> NoReturn:
+    """Raise the TypeError of a public function called with something that is not a system."""
+    raise TypeError(f"ai2dft.{name} needs an ai2dft.System or ai2dft.CrystalSystem as its first argument, "
+                    f"got {type(system).__name__}")
+
+
+def _interface(name: str, doc: str) -> Callable:
+    """A singledispatch function ``name(system, *args)`` with no default implementation."""
+
+    @functools.singledispatch
+    def function(system, *args):
+        not_a_system(name, system)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    return function
+
+
+energy = _interface("energy", """(system, D) -> [] Kohn-Sham total energy E_KS[D] (Hartree; per cell for crystals).
+    jax.grad in D gives the Fock matrix (molecules) or w_k conj(F(k)) (crystals): metric(system) * conj(F).""")
+fock = _interface("fock", """(system, D) -> Kohn-Sham matrix F[D] = dE_KS/dD (Hartree), same shape as D.""")
+orthogonalizer = _interface("orthogonalizer", """(system) -> X, H-shaped: Loewdin S^-1/2 on the kept basis
+    (padded AOs and dropped directions: identity).""")
+density_and_entropy_of = _interface("density_and_entropy_of", """(system, H, X=None) -> (D(H), entropy): the
+    spin-summed density matrix (H-shaped) and dimensionless smearing entropy at the system's electron count,
+    smearing and overlap; X = orthogonalizer(system) if precomputed.""")
+effective_hamiltonian = _interface("effective_hamiltonian", """(system, H) -> H as D(H) sees it: restricted to
+    the kept basis, dropped directions at an unreachable level.""")
+kept_part = _interface("kept_part", """(system, A) -> the H-shaped A restricted to the kept basis (padded AOs and
+    dropped directions zeroed).""")
+metric = _interface("metric", """(system) -> weights w broadcastable to H-shaped arrays: <a, b> = sum w Re(conj(a) b),
+    dE = <F, dD>.""")
+
+
+def inner(system, a, b) -> Array:
+    """<a, b> = sum w Re(conj(a) b) over the trailing H-shaped axes of a [..., *H] and b [*H] -> [...]."""
+    w = metric(system)
+    axes = tuple(range(-b.ndim, 0))
+    return jnp.sum(w * jnp.real(jnp.conj(a) * b), axis=axes)
+
+
+def fock_of_gradient(system, dE) -> Array:
+    """F from dE = jax.grad(energy, argnums=1)(system, D) = metric * conj(F), without a Fock build."""
+    return jnp.conj(dE) / metric(system)

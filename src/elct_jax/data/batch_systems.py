@@ -1,0 +1,45 @@
+"""How each kind of ai2dft system enters a padded batch: its sizes to pad to, and the padded system.
+
+Molecules (``ai2dft.System``) are padded to the batch's AO, grid and auxiliary-basis sizes
+(``ai2dft.pad_system``); crystals (``ai2dft.CrystalSystem``) are stacked as they are, so a batch of
+crystals shares one shape. Both are ``functools.singledispatch`` functions of the system type: a new
+kind registers its own two functions here and ``elct_jax.data.loader`` batches it unchanged.
+"""
+from __future__ import annotations
+
+import functools
+
+from ai2dft.crystal import CrystalSystem
+from ai2dft.system import System, pad_system
+
+
+@functools.singledispatch
+def grid_and_aux_sizes(system) -> tuple[int, int]:
+    """(grid points, auxiliary functions) that the batch pads this system's kind to; (0, 0): not padded."""
+    raise TypeError(f"no batching rule for a system of type {type(system).__name__}")
+
+
+@grid_and_aux_sizes.register
+def _(system: System) -> tuple[int, int]:
+    return system.weights.shape[0], system.cderi.shape[0]
+
+
+@grid_and_aux_sizes.register
+def _(system: CrystalSystem) -> tuple[int, int]:
+    return 0, 0
+
+
+@functools.singledispatch
+def padded_system(system, n_ao: int, n_grid: int, n_aux: int):
+    """The system padded to n_ao AOs, n_grid grid points and n_aux auxiliary functions (where its kind pads)."""
+    raise TypeError(f"no batching rule for a system of type {type(system).__name__}")
+
+
+@padded_system.register
+def _(system: System, n_ao: int, n_grid: int, n_aux: int) -> System:
+    return pad_system(system, n_ao, n_grid, n_aux)
+
+
+@padded_system.register
+def _(system: CrystalSystem, n_ao: int, n_grid: int, n_aux: int) -> CrystalSystem:
+    return system
