@@ -20,14 +20,13 @@ from pathlib import Path
 import numpy as np
 
 import ai2dft
-from elct_jax.config import preset
+from elct_jax.config import DataConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.benchmarks import SPLIT_FILE, get_dataset
 from elct_jax.model import make_predict_fn
 from elct_jax.predict import predict_blocks
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.evaluate import band_errors, block_errors, structure_errors
 from elct_jax.train.curve import Curve, read_curve
-from elct_jax.config import DataConfig, RunConfig, TrainConfig
 from elct_jax.train.run import prepare_data, train
 from elct_jax.saved_model import load_model
 

@@ -29,8 +29,7 @@ from machine import describe
 
 
 def _config(data: Path, n: int, run_dir: Path, epochs: int):
-    from elct_jax.config import preset
-    from elct_jax.config import DataConfig, RunConfig, TrainConfig
+    from elct_jax.config import DataConfig, RunConfig, TrainConfig, preset
 
     split = run_dir / "split.json"
     names = [str(i) for i in range(n)]

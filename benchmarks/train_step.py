@@ -111,9 +111,8 @@ def run_case(preset_name: str, dtype: str, batch_size: int, grid_level: int, ste
     import ai2dft
 
     ai2dft.enable_float64()  # the DFT layer is float64; the network runs in `dtype`
-    from elct_jax.config import preset
+    from elct_jax.config import OptimConfig, preset
     from elct_jax.model import count_parameters, make_predict_fn
-    from elct_jax.config import OptimConfig
     from elct_jax.train.optim import make_optimizer
     from elct_jax.train.step import init_state, train_step
 

@@ -71,9 +71,8 @@ def run_config(data: Path, split: Path, run_dir: Path, init_from: str, lr: float
                weights: LossWeights = LossWeights(), sc_iterations: int = 1) -> RunConfig:
     return RunConfig(data=DataConfig(path=str(data), cutoff_ang=6.0, split_file=str(split)),
                      model=preset("small"),
-                     train=TrainConfig(run_dir=str(run_dir), epochs=epochs, weights=weights,
-                                       optim=OptimConfig(learning_rate=lr), sc_iterations=sc_iterations),
-                     init_from=init_from)
+                     train=TrainConfig(run_dir=str(run_dir), init_from=init_from, epochs=epochs, weights=weights,
+                                       optim=OptimConfig(learning_rate=lr), sc_iterations=sc_iterations))
 
 
 def run_arm(config: RunConfig, budget_cpu_s: float) -> dict:

@@ -44,8 +44,7 @@ def make_data(root: Path, n_train: int, workers: int) -> None:
 
 
 def train_model(root: Path, epochs: int):
-    from elct_jax.config import RadialConfig, preset
-    from elct_jax.config import DataConfig, OptimConfig, RunConfig, TrainConfig
+    from elct_jax.config import DataConfig, OptimConfig, RadialConfig, RunConfig, TrainConfig, preset
     from elct_jax.train.run import train
 
     model = preset("tiny", l_max=2, channels=16, n_blocks=2, ffn_channels=32, species_dim=8, avg_num_neighbors=80.0,

@@ -37,13 +37,12 @@ import numpy as np
 
 import ai2dft
 from ai2dft.pyscf_bridge.labels import DFTSettings
-from elct_jax.config import preset
+from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.generate import Recipe, generate_dataset
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.evaluate import structure_errors
 from elct_jax.model import count_parameters, make_predict_fn
 from elct_jax.structure import Structure
-from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, TrainConfig
 from elct_jax.train.loop import fit
 from elct_jax.train.run import prepare_data
 from elct_jax.saved_model import TrainedModel

@@ -18,7 +18,7 @@ from elct_jax.data import DeepHFormatError, DeepHRecord, read_deeph_dock, write_
 from elct_jax.data.dataset_dir import dataset_folders, read_dataset, read_record
 from elct_jax.hamiltonian import dense_to_dict
 from elct_jax.structure import Structure
-from elct_jax.train.run import load_run_config, run_config_from_dict
+from elct_jax.config import RunConfig, load_run_config
 
 WATER = (("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))
 HYDROGEN = (("H", "H"), np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.74]]))
@@ -164,18 +164,18 @@ def test_malformed_poscar_is_named(tmp_path, records, edit, message):
 
 
 def test_misspelt_model_key_is_named_like_other_sections(tmp_path):
-    assert run_config_from_dict({"model": {"preset": "tiny", "channels": 4}}).model.channels == 4
+    assert RunConfig.from_dict({"model": {"preset": "tiny", "channels": 4}}).model.channels == 4
     toml = tmp_path / "run.toml"
     toml.write_text('[data]\npath = "data"\n\n[model]\npreset = "tiny"\nchanels = 4\n')
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['chanels'\] in \[model\]; allowed: \[.*'channels'"):
         load_run_config(toml)
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['cutof'\] in \[model.radial\]"):
-        run_config_from_dict({"model": {"radial": {"cutof": 4.0}}})
+        RunConfig.from_dict({"model": {"radial": {"cutof": 4.0}}})
 
 
 @pytest.mark.parametrize("batch_size", [0, -3, 2.5])
 def test_batch_size_must_be_a_positive_integer(tmp_path, batch_size):
-    assert run_config_from_dict({"data": {"batch_size": 3}}).data.batch_size == 3
+    assert RunConfig.from_dict({"data": {"batch_size": 3}}).data.batch_size == 3
     toml = tmp_path / "run.toml"
     toml.write_text(f'[data]\npath = "data"\nbatch_size = {batch_size}\n')
     with pytest.raises(ValueError, match=rf"data.batch_size must be a positive integer, got {batch_size}"):

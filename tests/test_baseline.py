@@ -11,7 +11,7 @@ import pytest
 from pyscf import dft, gto
 
 from ai2dft.pyscf_bridge.labels import DFTSettings
-from elct_jax.config import preset
+from elct_jax.config import DataConfig, RunConfig, preset
 from elct_jax.data.baseline import BASELINE, add_baseline
 from elct_jax.data.deeph_dock import read_deeph_dock
 from elct_jax.data.generate import Recipe, generate_dataset
@@ -20,7 +20,7 @@ from elct_jax.hamiltonian import dense_to_dict
 from elct_jax.model import make_predict_fn
 from elct_jax.predict import predict_blocks
 from elct_jax.structure import Structure
-from elct_jax.train.run import DataConfig, RunConfig, prepare_data
+from elct_jax.train.run import prepare_data
 from elct_jax.saved_model import TrainedModel
 
 WATER = Structure(("O", "H", "H"), [[0, 0, 0.1173], [0, 0.7572, -0.4692], [0, -0.7572, -0.4692]])
@@ -79,7 +79,8 @@ def test_training_targets_and_predictions_carry_h0(data, tmp_path):
     from elct_jax.train.run import save_model_info
     from elct_jax.saved_model import load_model
     from elct_jax.train.checkpoint import Checkpointer
-    from elct_jax.train.optim import OptimConfig, make_optimizer
+    from elct_jax.config import OptimConfig
+    from elct_jax.train.optim import make_optimizer
     from elct_jax.train.step import init_state
 
     save_model_info(tmp_path / "run", config, dataset.basis, dataset.baseline)

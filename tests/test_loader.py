@@ -131,7 +131,8 @@ def test_split_file_selects_records_and_names_missing_ones(tmp_path, dataset):
     import json
 
     from elct_jax.data.dataset_dir import dataset_folders, read_split_file
-    from elct_jax.train.run import DataConfig, RunConfig, prepare_data
+    from elct_jax.config import DataConfig, RunConfig
+    from elct_jax.train.run import prepare_data
 
     basis, records, _ = dataset
     for k in range(4):

@@ -16,13 +16,12 @@ SCRIPT = textwrap.dedent(
     import ai2dft
     ai2dft.enable_float64()
     from elct_jax.basis import OrbitalBasis
-    from elct_jax.config import preset
+    from elct_jax.config import OptimConfig, preset
     from elct_jax.data.deeph_dock import DeepHRecord
     from elct_jax.data.loader import make_example
     from elct_jax.hamiltonian import dense_to_dict
     from elct_jax.model import make_predict_fn
     from elct_jax.structure import Structure
-    from elct_jax.config import OptimConfig
     from elct_jax.train.optim import make_optimizer
     from elct_jax.train.parallel import data_mesh, replicate, shard_batch, stack_shards
     from elct_jax.train.step import init_state, make_loss_fn, make_train_step

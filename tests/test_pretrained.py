@@ -12,14 +12,12 @@ import numpy as np
 import pytest
 
 from ai2dft.pyscf_bridge.labels import DFTSettings
-from elct_jax.config import preset
+from elct_jax.config import DataConfig, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.generate import Recipe, generate_dataset
 from elct_jax.predict import predict_blocks
 from elct_jax.saved_model import PARAMS_FILE, export_model, load_model, load_pretrained
 from elct_jax.structure import Structure
-from elct_jax.train.loop import TrainConfig
-from elct_jax.train.optim import OptimConfig
-from elct_jax.train.run import DataConfig, RunConfig, prepare_data, train
+from elct_jax.train.run import prepare_data, train
 
 WATER = Structure(("O", "H", "H"), [[0, 0, 0.1173], [0, 0.7572, -0.4692], [0, -0.7572, -0.4692]])
 METHANE = Structure(("C", "H", "H", "H", "H"), [[0, 0, 0], [0.629, 0.629, 0.629], [-0.629, -0.629, 0.629],
@@ -37,9 +35,8 @@ def _generate(root, dft=FAST, molecules=(("water", WATER), ("methane", METHANE))
 def _config(data, run_dir, init_from="", epochs=2):
     return RunConfig(data=DataConfig(path=str(data), cutoff_ang=5.0, batch_size=2, split=(0.5, 0.25, 0.25)),
                      model=preset("tiny", dtype="float64", l_max=2),
-                     train=TrainConfig(run_dir=str(run_dir), epochs=epochs, progress=False,
-                                       optim=OptimConfig(learning_rate=1e-3)),
-                     init_from=init_from)
+                     train=TrainConfig(run_dir=str(run_dir), init_from=init_from, epochs=epochs, progress=False,
+                                       optim=OptimConfig(learning_rate=1e-3)))
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,9 @@
-"""Configuration of the ELCT network: nested frozen dataclasses and named presets.
+"""Configuration of a run: the TOML tree of ``elct train`` ([data], [model], [train], [train.weights],
+[train.optim]) as nested frozen dataclasses, and the named presets of the ELCT network.
+
+Every table is read by ``Cls.from_dict(table)`` (an unknown key raises naming it and its table) and written
+by ``to_dict()``; ``load_run_config(path)`` reads a whole TOML file. ``model.json`` of a trained model holds
+``ModelConfig.to_dict()`` and is read back by the same ``ModelConfig.from_dict``.
 
 Presets
 -------
@@ -13,19 +18,60 @@ Use ``preset("tiny", dtype="float64", l_max=6)`` to override fields; unknown nam
 from __future__ import annotations
 
 import dataclasses
+import tomllib
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
 import jax.numpy as jnp
 
 _DTYPES = ("float32", "float64", "bfloat16")
 
 
+def _check_keys(table: dict, known: set[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown and where:
+        raise ValueError(f"unknown key(s) {unknown} in [{where}]; allowed: {sorted(known)}")
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}; allowed: {', '.join(sorted(known))}")
+
+
+class _Table:
+    """``from_dict``/``to_dict`` of a config dataclass; ``TABLE`` names it in errors ("" for the top level).
+    A nested table (dict) becomes its field's dataclass, a list a tuple where the field is a tuple."""
+
+    TABLE: ClassVar[str] = ""
+
+    @classmethod
+    def _converted(cls, table: dict) -> dict:
+        hints = typing.get_type_hints(cls)
+        out = {}
+        for key, value in table.items():
+            hint = hints[key]
+            if isinstance(hint, type) and issubclass(hint, _Table) and isinstance(value, dict):
+                value = hint.from_dict(value)
+            elif typing.get_origin(hint) is tuple:
+                value = tuple(value)
+            out[key] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, table: dict):
+        _check_keys(table, {f.name for f in dataclasses.fields(cls)}, cls.TABLE)
+        return cls(**cls._converted(table))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True)
-class RadialConfig:
+class RadialConfig(_Table):
     """Gaussian radial basis of |r_ij| (Angstrom) with ``n_basis`` centres evenly spaced on
     [0, cutoff_ang], widths equal to the spacing, and the MLP that embeds it together with the
     species of both atoms into ``hidden`` invariant edge features."""
 
+    TABLE: ClassVar[str] = "model.radial"
     n_basis: int = 32
     cutoff_ang: float = 7.0
     hidden: int = 64
@@ -40,10 +86,11 @@ class RadialConfig:
 
 
 @dataclass(frozen=True)
-class AttentionConfig:
+class AttentionConfig(_Table):
     """Multi-head attention of the vertex update: ``heads`` heads (must divide the channel count),
     each scoring a neighbour from ``alpha_dim`` invariant edge-frame scalars."""
 
+    TABLE: ClassVar[str] = "model.attention"
     heads: int = 4
     alpha_dim: int = 16
 
@@ -53,7 +100,7 @@ class AttentionConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Table):
     """The ELCT network.
 
     l_max       highest degree of the features (both parities for every l <= l_max); must be at
@@ -74,6 +121,7 @@ class ModelConfig:
     dtype       parameter and compute dtype
     """
 
+    TABLE: ClassVar[str] = "model"
     l_max: int = 4
     m_max: int | None = None
     channels: int = 32
@@ -102,6 +150,14 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.edge_init_scale must be positive, got {self.edge_init_scale}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
+
+    @classmethod
+    def from_dict(cls, table: dict) -> "ModelConfig":
+        """``{"preset": name (default "small"), **overrides}``: the [model] table of a run, or model.json's
+        complete ``to_dict()``. A nested table ("radial", "attention") replaces the preset's one whole."""
+        _check_keys(table, {f.name for f in dataclasses.fields(cls)} | {"preset"}, cls.TABLE)
+        overrides = {k: v for k, v in table.items() if k != "preset"}
+        return preset(table.get("preset", "small"), **cls._converted(overrides))
 
     @property
     def m_trunc(self) -> int:
@@ -142,3 +198,136 @@ def preset(name: str, **overrides) -> ModelConfig:
     if unknown:
         raise TypeError(f"ModelConfig has no field(s) {unknown}; fields: {sorted(known)}")
     return dataclasses.replace(PRESETS[name], **overrides)
+
+
+@dataclass(frozen=True)
+class DataConfig(_Table):
+    """Dataset of a run. ``split_file`` (a JSON file of folder names relative to ``path``, see
+    ``elct_jax.data.dataset_dir.read_split_file``) fixes train/val/test; otherwise a seeded permutation is
+    cut by the ``split`` fractions. Records outside the split file's lists are not read.
+    ``batch_size`` is the mean number of structures per batch: structures of mixed sizes are packed to
+    about equal padded sizes (``elct_jax.data.loader.pack_groups``).
+    ``baseline``: "auto" learns H - H0 when every record (of a molecular dataset) carries H0
+    (``elct_jax.data.baseline``), "h0" requires it, "none" learns H itself."""
+
+    TABLE: ClassVar[str] = "data"
+    path: str = "data"
+    cutoff_ang: float = 6.0
+    batch_size: int = 4
+    split_seed: int = 0
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    split_file: str = ""
+    baseline: str = "auto"
+
+    def __post_init__(self):
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"data.batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.baseline not in ("auto", "h0", "none"):
+            raise ValueError(f"data.baseline must be 'auto', 'h0' or 'none', got {self.baseline!r}")
+
+
+@dataclass(frozen=True)
+class LossWeights(_Table):
+    """loss = mae * MAE + omega * Omega/N_e + sc * |H - T(H)| (each term in Hartree, see train.step)."""
+
+    TABLE: ClassVar[str] = "train.weights"
+    mae: float = 1.0     # Hamiltonian MAE (Hartree)
+    omega: float = 0.0   # Mermin free energy per electron (Hartree)
+    sc: float = 0.0      # self-consistency residual |H - T(H)| (Hartree)
+
+    def array(self) -> jnp.ndarray:
+        """[3] [mae, omega, sc]: the traced weights of the jitted step (the one place they are converted;
+        new values never recompile it)."""
+        return jnp.array([self.mae, self.omega, self.sc])
+
+
+@dataclass(frozen=True)
+class OptimConfig(_Table):
+    """Adam with global-norm clipping and a learning-rate schedule (``elct_jax.train.optim``).
+
+    schedule  "plateau": the lr is multiplied by ``plateau_factor`` after ``plateau_patience`` epochs without
+              improvement of the epoch-mean training loss, and training stops once it falls below
+              ``min_learning_rate``; "exponential": decayed from ``learning_rate`` to ``final_learning_rate``
+              over the run's epochs x steps per epoch (a fixed budget; the plateau fields are unused)
+    """
+
+    TABLE: ClassVar[str] = "train.optim"
+    learning_rate: float = 1e-3
+    plateau_factor: float = 0.5
+    plateau_patience: int = 20      # epochs without improvement before the lr is multiplied by the factor
+    min_learning_rate: float = 1e-6  # training stops once the lr falls below this
+    clip_norm: float = 1.0           # global-norm gradient clipping; 0 disables
+    ema_decay: float = 0.0           # 0 disables the parameter EMA; e.g. 0.999 keeps one
+    schedule: str = "plateau"
+    final_learning_rate: float = 1e-5  # the exponential schedule's last lr
+
+    def __post_init__(self):
+        if self.schedule not in ("plateau", "exponential"):
+            raise ValueError(f"train.optim.schedule must be 'plateau' or 'exponential', got {self.schedule!r}")
+        if not (self.learning_rate > 0 and self.final_learning_rate > 0):
+            raise ValueError(f"train.optim.learning_rate and final_learning_rate must be positive, got "
+                             f"{self.learning_rate}, {self.final_learning_rate}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Table):
+    """How to train.
+
+    run_dir                checkpoints, metrics.csv, TensorBoard logs (a run resumes from it); "" trains in
+                           memory: no files, no resume
+    init_from              fine-tune from: a pretrained model's name, an exported model or a run directory
+    checkpoint_seconds     the latest state is saved (asynchronously, orbax) at most this often, and always
+                           after the last epoch, a plateau stop or a callback's stop; the best state by
+                           validation loss is kept in memory and written with it when it improved
+    validate_every_epochs  validation loss every this many epochs (and after the last)
+    sc_iterations          Roothaan-DIIS steps of the sc target T(H) (1: F[D(H)]; see train.losses)
+    """
+
+    TABLE: ClassVar[str] = "train"
+    run_dir: str = "runs/default"
+    init_from: str = ""
+    epochs: int = 100
+    seed: int = 0
+    weights: LossWeights = field(default_factory=LossWeights)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    checkpoint_seconds: float = 300.0
+    validate_every_epochs: int = 5
+    progress: bool = True
+    sc_iterations: int = 1
+
+    def __post_init__(self):
+        if self.sc_iterations < 1:
+            raise ValueError(f"train.sc_iterations must be >= 1, got {self.sc_iterations}")
+        if self.validate_every_epochs < 1 or self.checkpoint_seconds < 0:
+            raise ValueError(f"train.validate_every_epochs must be >= 1 and checkpoint_seconds >= 0, got "
+                             f"{self.validate_every_epochs}, {self.checkpoint_seconds}")
+
+
+@dataclass(frozen=True)
+class RunConfig(_Table):
+    """A whole run: the TOML file of ``elct train`` (example in ``elct_jax.train.run``)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "RunConfig":
+        """A run's TOML tree; a missing [model] table is the "small" preset (see ``ModelConfig.from_dict``)."""
+        return super().from_dict({"model": {}, **doc})
+
+    @property
+    def label_free(self) -> bool:
+        return self.train.weights.omega != 0 or self.train.weights.sc != 0
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """A run's TOML file -> RunConfig; raises naming the file if it is missing or not TOML."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML: {err}") from err
+    return RunConfig.from_dict(doc)

@@ -14,7 +14,6 @@ accuracy). A structure with an element the model does not know is refused with t
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import jax
 import numpy as np
 
 from elct_jax.basis import OrbitalBasis
-from elct_jax.config import AttentionConfig, ModelConfig, RadialConfig
+from elct_jax.config import ModelConfig, OptimConfig
 from elct_jax.model import make_predict_fn
 
 MODEL_INFO, PARAMS_FILE = "model.json", "params.msgpack"
@@ -64,7 +63,7 @@ class TrainedModel:
 def write_model_info(run_dir: Path, config: ModelConfig, basis: OrbitalBasis, cutoff_ang: float,
                     baseline: dict | None = None, optim: dict | None = None, **extra) -> None:
     """Write ``run_dir/model.json``; ``optim`` is the OptimConfig (as a dict) of a run's checkpoints."""
-    info = {"model": dataclasses.asdict(config), "basis": {"name": basis.name, "shells": basis.shells},
+    info = {"model": config.to_dict(), "basis": {"name": basis.name, "shells": basis.shells},
             "cutoff_ang": cutoff_ang, "baseline": baseline, **({"optim": optim} if optim is not None else {}), **extra}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / MODEL_INFO).write_text(json.dumps(info, indent=1))
@@ -77,9 +76,7 @@ def _read_info(folder: Path) -> tuple[dict, ModelConfig, OrbitalBasis]:
                                 f"nor one of the pretrained models {list(PRETRAINED)}")
     try:
         info = json.loads(path.read_text())
-        m = dict(info["model"])
-        model = ModelConfig(**{**m, "radial": RadialConfig(**m["radial"]),
-                               "attention": AttentionConfig(**m["attention"])})
+        model = ModelConfig.from_dict(info["model"])
         basis = OrbitalBasis(info["basis"]["name"], {k: tuple(v) for k, v in info["basis"]["shells"].items()})
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a valid model description ({type(err).__name__}: {err})") from err
@@ -119,10 +116,10 @@ def load_model(source: str | Path, which: str = "best") -> TrainedModel:
 
 def _restore_run(run_dir: Path, info: dict, init, basis: OrbitalBasis, cutoff: float, which: str):
     from elct_jax.train.checkpoint import Checkpointer
-    from elct_jax.train.optim import OptimConfig, make_optimizer
+    from elct_jax.train.optim import make_optimizer
     from elct_jax.train.step import init_state
 
-    optim = OptimConfig(**info.get("optim", {}))  # run directories written before "optim" used the default
+    optim = OptimConfig.from_dict(info.get("optim", {}))  # run directories written before "optim": the default
     abstract = jax.eval_shape(lambda: init_state(init(jax.random.PRNGKey(0), _dummy_graph(basis, cutoff)),
                                                  make_optimizer(optim, 1)))
     checkpointer = Checkpointer(run_dir)

@@ -1,10 +1,15 @@
-"""Test H MAE against training CPU seconds: a training callback that appends ``curve.csv`` to a run directory.
+"""Learning curves recorded by callbacks of ``elct_jax.train.loop.fit``.
+
+``Curve``: test H MAE against training CPU seconds, appended to ``curve.csv`` of a run directory::
 
     curve = Curve(run_dir, apply, test_batches, basis.elements, every_cpu_s=120, budget_cpu_s=3600)
     train(config, dataset, callbacks=[curve])      # stops once the budget is spent
 
 CPU seconds are the process's (all threads), the time spent evaluating the curve excluded; a resumed run
 continues the clock from the file. Used by benchmarks/accuracy.py and experiments/finetune.py.
+
+``History``: any ``metrics(params)`` (energy errors, ...) every n steps, in memory, with the wall time of
+the steps; used by the label-free experiments (experiments/unsupervised_*.py).
 """
 from __future__ import annotations
 
@@ -65,3 +70,28 @@ class Curve:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+
+class History:
+    """``metrics(params) -> {name: scalar}`` and the training loss every ``every`` steps and at ``last_step``,
+    the first row at step 0 (``params0``, loss NaN); ``step_seconds``: wall time of each epoch's steps (per
+    step with one batch per epoch; the first includes compilation, the metrics are excluded)."""
+
+    def __init__(self, metrics, params0, every: int, last_step: int):
+        self.metrics, self.every, self.last_step = metrics, every, last_step
+        self.rows, self.step_seconds = [], []
+        self._record(0, float("nan"), params0)
+        self._clock = time.perf_counter()
+
+    def _record(self, step: int, loss: float, params) -> None:
+        self.rows.append(dict(step=step, loss=loss, **{k: float(v) for k, v in self.metrics(params).items()}))
+
+    def __call__(self, end: EpochEnd) -> None:
+        self.step_seconds.append(time.perf_counter() - self._clock)
+        if end.step % self.every == 0 or end.step == self.last_step:
+            self._record(end.step, end.row["train_loss"], end.state.params)
+        self._clock = time.perf_counter()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """{column: [n_rows]} of the recorded rows."""
+        return {k: np.array([r[k] for r in self.rows]) for k in self.rows[0]}

@@ -1,7 +1,10 @@
 """The training loop: epochs of jitted steps, validation, checkpoints, exact resume, NaN guard, logs.
 
-Data order is a pure function of (seed, epoch), so a run resumed from the checkpoint of step s replays
-exactly the batches an uninterrupted run would have seen after step s.
+The one loop of the project: ``elct train``, the demo and the experiments call :func:`fit`. Data order is a
+pure function of (seed, epoch), so a run resumed from the checkpoint of step s replays exactly the batches
+an uninterrupted run would have seen after step s. A fixed budget of n steps on one batch is
+``epochs = n`` (one step per epoch); callbacks see the state after every epoch (per-step metrics then);
+``run_dir = ""`` trains in memory (no checkpoints, logs or resume).
 """
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import csv
 import ctypes
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,52 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from elct_jax.config import TrainConfig
 from elct_jax.train.checkpoint import Checkpointer
-from elct_jax.train.optim import OptimConfig, current_learning_rate, make_optimizer
+from elct_jax.train.optim import current_learning_rate, make_optimizer
 from elct_jax.train.step import LOSS_NAMES, TrainState, init_state, make_eval_step, make_train_step
 
 
 class TrainingDiverged(RuntimeError):
     """The loss or gradient became NaN/Inf; the last good checkpoint is kept."""
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    mae: float = 1.0     # Hamiltonian MAE (Hartree)
-    omega: float = 0.0   # Mermin free energy per electron (Hartree)
-    sc: float = 0.0      # self-consistency residual |H - F[D(H)]| (Hartree)
-
-    def array(self) -> jnp.ndarray:
-        return jnp.array([self.mae, self.omega, self.sc])
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train.
-
-    checkpoint_seconds     the latest state is saved (asynchronously, orbax) at most this often, and always
-                           after the last epoch, a plateau stop or a callback's stop; the best state by
-                           validation loss is kept in memory and written with it when it improved
-    validate_every_epochs  validation loss every this many epochs (and after the last)
-    sc_iterations          Roothaan-DIIS steps of the sc target T(H) (1: F[D(H)]; see train.losses)
-    """
-
-    run_dir: str = "runs/default"
-    epochs: int = 100
-    seed: int = 0
-    weights: LossWeights = field(default_factory=LossWeights)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    checkpoint_seconds: float = 300.0
-    validate_every_epochs: int = 5
-    progress: bool = True
-    sc_iterations: int = 1
-
-    def __post_init__(self):
-        if self.sc_iterations < 1:
-            raise ValueError(f"train.sc_iterations must be >= 1, got {self.sc_iterations}")
-        if self.validate_every_epochs < 1 or self.checkpoint_seconds < 0:
-            raise ValueError(f"train.validate_every_epochs must be >= 1 and checkpoint_seconds >= 0, got "
-                             f"{self.validate_every_epochs}, {self.checkpoint_seconds}")
 
 
 @dataclass(frozen=True)
@@ -113,7 +78,59 @@ class MetricsLog:
             self._tb.close()
 
 
-def _epoch_means(metrics: Sequence[dict], first_step: int, checkpointer: Checkpointer) -> dict[str, float]:
+class RunFiles:
+    """A run directory's files: checkpoints (latest, best by validation loss) and metrics logs."""
+
+    def __init__(self, run_dir: Path):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._checkpointer, self._log, self._best = Checkpointer(run_dir), MetricsLog(run_dir), _BestState()
+
+    def restore(self, state: TrainState) -> TrainState:
+        """The latest checkpoint (the structure of ``state``), or ``state`` when there is none."""
+        return state if self._checkpointer.latest_step() is None else self._checkpointer.restore(state)
+
+    def kept(self) -> str:
+        return f"the last good checkpoint (step {self._checkpointer.latest_step()}) is kept"
+
+    def offer_best(self, loss: float | None, state: TrainState) -> None:
+        self._best.offer(loss, state)
+
+    def write_row(self, epoch: int, step: int, row: dict) -> None:
+        self._log.write(epoch, step, row)
+
+    def save(self, step: int, state: TrainState, with_best: bool = True) -> None:
+        self._checkpointer.save(step, state)
+        if with_best:
+            self._best.write(self._checkpointer)
+
+    def close(self) -> None:
+        self._log.close()
+        self._checkpointer.close()
+
+
+class InMemory:
+    """The files of a run without a run directory (``TrainConfig.run_dir = ""``): none are read or written."""
+
+    def restore(self, state: TrainState) -> TrainState:
+        return state
+
+    def kept(self) -> str:
+        return "nothing is saved (train.run_dir is empty)"
+
+    def offer_best(self, loss: float | None, state: TrainState) -> None:
+        pass
+
+    def write_row(self, epoch: int, step: int, row: dict) -> None:
+        pass
+
+    def save(self, step: int, state: TrainState, with_best: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _epoch_means(metrics: Sequence[dict], first_step: int, files: RunFiles | InMemory) -> dict[str, float]:
     """Means of the per-step metrics of an epoch (one device->host transfer); raises TrainingDiverged
     naming the first step whose loss or gradient norm is not finite."""
     stacked = {k: np.asarray(jnp.stack([m[k] for m in metrics])) for k in metrics[0]}
@@ -122,8 +139,7 @@ def _epoch_means(metrics: Sequence[dict], first_step: int, checkpointer: Checkpo
         k = int(np.argmax(bad))
         raise TrainingDiverged(
             f"loss={stacked['loss'][k]}, grad_norm={stacked['grad_norm'][k]} at step {first_step + k + 1}: training "
-            f"stopped; the last good checkpoint (step {checkpointer.latest_step()}) is kept. Lower the learning "
-            f"rate or check the data.")
+            f"stopped; {files.kept()}. Lower the learning rate or check the data.")
     return {k: float(v.mean()) for k, v in stacked.items()}
 
 
@@ -142,27 +158,22 @@ def fit(apply_fn: Callable, params, train_batches: Sequence, val_batches: Sequen
     stop_after_steps: stop (after checkpointing) once this global step is reached; for tests of resume.
     callbacks: called after every epoch with an :class:`EpochEnd`; one returning True ends training.
     Steps are dispatched without waiting for their results: metrics reach the host once per epoch.
+    Training ends after ``config.epochs``, a callback's stop or (plateau schedule) at the lr floor.
     """
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     steps_per_epoch = len(train_batches)
     if steps_per_epoch == 0:
         raise ValueError("no training batches")
-    optimizer = make_optimizer(config.optim, steps_per_epoch)
+    total_steps = config.epochs * steps_per_epoch
+    optimizer = make_optimizer(config.optim, steps_per_epoch, total_steps)
     train_step = make_train_step(apply_fn, optimizer, config.optim.ema_decay, sc_iterations=config.sc_iterations)
     eval_step = make_eval_step(apply_fn, sc_iterations=config.sc_iterations)
     weights = config.weights.array()
-    checkpointer = Checkpointer(run_dir)
-    state = init_state(params, optimizer)
-    if checkpointer.latest_step() is not None:
-        state = checkpointer.restore(state)
-    log = MetricsLog(run_dir)
+    files = RunFiles(Path(config.run_dir)) if config.run_dir else InMemory()
+    state = files.restore(init_state(params, optimizer))
     step = int(state.step)
-    best = _BestState()
     last_save = time.monotonic()
     first_epoch, validated = step // steps_per_epoch, False
-    bar = tqdm(total=config.epochs * steps_per_epoch, initial=step, desc="training", unit="step",
-               disable=not config.progress)
+    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not config.progress)
     try:
         for epoch in range(step // steps_per_epoch, config.epochs):
             first = step
@@ -176,10 +187,10 @@ def fit(apply_fn: Callable, params, train_batches: Sequence, val_batches: Sequen
                 metrics.append(m)
                 bar.update(1)
                 if stop_after_steps is not None and step >= stop_after_steps:
-                    _epoch_means(metrics, first, checkpointer)
-                    checkpointer.save(step, state)
+                    _epoch_means(metrics, first, files)
+                    files.save(step, state, with_best=False)
                     return state
-            row = {f"train_{k}": v for k, v in _epoch_means(metrics, first, checkpointer).items()}
+            row = {f"train_{k}": v for k, v in _epoch_means(metrics, first, files).items()}
             last_epoch = epoch + 1 == config.epochs
             val = {}
             if last_epoch or (epoch + 1) % config.validate_every_epochs == 0:
@@ -187,25 +198,24 @@ def fit(apply_fn: Callable, params, train_batches: Sequence, val_batches: Sequen
                 if not validated:
                     release_compile_memory(val)
                     validated = True
-                best.offer(val.get("loss"), state)
+                files.offer_best(val.get("loss"), state)
             row.update({f"val_{k}": val.get(k, "") for k in (*LOSS_NAMES, "loss")})  # same columns every epoch
-            lr = float(current_learning_rate(state.opt_state, config.optim))
+            lr = float(current_learning_rate(state.opt_state, step, config.optim, total_steps))
             row["lr"] = lr
-            log.write(epoch, step, row)
+            files.write_row(epoch, step, row)
             bar.set_postfix(epoch=epoch, train=f"{row['train_loss']:.3e}", val=f"{val.get('loss', float('nan')):.3e}",
                             lr=f"{lr:.1e}")
             stop = any([bool(cb(EpochEnd(epoch, step, state, row))) for cb in callbacks])
-            done = stop or lr < config.optim.min_learning_rate or last_epoch
+            floor = config.optim.schedule == "plateau" and lr < config.optim.min_learning_rate
+            done = stop or floor or last_epoch
             if done or time.monotonic() - last_save >= config.checkpoint_seconds:
-                checkpointer.save(step, state)
-                best.write(checkpointer)
+                files.save(step, state)
                 last_save = time.monotonic()
             if done:
                 break
     finally:
         bar.close()
-        log.close()
-        checkpointer.close()
+        files.close()
     return state
 
 

@@ -1,4 +1,5 @@
-"""Optimizer of the universal-model paper: Adam, learning rate halved on plateau, stop at a floor.
+"""Optimizer of the universal-model paper: Adam, learning rate halved on plateau, stop at a floor; or Adam
+with an exponentially decaying learning rate over a fixed budget (``OptimConfig.schedule``).
 
 Defaults: the DeepH-2 universal model's schedule (factor 0.5, patience 20 epochs) with lr 1e-3 (its 4e-4
 at batch 1 reached 3x the test error at equal CPU time on water-md17 with batch 4, benchmarks/RESULTS.md
@@ -9,28 +10,27 @@ jitted update, so the schedule costs no host round trip.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import jax.numpy as jnp
 import optax
 
+from elct_jax.config import OptimConfig
 
-@dataclass(frozen=True)
-class OptimConfig:
-    learning_rate: float = 1e-3
-    plateau_factor: float = 0.5
-    plateau_patience: int = 20      # epochs without improvement before the lr is multiplied by the factor
-    min_learning_rate: float = 1e-6  # training stops once the lr falls below this
-    clip_norm: float = 1.0           # global-norm gradient clipping; 0 disables
-    ema_decay: float = 0.0           # 0 disables the parameter EMA; e.g. 0.999 keeps one
+
+def make_optimizer(config: OptimConfig, steps_per_epoch: int, total_steps: int = 1
+                   ) -> optax.GradientTransformationExtraArgs:
+    """Clip -> Adam(lr) -> reduce-on-plateau, or clip -> Adam(exponential schedule over ``total_steps``,
+    which only that schedule depends on). ``update(..., value=loss)`` must be given the step's loss."""
+    return _make_optimizer(config, steps_per_epoch, total_steps if config.schedule == "exponential" else 1)
 
 
 @functools.lru_cache(maxsize=None)  # one optimizer object per config: jitted steps are shared
-def make_optimizer(config: OptimConfig, steps_per_epoch: int) -> optax.GradientTransformationExtraArgs:
-    """Clip -> Adam(lr) -> reduce-on-plateau. ``update(..., value=loss)`` must be given the step's loss."""
+def _make_optimizer(config: OptimConfig, steps_per_epoch: int, total_steps: int):
     parts = []
     if config.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(config.clip_norm))
+    if config.schedule == "exponential":
+        return optax.chain(*parts, optax.adam(exponential_schedule(config, total_steps)))
     parts.append(optax.adam(config.learning_rate))
     parts.append(
         optax.contrib.reduce_on_plateau(
@@ -44,14 +44,17 @@ def make_optimizer(config: OptimConfig, steps_per_epoch: int) -> optax.GradientT
     return optax.chain(*parts)
 
 
-def exponential_adam(lr: float, final_lr: float, steps: int) -> optax.GradientTransformation:
-    """Adam with the learning rate decayed exponentially from lr to final_lr over ``steps`` (the fixed
-    budget of the label-free vs supervised experiments)."""
-    return optax.adam(optax.exponential_decay(lr, transition_steps=max(steps, 1), decay_rate=final_lr / lr))
+def exponential_schedule(config: OptimConfig, total_steps: int) -> optax.Schedule:
+    """step -> lr, from ``learning_rate`` at step 0 to ``final_learning_rate`` at ``total_steps``."""
+    return optax.exponential_decay(config.learning_rate, transition_steps=max(total_steps, 1),
+                                   decay_rate=config.final_learning_rate / config.learning_rate)
 
 
-def current_learning_rate(opt_state, config: OptimConfig) -> jnp.ndarray:
-    """The effective learning rate: base lr times the plateau scale (last element of the chain state)."""
+def current_learning_rate(opt_state, step, config: OptimConfig, total_steps: int) -> jnp.ndarray:
+    """The learning rate of the last of ``step`` steps: the exponential schedule's value, or the base lr
+    times the plateau scale (last element of the chain state)."""
+    if config.schedule == "exponential":
+        return exponential_schedule(config, total_steps)(step - 1)
     return config.learning_rate * opt_state[-1].scale
 
 

@@ -1,4 +1,5 @@
-"""A training run from a TOML file: data -> model -> fit -> saved model. Used by ``elct train`` and the demo.
+"""A training run (``elct_jax.config.RunConfig``, from a TOML file by ``load_run_config``): data -> model ->
+fit -> saved model. Used by ``elct train`` and the demo.
 
 Example ``water.toml``::
 
@@ -30,7 +31,6 @@ besides the orbax checkpoint), ``metrics.csv``, TensorBoard logs and ``checkpoin
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +39,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from elct_jax.basis import OrbitalBasis
-from elct_jax.config import AttentionConfig, ModelConfig, RadialConfig, preset
+from elct_jax.config import RunConfig
 from elct_jax.data.baseline import BASELINE, baseline_settings
 from elct_jax.data.dataset_dir import SPLIT_NAMES, dataset_folders, read_record, read_split_file
 from elct_jax.data.loader import (
@@ -55,98 +55,7 @@ from elct_jax.data.systems import system_from_record
 from elct_jax.model import make_predict_fn
 from elct_jax.saved_model import TrainedModel, load_model, write_model_info
 from elct_jax.train.init import fit_onsite_bias
-from elct_jax.train.loop import LossWeights, TrainConfig, fit
-from elct_jax.train.optim import OptimConfig
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Dataset of a run. ``split_file`` (a JSON file of folder names relative to ``path``, see
-    ``elct_jax.data.loader.read_split_file``) fixes train/val/test; otherwise a seeded permutation is
-    cut by the ``split`` fractions. Records outside the split file's lists are not read.
-    ``batch_size`` is the mean number of structures per batch: structures of mixed sizes are packed to
-    about equal padded sizes (``elct_jax.data.loader.pack_groups``).
-    ``baseline``: "auto" learns H - H0 when every record (of a molecular dataset) carries H0
-    (``elct_jax.data.baseline``), "h0" requires it, "none" learns H itself."""
-
-    path: str = "data"
-    cutoff_ang: float = 6.0
-    batch_size: int = 4
-    split_seed: int = 0
-    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    split_file: str = ""
-    baseline: str = "auto"
-
-    def __post_init__(self):
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ValueError(f"data.batch_size must be a positive integer, got {self.batch_size!r}")
-        if self.baseline not in ("auto", "h0", "none"):
-            raise ValueError(f"data.baseline must be 'auto', 'h0' or 'none', got {self.baseline!r}")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    init_from: str = ""
-
-    @property
-    def label_free(self) -> bool:
-        return self.train.weights.omega != 0 or self.train.weights.sc != 0
-
-
-def _sub(cls, table: dict, where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in [{where}]; allowed: {sorted(known)}")
-    return cls(**table)
-
-
-def model_config_from_dict(table: dict) -> ModelConfig:
-    """``{"preset": name, **overrides}`` (overrides may include "radial"/"attention" tables)."""
-    table = dict(table)
-    known = {f.name for f in dataclasses.fields(ModelConfig)} | {"preset"}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in [model]; allowed: {sorted(known)}")
-    name = table.pop("preset", "small")
-    if "radial" in table:
-        table["radial"] = _sub(RadialConfig, table["radial"], "model.radial")
-    if "attention" in table:
-        table["attention"] = _sub(AttentionConfig, table["attention"], "model.attention")
-    return preset(name, **table)
-
-
-def run_config_from_dict(doc: dict) -> RunConfig:
-    unknown = sorted(set(doc) - {"data", "model", "train"})
-    if unknown:
-        raise ValueError(f"unknown section(s) {unknown}; allowed: data, model, train")
-    data = dict(doc.get("data", {}))
-    if "split" in data:
-        data["split"] = tuple(data["split"])
-    train = dict(doc.get("train", {}))
-    init_from = train.pop("init_from", "")
-    weights = _sub(LossWeights, train.pop("weights", {}), "train.weights")
-    optim = _sub(OptimConfig, train.pop("optim", {}), "train.optim")
-    return RunConfig(
-        data=_sub(DataConfig, data, "data"),
-        model=model_config_from_dict(doc.get("model", {})),
-        train=_sub(TrainConfig, {**train, "weights": weights, "optim": optim}, "train"),
-        init_from=init_from,
-    )
-
-
-def load_run_config(path: str | Path) -> RunConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path}: not valid TOML: {err}") from err
-    return run_config_from_dict(doc)
+from elct_jax.train.loop import fit
 
 
 @dataclass
@@ -206,16 +115,16 @@ def _use_baseline(mode: str, records, names) -> bool:
 def save_model_info(run_dir: Path, config: RunConfig, basis: OrbitalBasis, baseline: dict | None = None) -> None:
     """The run directory's model.json: what ``load_model`` needs besides the checkpoints."""
     write_model_info(run_dir, config.model, basis, config.data.cutoff_ang, baseline,
-                     optim=dataclasses.asdict(config.train.optim))  # the checkpointed optimizer state's structure
+                     optim=config.train.optim.to_dict())  # the checkpointed optimizer state's structure
 
 
 def with_start_model(config: RunConfig) -> tuple[RunConfig, TrainedModel | None]:
-    """The model ``config.init_from`` names (a pretrained model, exported folder or run directory) and the
+    """The model ``config.train.init_from`` names (a pretrained model, exported folder or run directory) and the
     config with that model's network and cutoff (a fine-tuned network keeps its architecture; a differing
     [model] table or cutoff is replaced, and said so). Without init_from: (config, None)."""
-    if not config.init_from:
+    if not config.train.init_from:
         return config, None
-    start = load_model(config.init_from)
+    start = load_model(config.train.init_from)
     if (config.model, config.data.cutoff_ang) != (start.config, start.cutoff_ang):
         print(f"fine-tuning {start.name}: its network config and cutoff ({start.cutoff_ang} A) replace the run's")
     return dataclasses.replace(config, model=start.config,
@@ -223,7 +132,7 @@ def with_start_model(config: RunConfig) -> tuple[RunConfig, TrainedModel | None]
 
 
 def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | None = None, callbacks=()):
-    """Train (or fine-tune from ``config.init_from``: a pretrained model's name, an exported model or a run
+    """Train (or fine-tune from ``config.train.init_from``: a pretrained model's name, an exported model or a run
     directory; its network, cutoff and basis are kept) and return (state, dataset, apply).
     ``callbacks`` are handed to :func:`elct_jax.train.loop.fit` (called after every epoch).
 
@@ -237,7 +146,7 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
             raise ValueError(f"the dataset's basis has elements {dataset.basis.elements}, {start.name} "
                              f"{start.basis.elements}: prepare the data with the start model's config")
         if start.baseline != dataset.baseline:
-            raise ValueError(f"init_from {config.init_from} was trained with baseline {start.baseline} but this run's "
+            raise ValueError(f"init_from {config.train.init_from} was trained with baseline {start.baseline} but this run's "
                              f"data give {dataset.baseline}: the network would learn another target; set [data] "
                              f"baseline to match (\"none\" or \"h0\")")
         params = start.params
