@@ -146,8 +146,31 @@ def test_crystal_displacements_and_supercell():
     assert cell.n_atoms == 8
     np.testing.assert_allclose(cell.lattice_ang[:2], 2 * GRAPHENE.lattice_ang[:2])
     s = sampling.sample_crystal(cell, 0.05, 0.0, sampling.rng_for(0, 0))
-    assert 0.01 < np.abs(s.positions_ang - cell.positions_ang).max() < 0.5
+    frac = (s.positions_ang - cell.positions_ang) @ np.linalg.inv(cell.lattice_ang)
+    displacement = (frac - np.round(frac)) @ cell.lattice_ang  # up to the lattice vectors of wrapping
+    assert 0.01 < np.abs(displacement).max() < 0.5
     with pytest.raises(ValueError, match="non-periodic"):
         sampling.make_supercell(GRAPHENE, (1, 1, 2))
     with pytest.raises(ValueError, match="periodic structure"):
         sampling.sample_crystal(WATER, 0.05, 0.01, sampling.rng_for(0, 0))
+
+
+def test_crystal_samples_are_wrapped_into_the_home_cell():
+    """An atom displaced across a cell face is stored inside the cell at the same periodic position."""
+    lattice = np.array([[2.46, 0.0, 0.0], [-1.23, 2.13, 0.0], [0.0, 0.0, 10.0]])
+    base = Structure(("C", "C"), np.array([[0.0, 0.0, 5.0], [0.0, 1.42, 5.0]]), lattice, (True, True, True))
+    samples = [sampling.sample_crystal(base, 0.05, 0.01, sampling.rng_for(0, n)) for n in range(20)]
+    fracs = np.array([s.positions_ang @ np.linalg.inv(s.lattice_ang) for s in samples])
+    assert np.all((fracs >= 0) & (fracs < 1))
+    unwrapped = Structure(("C", "C"), np.array([[-0.1, -0.1, 5.0], [0.0, 1.42, 5.0]]), lattice, (True, True, True))
+    wrapped = unwrapped.wrapped()
+    shift = (wrapped.positions_ang - unwrapped.positions_ang) @ np.linalg.inv(lattice)
+    np.testing.assert_allclose(shift, np.round(shift), atol=1e-12)  # moved by lattice vectors only
+    assert np.any(np.round(shift) != 0)
+
+
+def test_labels_need_a_functional_the_dft_layer_evaluates():
+    """--xc b3lyp would write labels the DFT layer cannot use: refused when the settings are made."""
+    with pytest.raises(ValueError, match="xc='b3lyp': labels must use a functional the DFT layer"):
+        DFTSettings(basis="sto-3g", xc="b3lyp")
+    assert DFTSettings(basis="sto-3g", xc="PBE").xc == "PBE"

@@ -58,6 +58,17 @@ class Structure:
     def is_periodic(self) -> bool:
         return any(self.pbc)
 
+    def wrapped(self) -> "Structure":
+        """The same crystal with every atom moved into the home cell along the periodic directions
+        (fractional coordinates in [0, 1)); a molecule unchanged. Stored data keep atoms in the home cell, so
+        the lattice shifts R of their blocks mean the same to every DeepH tool."""
+        if not self.is_periodic:
+            return self
+        frac = self.positions_ang @ np.linalg.inv(self.lattice_ang)
+        periodic = np.array(self.pbc)
+        frac[:, periodic] -= np.floor(frac[:, periodic])
+        return Structure(self.symbols, frac @ self.lattice_ang, self.lattice_ang, self.pbc)
+
     @classmethod
     def from_ase(cls, atoms) -> "Structure":
         """From an ``ase.Atoms``. A zero cell (typical for .xyz molecules) becomes ``lattice_ang=None``."""

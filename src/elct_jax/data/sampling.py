@@ -4,7 +4,7 @@ displacements, random strains + displacements of crystal supercells.
 Every sampler takes an explicit ``numpy.random.Generator``; ``rng_for(seed, index)`` makes the
 generator of structure ``index`` so a dataset is a deterministic function of (seed, index).
 Samples with two atoms (or periodic images) closer than ``min_distance_ang`` are rejected and
-redrawn from the same generator.
+redrawn from the same generator. Periodic samples come back with their atoms wrapped into the home cell.
 """
 from __future__ import annotations
 
@@ -126,7 +126,8 @@ def sample_crystal(base: Structure, sigma_ang: float, strain: float, rng: np.ran
                    min_distance_ang: float = 0.5, max_attempts: int = 100) -> Structure:
     """Random symmetric Cartesian strain (components uniform in [-strain, strain], projected onto the
     span of the periodic lattice vectors, so vacuum directions stay unstrained) applied to lattice and
-    positions, followed by Gaussian displacements of standard deviation sigma_ang."""
+    positions, followed by Gaussian displacements of standard deviation sigma_ang. Atoms are returned
+    wrapped into the home cell (``Structure.wrapped``), as every sampler here returns crystals."""
     if base.lattice_ang is None or not base.is_periodic:
         raise ValueError("sample_crystal needs a periodic structure with a lattice")
     if not 0 <= strain < 0.5 or sigma_ang < 0:
@@ -139,7 +140,7 @@ def sample_crystal(base: Structure, sigma_ang: float, strain: float, rng: np.ran
         lattice = base.lattice_ang @ deform
         positions = base.positions_ang @ deform + sigma_ang * rng.standard_normal(base.positions_ang.shape)
         if _is_valid(base, positions, lattice, min_distance_ang):
-            return Structure(base.symbols, positions, lattice, base.pbc)
+            return Structure(base.symbols, positions, lattice, base.pbc).wrapped()
     raise RuntimeError(_rejection_message(max_attempts, min_distance_ang))
 
 
@@ -168,7 +169,7 @@ def _first_valid(base: Structure, draw, min_dist: float, max_attempts: int) -> S
     for _ in range(max_attempts):
         positions = draw()
         if _is_valid(base, positions, base.lattice_ang, min_dist):
-            return Structure(base.symbols, positions, base.lattice_ang, base.pbc)
+            return Structure(base.symbols, positions, base.lattice_ang, base.pbc).wrapped()
     raise RuntimeError(_rejection_message(max_attempts, min_dist))
 
 
