@@ -18,32 +18,69 @@ def _demo(args) -> None:
                         finetune_epochs=args.finetune_epochs, n_workers=args.workers))
 
 
-def _generate(args) -> None:
-    from ai2dft.pyscf_bridge.labels import DFTSettings
-    from elct_jax.data.generate import Recipe, generate_dataset
+def _generate(args) -> int:
+    if args.n == 0:
+        print(f"elct data generate: --n 0: nothing to do ({args.out} is neither created nor changed)")
+        return 0
+    try:
+        from ai2dft.pyscf_bridge.labels import DFTSettings
+        from elct_jax.data.generate import Recipe, generate_dataset
 
-    smearing = None if args.smearing is None else (args.smearing[0], float(args.smearing[1]))
-    dft = DFTSettings(basis=args.basis, xc=args.xc, grid_level=args.grid_level, conv_tol=args.conv_tol,
-                      max_cycle=args.max_cycle, charge=args.charge, smearing=smearing, pseudo=args.pseudo,
-                      kmesh=tuple(args.kmesh), ke_cutoff_Ha=args.ke_cutoff)
-    recipe = Recipe(kind=args.recipe, temperature_K=args.temperature, sigma_ang=args.sigma, strain=args.strain,
-                    supercell=tuple(args.supercell), dft=dft)
-    manifest = generate_dataset(args.structure, recipe, args.out, args.n, n_workers=args.workers, seed=args.seed)
-    print(f"{args.out}: {_status_counts([manifest])}")
+        smearing = None if args.smearing is None else (args.smearing[0], float(args.smearing[1]))
+        dft = DFTSettings(basis=args.basis, xc=args.xc, grid_level=args.grid_level, conv_tol=args.conv_tol,
+                          max_cycle=args.max_cycle, charge=args.charge, smearing=smearing, pseudo=args.pseudo,
+                          kmesh=tuple(args.kmesh), ke_cutoff_Ha=args.ke_cutoff)
+        recipe = Recipe(kind=args.recipe, temperature_K=args.temperature, sigma_ang=args.sigma, strain=args.strain,
+                        supercell=tuple(args.supercell), dft=dft)
+        manifest = generate_dataset(args.structure, recipe, args.out, args.n, n_workers=args.workers, seed=args.seed)
+    except KeyboardInterrupt as err:
+        return _interrupted("generate", err, args.out)
+    return _report("generate", {Path(args.out): manifest}, args.n)
 
 
-def _status_counts(manifests) -> dict[str, int]:
-    """Structures per status ("done", "not_converged", "failed") over generation manifests."""
-    statuses = [entry["status"] for m in manifests for entry in m["structures"].values()]
-    return {s: statuses.count(s) for s in sorted(set(statuses))}
+def _report(command: str, manifests: dict[Path, dict], n: int) -> int:
+    """Print the status counts of structures 0..n-1 of each {folder: generation manifest} and, on stderr,
+    every failed or non-converged structure with its reason; the exit status: 1 if there is one, else 0."""
+    from elct_jax.data.generate import failures
+
+    entries = [(folder / str(i), m["structures"].get(str(i), {}).get("status"), reason)
+               for folder, m in manifests.items() for i, reason in failures(m, n).items()]
+    statuses = [m["structures"].get(str(i), {}).get("status") for m in manifests.values() for i in range(n)]
+    print(f"elct data {command}: {n * len(manifests)} structures: "
+          + ", ".join(f"{statuses.count(s)} {s}" for s in ("done", "not_converged", "failed")))
+    for folder, status, reason in entries:
+        print(f"  {folder}: {status}: {reason}", file=sys.stderr)
+    if entries:
+        print(f"elct data {command}: {len(entries)} structure(s) failed or did not converge (listed above); "
+              f"failed ones are retried when the same command runs again", file=sys.stderr)
+    return 1 if entries else 0
 
 
-def _benchmark_data(args) -> None:
-    from elct_jax.data.benchmarks import generate_benchmark
+def _interrupted(command: str, err: KeyboardInterrupt, out: str) -> int:
+    """Report a stop by SIGINT (Ctrl-C) or SIGTERM; the exit status 128 + signal number, the shell's."""
+    import signal
 
-    manifests = generate_benchmark(args.name, args.out, n_workers=args.workers, threads_per_worker=args.threads,
-                                   n_structures=args.n)
-    print(f"{args.out}: {_status_counts(manifests.values())}; split in {Path(args.out) / 'split.json'}")
+    signum = getattr(err, "signum", signal.SIGINT)  # a plain KeyboardInterrupt: Ctrl-C before generation began
+    print(f"elct data {command}: stopped by {signal.Signals(signum).name}; every finished structure is listed "
+          f"in the manifest(s) under {out}; run the same command again to resume", file=sys.stderr)
+    return 128 + signum
+
+
+def _benchmark_data(args) -> int:
+    if args.n == 0:
+        print(f"elct data benchmark: --n 0: nothing to do ({args.out} is neither created nor changed)")
+        return 0
+    try:
+        from elct_jax.data.benchmarks import generate_benchmark, get_dataset
+
+        manifests = generate_benchmark(args.name, args.out, n_workers=args.workers,
+                                       threads_per_worker=args.threads, n_structures=args.n)
+    except KeyboardInterrupt as err:
+        return _interrupted("benchmark", err, args.out)
+    n = get_dataset(args.name).n_structures if args.n is None else args.n
+    status = _report("benchmark", {Path(args.out) / folder: m for folder, m in manifests.items()}, n)
+    print(f"split in {Path(args.out) / 'split.json'}")
+    return status
 
 
 def _add_h0(args) -> None:
@@ -102,6 +139,10 @@ def _bands(args) -> None:
 
 
 MODEL_HELP = "a pretrained model (universal-mol-v1), an exported model folder or a run directory"
+GENERATION_EXIT = ("exit status: 0 when every structure is done; 1 when any failed or did not converge (each is "
+                   "listed with its reason; failed ones are retried by running the same command again); 2 for bad "
+                   "input; 130 or 143 when stopped by Ctrl-C (SIGINT) or SIGTERM, after the structures in progress "
+                   "(run the same command again to resume)")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -144,10 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("generate", help="sample structures and label them with PySCF (resumable)")
+    p = data.add_parser("generate", help="sample structures and label them with PySCF (resumable)",
+                        epilog=GENERATION_EXIT)
     p.add_argument("structure", help="base structure: xyz, POSCAR, or anything ASE reads")
     p.add_argument("--out", type=_output_dir, required=True, help="dataset directory (DeepH-dock folders, manifest)")
-    p.add_argument("--n", type=int, required=True, help="number of structures")
+    p.add_argument("--n", type=int, required=True,
+                   help="number of structures (0: nothing to do, exits 0 and writes nothing)")
     p.add_argument("--recipe", default="normal_modes", choices=["normal_modes", "random", "crystal_random"],
                    help="sampling: harmonic normal modes (molecules), Gaussian displacements, or strained and "
                         "displaced supercells (crystals)")
@@ -176,10 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
     p.set_defaults(func=_generate)
 
-    p = data.add_parser("benchmark", help="generate a named benchmark dataset (resumable; writes split.json)")
+    p = data.add_parser("benchmark", help="generate a named benchmark dataset (resumable; writes split.json)",
+                        epilog=GENERATION_EXIT)
     p.add_argument("name", help="water-md17 | graphene-300k | g2-mol | g2-heldout (see elct_jax.data.benchmarks)")
     p.add_argument("--out", type=_output_dir, required=True, help="dataset directory (with split.json)")
-    p.add_argument("--n", type=int, default=None, help="only the first N structures (default: all)")
+    p.add_argument("--n", type=int, default=None,
+                   help="only the first N structures (default: all; 0: nothing to do, exits 0 and writes nothing)")
     p.add_argument("--workers", type=int, default=1, help="PySCF worker processes")
     p.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads per worker")
     p.set_defaults(func=_benchmark_data)
@@ -242,11 +287,11 @@ def main(argv: list[str] | None = None) -> int:
 
     enable_float64()
     try:
-        args.func(args)
+        status = args.func(args)
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"elct {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0  # the commands that report an exit status return it
 
 
 if __name__ == "__main__":

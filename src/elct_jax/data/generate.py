@@ -7,15 +7,14 @@ written to a temporary directory and renamed into place; the manifest is rewritt
 every structure. Structure ``index`` is a deterministic function of (base, recipe, seed, index), so an
 interrupted run resumes with the same set: done and not-converged indices are never recomputed,
 failed ones are retried. Normal-mode sampling computes the base Hessian once and caches its modes in
-``out_dir/normal_modes.npz``.
+``out_dir/normal_modes.npz``. SIGINT (Ctrl-C) or SIGTERM stops the run after the structures in
+progress (``data.workers``): every folder on disk is then in the manifest, and ``Interrupted`` is
+raised; a worker process that dies fails only its own structure. ``failures`` lists what went wrong.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
-import contextlib
 import dataclasses
 import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -29,6 +28,7 @@ from ai2dft.pyscf_bridge.labels import DFTSettings, crystal_labels, molecule_hes
 from elct_jax.basis import OrbitalBasis
 from elct_jax.data import sampling
 from elct_jax.data.deeph_dock import DeepHRecord, read_deeph_dock, write_deeph_dock
+from elct_jax.data.workers import Interrupted, StopRequest, run_tasks, stop_on_signals
 from elct_jax.hamiltonian import dense_to_dict, reorder_blocks
 from elct_jax.structure import Structure
 
@@ -135,6 +135,31 @@ def generate_dataset(base: Structure | str | Path, recipe: Recipe, out_dir: str 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = _open_manifest(out_dir, base, recipe, seed)
+    with stop_on_signals() as stop:
+        try:
+            _generate(base, recipe, out_dir, n_structures, seed, manifest, stop, n_workers, threads_per_worker,
+                      progress)
+        finally:  # also after a second signal: a folder renamed into place before it is listed
+            _recover_finished(out_dir, manifest)
+            _write_json_atomic(out_dir / MANIFEST, manifest)
+    if stop.signum is not None:
+        raise Interrupted(stop.signum)
+    return manifest
+
+
+def failures(manifest: dict, n_structures: int) -> dict[int, str]:
+    """{index: reason} of the structures 0..n_structures-1 of ``manifest`` that failed (the error) or
+    did not converge ("SCF not converged after N cycles")."""
+    max_cycle = manifest["recipe"]["dft"]["max_cycle"]
+    reasons = {"failed": lambda entry: entry["error"],
+               "not_converged": lambda entry: f"SCF not converged after {max_cycle} cycles"}
+    entries = {i: manifest["structures"].get(str(i), {}) for i in range(n_structures)}
+    return {i: reasons[e["status"]](e) for i, e in entries.items() if e.get("status") in reasons}
+
+
+def _generate(base: Structure, recipe: Recipe, out_dir: Path, n_structures: int, seed: int, manifest: dict,
+              stop: StopRequest, n_workers: int, threads_per_worker: int | None, progress: bool) -> None:
+    """Run the structures of ``manifest`` still to do, recording each as it finishes (until ``stop``)."""
     _remove_stale_temporaries(out_dir)
     _recover_finished(out_dir, manifest)
     todo = [i for i in range(n_structures) if manifest["structures"].get(str(i), {}).get("status")
@@ -142,40 +167,16 @@ def generate_dataset(base: Structure | str | Path, recipe: Recipe, out_dir: str 
     modes_path = _normal_modes_file(out_dir, base, recipe) if recipe.kind == "normal_modes" and todo else None
     tasks = [dict(base=_structure_dict(base), recipe=recipe.to_dict(), seed=seed, index=i,
                   out_dir=str(out_dir), modes_path=modes_path) for i in todo]
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = threads_per_worker or max(1, available // max(n_workers, 1))
+    env = {name: str(threads) for name in _THREAD_VARS}  # spawned workers read the thread counts at start-up
     bar = tqdm(total=len(tasks), desc="structures", unit="structure", disable=not progress)
-    for index, entry in _run_tasks(tasks, n_workers, threads_per_worker):
-        manifest["structures"][str(index)] = entry
+    for task, entry, died in run_tasks(generate_one, tasks, n_workers, stop, env, _init_worker, (threads,)):
+        manifest["structures"][str(task["index"])] = entry or {"status": "failed", "error": died}
         _write_json_atomic(out_dir / MANIFEST, manifest)
         bar.set_postfix(_counts(manifest, n_structures), refresh=False)
         bar.update(1)
     bar.close()
-    return manifest
-
-
-def _run_tasks(tasks: list, n_workers: int, threads_per_worker: int | None):
-    """Yield (index, manifest entry) as structures finish."""
-    if not tasks:
-        return
-    if n_workers == 0:
-        for task in tasks:
-            yield task["index"], generate_one(task)
-        return
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = threads_per_worker or max(1, available // n_workers)
-    context = multiprocessing.get_context("spawn")  # never fork a process that may hold JAX threads
-    with _thread_environment(threads):  # spawned workers read the thread counts at start-up
-        pool = cf.ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker,
-                                      initargs=(threads,))
-        futures = {pool.submit(generate_one, task): task["index"] for task in tasks}
-    try:
-        for future in cf.as_completed(futures):
-            try:
-                entry = future.result()
-            except Exception as err:  # the worker process died (BrokenProcessPool, MemoryError, ...)
-                entry = {"status": "failed", "error": f"worker process failed: {type(err).__name__}: {err}"}
-            yield futures[future], entry
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def generate_one(task: dict) -> dict:
@@ -212,20 +213,6 @@ def _init_worker(threads: int) -> None:
     from pyscf import lib
 
     lib.num_threads(threads)
-
-
-@contextlib.contextmanager
-def _thread_environment(threads: int):
-    saved = {name: os.environ.get(name) for name in _THREAD_VARS}
-    os.environ.update({name: str(threads) for name in _THREAD_VARS})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _structure_dict(structure: Structure) -> dict:
