@@ -4,19 +4,11 @@ Each function is a ``functools.singledispatch`` function of the system's Python 
 works unchanged under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` (a traced System is still a System).
 ``ai2dft.molecule`` implements it for ``System`` (H real [nao, nao]), ``ai2dft.crystal_energy`` for
 ``CrystalSystem`` (H(k) complex [nk, nao, nao]); a new kind (e.g. spin-polarised, H [2, nao, nao])
-registers its own module here and ``density_matrix``, ``free_energy``, ``scf``, ``roothaan_diis`` and
-``minimize_free_energy`` take it unchanged. In the shapes below, "H-shaped" is the kind's shape of H.
-
-    energy(system, D)              [] E_KS[D], Hartree; jax.grad in D is metric * conj(F)
-    fock(system, D)                H-shaped F[D] = dE_KS/dD
-    orthogonalizer(system)         H-shaped X with X^H S X = 1 on the kept basis (S^-1/2)
-    density_and_entropy_of(system, H, X=None)   (D H-shaped, [] entropy) at the system's electron count
-                                   and smearing; X: orthogonalizer(system) if precomputed
-    effective_hamiltonian(system, H)   H as the density sees it: restricted to the kept basis, the dropped
-                                   directions lifted out of reach (the identity without dropped directions)
-    kept_part(system, A)           A restricted to the kept basis (padding and dropped directions zeroed)
-    metric(system)                 weights w broadcastable to H-shaped arrays: the real inner product
-                                   <a, b> = sum w Re(conj(a) b) (k-weights for crystals, 1 for molecules)
+implements them in its own module, registered on import, and ``density_matrix``, ``free_energy``, ``scf``,
+``roothaan_diis`` and ``minimize_free_energy`` take it unchanged. "H-shaped": the kind's shape of H. The interface: ``energy``,
+``fock``, ``orthogonalizer``, ``density_and_entropy_of``, ``effective_hamiltonian``, ``kept_part`` (the
+kept basis: padding and dropped near-null directions of S excluded) and ``metric`` (the real inner product
+<a, b> = sum w Re(conj(a) b): k-weights for crystals, 1 for molecules; ``inner``, ``fock_of_gradient``).
 """
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ occupied-virtual block of H, and the other blocks follow F because of the precon
 Optimizer: L-BFGS (two-loop recursion, 10 pairs) preconditioned by the divided differences. In
 the eigenbasis C of the current H (C^T S C = 1) the gradient is 2 Phi o C^T (F - H) C and the
 Hessian about -2 Phi (Phi_ij = (f_i - f_j)/(eps_i - eps_j) <= 0; crystals: -2 w_k Phi(k)), so the
-preconditioned gradient is the Roothaan residual F[D(H)] - H in the kept basis. It is formed from the Fock matrix directly: dividing the
-gradient by Phi ~ exp(-gap/sigma) would amplify its round-off (tried: steps of 1e96). The
+preconditioned gradient is the Roothaan residual F[D(H)] - H in the kept basis. It is formed from the
+Fock matrix directly: dividing the gradient by Phi ~ exp(-gap/sigma) would amplify its round-off
+(tried: steps of 1e96). The
 two-loop recursion uses the raw gradients for the curvature pairs and the residuals as the
 initial inverse Hessian's action (P g = -(F - H), P y_i = differences of residuals); an Armijo
 backtracking line search on Omega keeps every step downhill. H2O (PBE) from the core Hamiltonian
