@@ -227,10 +227,10 @@ def test_parity_with_pyscf_large(name):
 PEAK_MEMORY_SCRIPT = textwrap.dedent("""
     import sys, time
     import jax
-    jax.config.update("jax_enable_x64", True)
+    import ai2dft
+    ai2dft.enable_float64()
     sys.path.insert(0, {tests!r})
     from crystals import graphene_cell
-    import ai2dft
     from ai2dft.crystal import CrystalSystem
     from ai2dft.pyscf_bridge.cell import make_krks
     start = time.perf_counter()

@@ -161,7 +161,7 @@ def test_chunks_on_two_host_devices_equal_one_device():
     """Chunks dealt to two (forced host) devices give the single-device blocks."""
     code = textwrap.dedent(f"""
         import jax, numpy as np
-        jax.config.update("jax_enable_x64", True)
+        import ai2dft; ai2dft.enable_float64()
         import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})
         from crystals import graphene_supercell
         from test_large import CUTOFF
