@@ -1,7 +1,9 @@
 """Dataset generation with real PySCF runs: DeepH-dock round trip against a fresh PySCF calculation,
-resuming after a killed run, non-converged and failed SCFs, unaliased crystal H(R) (graphene)."""
+resuming after a killed run, non-converged and failed SCFs, unaliased crystal H(R) (graphene); the
+``elct data generate`` command's exit status and report, its stop on SIGINT / SIGTERM and a killed worker."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +14,7 @@ import time
 
 import jax.numpy as jnp
 import numpy as np
+import psutil
 import pytest
 import scipy.linalg
 from pyscf import dft
@@ -20,6 +23,7 @@ from pyscf.pbc import gto as pbc_gto
 
 from ai2dft.pyscf_bridge.labels import DFTSettings, crystal_labels
 from elct_jax.basis import OrbitalBasis
+from elct_jax.cli import main
 from elct_jax.data import sampling
 from elct_jax.data.deeph_dock import read_deeph_dock, write_deeph_dock
 from elct_jax.data.generate import MANIFEST, Recipe, generate_dataset, label_record, sample_structure
@@ -207,3 +211,134 @@ def test_aliased_realspace_mesh_is_refused():
     settings = DFTSettings(basis="gth-szv", xc="lda", kmesh=(3, 3, 1), ke_cutoff_Ha=60, realspace_kmesh=(3, 3, 1))
     with pytest.raises(ValueError, match=r"differ from direct real-space overlaps by [0-9.e-]+.*larger realspace_kmesh"):
         crystal_labels(GRAPHENE, settings)
+
+
+# ---- the elct data generate command: exit status, report, signals, dead workers (H2 / LiH, STO-3G) ----
+H2_XYZ = "2\nH2\nH 0 0 0\nH 0 0 0.74\n"
+LIH_XYZ = "2\nLiH\nLi 0 0 0\nH 0 0 1.6\n"
+TINY = ["--recipe", "random", "--sigma", "0.02", "--basis", "sto-3g", "--xc", "lda", "--grid-level", "1"]
+N_LONG = 16  # structures of the interrupted runs: H2/STO-3G ~0.3 s each after a first one of ~5 s
+
+
+def _xyz(tmp_path, text: str) -> str:
+    path = tmp_path / f"{text.split()[1]}.xyz"
+    path.write_text(text)
+    return str(path)
+
+
+def _folders(out) -> set[str]:
+    return {p.name for p in out.iterdir() if p.is_dir() and p.name.isdigit()}
+
+
+def test_cli_lists_every_failed_or_unconverged_structure_and_exits_1(tmp_path, capsys):
+    lih, h2 = _xyz(tmp_path, LIH_XYZ), _xyz(tmp_path, H2_XYZ)
+    charged = tmp_path / "charged"
+    assert main(["data", "generate", lih, "--out", str(charged), "--n", "2", "--workers", "0", "--charge", "1",
+                 *TINY]) == 1
+    err = capsys.readouterr().err
+    for i in range(2):
+        assert f"{charged / str(i)}: failed: ValueError: 3 electrons (charge 1): RKS labels need an even count" in err
+    stalled = tmp_path / "stalled"
+    assert main(["data", "generate", h2, "--out", str(stalled), "--n", "2", "--workers", "0", "--max-cycle", "1",
+                 *TINY]) == 1
+    out, err = capsys.readouterr()
+    assert "0 done, 2 not_converged, 0 failed" in out
+    for i in range(2):
+        assert f"{stalled / str(i)}: not_converged: SCF not converged after 1 cycles" in err
+    assert main(["data", "generate", h2, "--out", str(tmp_path / "good"), "--n", "2", "--workers", "0", *TINY]) == 0
+    out, err = capsys.readouterr()
+    assert "2 done, 0 not_converged, 0 failed" in out and "failed or did not converge" not in err
+
+
+@pytest.mark.parametrize("command", [["generate", "STRUCTURE"], ["benchmark", "water-md17"]], ids=" ".join)
+def test_cli_n_0_has_nothing_to_do(tmp_path, capsys, command):
+    command = [_xyz(tmp_path, H2_XYZ) if word == "STRUCTURE" else word for word in command]
+    assert main(["data", *command, "--out", str(tmp_path / "new"), "--n", "0"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert not (tmp_path / "new").exists()
+
+
+def _start(tmp_path, out, n_workers: int) -> tuple[subprocess.Popen, object]:
+    """``elct data generate`` of N_LONG H2 structures in a new session; returns it once a folder is written."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    log = open(tmp_path / "stderr.txt", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "elct_jax.cli", "data", "generate", _xyz(tmp_path, H2_XYZ),
+                             "--out", str(out), "--n", str(N_LONG), "--workers", str(n_workers), *TINY],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (out.is_dir() and _folders(out)):
+        time.sleep(0.02)
+    assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
+    return proc, log
+
+
+def _group_processes(pgid: int) -> list:
+    alive = []
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p.cmdline())
+    return alive
+
+
+def _finish(proc: subprocess.Popen, log) -> tuple[int, str, list]:
+    """Exit status, stderr and the processes of its group still alive 10 s after it exited (then killed)."""
+    try:
+        code = proc.wait(timeout=300)
+        deadline = time.time() + 10  # multiprocessing's resource tracker exits once its parent has
+        while (survivors := _group_processes(proc.pid)) and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    return code, open(log.name).read(), survivors
+
+
+@pytest.mark.parametrize("signum, to_group, n_workers", [(signal.SIGTERM, False, 2), (signal.SIGINT, True, 2),
+                                                          (signal.SIGINT, True, 0)],
+                         ids=["SIGTERM-process-2-workers", "Ctrl-C-group-2-workers", "Ctrl-C-in-process"])
+def test_signal_finishes_structures_in_progress_records_them_and_leaves_no_process(tmp_path, signum, to_group,
+                                                                                     n_workers):
+    """SIGTERM to the generator (``kill PID``) or SIGINT to its process group (a terminal's Ctrl-C): it finishes
+    the structures in progress, every folder on disk is done in the manifest, exit 128 + signal without a
+    traceback, no worker or resource-tracker process left; the same command then finishes the rest."""
+    out = tmp_path / "data"
+    proc, log = _start(tmp_path, out, n_workers)
+    (os.killpg if to_group else os.kill)(proc.pid, signum)
+    code, err, survivors = _finish(proc, log)
+    name = signal.Signals(signum).name
+    assert code == 128 + signum, err
+    assert f"{name} received: finishing the structure(s) in progress" in err and f"stopped by {name}" in err
+    assert "Traceback" not in err, err
+    assert survivors == [], survivors
+    structures = _status(out)
+    done = {i for i, e in structures.items() if e["status"] == "done"}
+    assert _folders(out) == done and 1 <= len(done) < N_LONG, structures
+    assert all(e["status"] == "done" for e in structures.values()), structures  # nothing lost to the stop
+    stamps = {i: os.stat(out / i / "hamiltonian.h5").st_ino for i in done}
+    assert main(["data", "generate", _xyz(tmp_path, H2_XYZ), "--out", str(out), "--n", str(N_LONG), "--workers", "0",
+                 *TINY]) == 0
+    assert _folders(out) == {str(i) for i in range(N_LONG)}
+    assert {i: os.stat(out / i / "hamiltonian.h5").st_ino for i in done} == stamps  # resumed, not recomputed
+
+
+def test_killed_worker_fails_only_its_own_structure(tmp_path):
+    """SIGKILL one of two workers: exactly one structure fails, reported with the reason; a new worker does the
+    rest; a re-run labels the failed one."""
+    out = tmp_path / "data"
+    proc, log = _start(tmp_path, out, 2)
+    workers = [c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+    assert len(workers) == 2
+    workers[0].kill()
+    code, err, survivors = _finish(proc, log)
+    assert code == 1 and survivors == [], err
+    structures = _status(out)
+    failed = [i for i, e in structures.items() if e["status"] == "failed"]
+    assert len(failed) == 1 and len(structures) == N_LONG, structures
+    assert structures[failed[0]]["error"] == "worker process died (killed by SIGKILL)"
+    assert f"{out / failed[0]}: failed: worker process died (killed by SIGKILL)" in err
+    assert _folders(out) == set(structures) - set(failed)
+    assert main(["data", "generate", _xyz(tmp_path, H2_XYZ), "--out", str(out), "--n", str(N_LONG), "--workers", "0",
+                 *TINY]) == 0
+    assert _status(out)[failed[0]]["status"] == "done"
