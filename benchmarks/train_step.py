@@ -41,7 +41,7 @@ from machine import describe
 DEEPH_E3_MS = 244.0  # DESIGN.md section 4, measured earlier on this machine; quoted, not re-measured
 DEEPH_E3_MB = 583.0
 DEEPH_E3_PARAMS = 687_000
-MODES = {"supervised": (1.0, 0.0, 0.0), "omega": (0.0, 1.0, 0.0), "omega+sc": (0.0, 1.0, 1.0)}
+MODES = {"supervised": dict(mae=1.0), "omega": dict(mae=0.0, omega=1.0), "omega+sc": dict(mae=0.0, omega=1.0, sc=1.0)}
 
 
 def water_batch(batch_size: int, grid_level: int, seed: int):
@@ -106,12 +106,11 @@ def run_case(preset_name: str, dtype: str, batch_size: int, grid_level: int, ste
              ke_cutoff: float = 20.0) -> dict:
     """Measure one case in this process; returns a JSON-ready dict."""
     import jax
-    import jax.numpy as jnp
 
     import ai2dft
 
     ai2dft.enable_float64()  # the DFT layer is float64; the network runs in `dtype`
-    from elct_jax.config import OptimConfig, preset
+    from elct_jax.config import LossWeights, OptimConfig, preset
     from elct_jax.model import count_parameters, make_predict_fn
     from elct_jax.train.optim import make_optimizer
     from elct_jax.train.step import init_state, train_step
@@ -128,7 +127,7 @@ def run_case(preset_name: str, dtype: str, batch_size: int, grid_level: int, ste
     state = init_state(params, optimizer)
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    compiled = train_step.lower(state, batch, jnp.array(MODES["supervised"]), apply_fn=apply,
+    compiled = train_step.lower(state, batch, LossWeights(**MODES["supervised"]).array(), apply_fn=apply,
                                 optimizer=optimizer).compile()
     compile_s = time.perf_counter() - t0
     result = dict(system=system, preset=preset_name, dtype=dtype, batch_size=batch_size, grid_level=grid_level,
@@ -136,7 +135,7 @@ def run_case(preset_name: str, dtype: str, batch_size: int, grid_level: int, ste
                   n_grid_pad=n_grid_points(batch.systems), compile_s=compile_s,
                   xla_mb=xla_bytes(compiled) / 2**20, modes={})
     for mode, w in MODES.items():
-        weights = jnp.array(w)
+        weights = LossWeights(**w).array()
         s = state
         for _ in range(2):
             s, m = compiled(s, batch, weights)

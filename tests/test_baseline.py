@@ -11,7 +11,7 @@ import pytest
 from pyscf import dft, gto
 
 from ai2dft.pyscf_bridge.labels import DFTSettings
-from elct_jax.config import DataConfig, RunConfig, preset
+from elct_jax.config import DataConfig, LossWeights, RunConfig, preset
 from elct_jax.data.baseline import BASELINE, add_baseline
 from elct_jax.data.deeph_dock import read_deeph_dock
 from elct_jax.data.generate import Recipe, generate_dataset
@@ -102,8 +102,6 @@ def test_required_baseline_names_records_without_h0(data):
 
 def test_energy_terms_see_network_plus_h0(data):
     """Omega of a baseline batch is Omega of (network output + H0), not of the network output alone."""
-    import jax.numpy as jnp
-
     from elct_jax.data.baseline import with_baseline
     from elct_jax.hamiltonian import blocks_to_dense
     from elct_jax.train.losses import free_energy_per_electron
@@ -118,7 +116,7 @@ def test_energy_terms_see_network_plus_h0(data):
     assert BASELINE in batch.targets
     init, apply = make_predict_fn(config.model, dataset.basis)
     params = init(jax.random.PRNGKey(1), batch.graph)
-    omega = float(make_eval_step(apply)(params, batch, jnp.array([0.0, 1.0, 0.0]))["omega"])
+    omega = float(make_eval_step(apply)(params, batch, LossWeights(mae=0.0, omega=1.0).array())["omega"])
     onsite, edges = with_baseline(*apply(params, batch.graph), batch)
     H = blocks_to_dense(onsite, edges, batch.layout, order="pyscf")[0]
     system = jax.tree.map(lambda x: x[0], batch.systems)

@@ -114,7 +114,7 @@ def test_batched_bloch_sums_equal_each_crystals_own(setup):
 def test_step_omega_is_the_free_energy_of_the_predicted_blocks(setup):
     """(a) Omega of the step = ai2dft.free_energy of H(k) assembled independently from the same blocks."""
     example, system, batch, params = setup["example"], setup["system"], setup["batch"], setup["params"]
-    metrics = setup["evaluate"](params, batch, jnp.array([0.0, 1.0, 1.0]))
+    metrics = setup["evaluate"](params, batch, LossWeights(mae=0.0, omega=1.0, sc=1.0).array())
     onsite, edges = setup["predict"](params, batch.graph)
     n_node, n_edge = _n_real(example)
     H_k = bloch_sum(onsite[:n_node], edges[:n_edge], block_layout(setup["record"].basis, example.symbols,
@@ -141,7 +141,7 @@ def test_each_label_free_term_lowers_its_loss(setup, weights):
 def test_gradient_through_bloch_sum_and_free_energy_matches_finite_differences(setup):
     """(c) network -> H(R) -> H(k) -> Omega: jax.grad against central differences on 4 parameters."""
     batch, params = setup["batch"], setup["params"]
-    weights = jnp.array([0.0, 1.0, 0.0])
+    weights = LossWeights(mae=0.0, omega=1.0).array()
     loss = lambda p: setup["evaluate"](p, batch, weights)["loss"]  # noqa: E731
     grads = jax.jit(jax.grad(lambda p: make_loss_fn(setup["apply"])(p, batch, weights)[0]))(params)
     assert_grad_matches_fd(loss, params, grads)
@@ -156,7 +156,7 @@ def test_supervised_mae_on_pyscf_labels_in_the_same_step(setup):
     pred = blocks_to_dict(onsite[:n_node], edges[:n_edge], record.basis, example.symbols, example.graph)
     ref = record.matrices["hamiltonian"]
     errors = np.concatenate([np.abs(np.asarray(block) - ref[key]).ravel() for key, block in pred.items()])
-    metrics = setup["evaluate"](params, batch, jnp.array([1.0, 0.5, 0.25]))
+    metrics = setup["evaluate"](params, batch, LossWeights(mae=1.0, omega=0.5, sc=0.25).array())
     assert abs(float(metrics["mae"]) - errors.mean()) < 1e-12, (float(metrics["mae"]), errors.mean())
     expected = float(metrics["mae"]) + 0.5 * float(metrics["omega"]) + 0.25 * float(metrics["sc"])
     assert abs(float(metrics["loss"]) - expected) < 1e-12
@@ -165,7 +165,7 @@ def test_supervised_mae_on_pyscf_labels_in_the_same_step(setup):
     state = init_state(params, optimizer)
     maes = []
     for _ in range(5):
-        state, m = step(state, batch, jnp.array([1.0, 0.0, 0.0]))
+        state, m = step(state, batch, LossWeights(mae=1.0).array())
         maes.append(float(m["mae"]))
     assert maes[-1] < 0.9 * maes[0], maes
 

@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     import ai2dft
     ai2dft.enable_float64()
     from elct_jax.basis import OrbitalBasis
-    from elct_jax.config import OptimConfig, preset
+    from elct_jax.config import LossWeights, OptimConfig, preset
     from elct_jax.data.deeph_dock import DeepHRecord
     from elct_jax.data.loader import make_example
     from elct_jax.hamiltonian import dense_to_dict
@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent(
     init, apply = make_predict_fn(preset("tiny", dtype="float64", l_max=2), basis)
     params = init(jax.random.PRNGKey(0), jax.tree.map(lambda x: x[0], stacked.graph))
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-3), 1)
-    weights = jnp.array([1.0, 0.0, 0.0])
+    weights = LossWeights(mae=1.0).array()
     mesh = data_mesh()
     step = make_train_step(apply, optimizer, sharded=True)
     state, metrics = step(replicate(init_state(params, optimizer), mesh), shard_batch(stacked, mesh), weights)

@@ -24,6 +24,7 @@ from elct_jax.hamiltonian import blocks_to_dense, dense_to_dict
 from elct_jax.model import make_predict_fn
 from elct_jax.structure import Structure
 from elct_jax.train.checkpoint import Checkpointer
+from elct_jax.train.curve import History
 from elct_jax.train.losses import TARGET_TOL, self_consistency_residual
 from elct_jax.train.loop import TrainingDiverged, fit
 from elct_jax.train.optim import make_optimizer
@@ -64,12 +65,13 @@ OPTIM = OptimConfig(learning_rate=2e-3, clip_norm=0.0)
 STEPS_PER_EPOCH = 2  # every test builds the same optimizer, so all share one compiled step per shape
 
 
-@pytest.mark.parametrize("weights", [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 0.1, 0.1)])
+@pytest.mark.parametrize("weights", [LossWeights(mae=1.0), LossWeights(mae=0.0, omega=1.0),
+                                     LossWeights(mae=0.0, sc=1.0), LossWeights(mae=1.0, omega=0.1, sc=0.1)])
 def test_each_mode_lowers_its_loss(setup, weights):
     optimizer = make_optimizer(OPTIM, STEPS_PER_EPOCH)
     step = make_train_step(setup["apply"], optimizer)
     state = init_state(setup["params"], optimizer)
-    w = jnp.array(weights)
+    w = weights.array()
     losses = []
     for _ in range(8):
         state, metrics = step(state, setup["batch"], w)
@@ -82,10 +84,10 @@ def test_changing_weights_does_not_recompile(setup):
     optimizer = make_optimizer(OPTIM, STEPS_PER_EPOCH)
     step = make_train_step(setup["apply"], optimizer)
     state = init_state(setup["params"], optimizer)
-    state, _ = step(state, setup["batch"], jnp.array([1.0, 0.0, 0.0]))
+    state, _ = step(state, setup["batch"], LossWeights(mae=1.0).array())
     before = train_step._cache_size()
-    for w in ([0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.3, 0.5, 0.2]):
-        state, _ = step(state, setup["batch"], jnp.array(w))
+    for w in (LossWeights(mae=0.0, omega=1.0), LossWeights(mae=0.0, sc=1.0), LossWeights(mae=0.3, omega=0.5, sc=0.2)):
+        state, _ = step(state, setup["batch"], w.array())
     assert train_step._cache_size() == before
 
 
@@ -94,8 +96,9 @@ def test_hybrid_batch_counts_labels_only_where_present(setup):
     hybrid = collate([setup["examples"][0], setup["examples"][2]], basis)  # labelled + unlabelled
     labelled = collate([setup["examples"][0]], basis)
     evaluate = make_eval_step(apply)
-    m_h = evaluate(params, hybrid, jnp.array([1.0, 1.0, 1.0]))
-    m_l = evaluate(params, labelled, jnp.array([1.0, 1.0, 1.0]))
+    weights = LossWeights(mae=1.0, omega=1.0, sc=1.0).array()
+    m_h = evaluate(params, hybrid, weights)
+    m_l = evaluate(params, labelled, weights)
     assert np.isclose(float(m_h["mae"]), float(m_l["mae"]), rtol=1e-10)  # the unlabelled one adds no MAE
     assert np.isfinite(float(m_h["omega"])) and np.isfinite(float(m_h["sc"]))
     assert not np.isclose(float(m_h["omega"]), float(m_l["omega"]))  # but it does enter Omega
@@ -104,6 +107,30 @@ def test_hybrid_batch_counts_labels_only_where_present(setup):
 def _config(tmp_path, name, epochs):
     return TrainConfig(run_dir=str(tmp_path / name), epochs=epochs, seed=3, optim=OPTIM,
                        weights=LossWeights(mae=1.0, omega=0.1, sc=0.0), progress=False)
+
+
+def test_in_memory_fit_with_exponential_schedule_equals_the_bare_step_loop(setup, tmp_path, monkeypatch):
+    """run_dir "" writes nothing; fit's steps are the jitted step's with the same optimizer; the lr decays
+    exponentially to final_learning_rate; History records its metrics at steps 0, every n and the last."""
+    apply, params, batch = setup["apply"], setup["params"], setup["batch"]
+    monkeypatch.chdir(tmp_path)
+    optim = OptimConfig(learning_rate=2e-3, schedule="exponential", final_learning_rate=2e-4, clip_norm=0.0)
+    config = TrainConfig(run_dir="", epochs=5, weights=LossWeights(mae=1.0), optim=optim, progress=False)
+    evaluate = make_eval_step(apply)
+    history = History(lambda p: {"mae": evaluate(p, batch, LossWeights().array())["mae"]}, params, 2, 5)
+    lrs = []
+    state = fit(apply, params, [batch], [], config, callbacks=[history, lambda end: lrs.append(end.row["lr"])])
+    assert list(tmp_path.iterdir()) == []
+    optimizer = make_optimizer(optim, 1, 5)
+    step, expected = make_train_step(apply, optimizer), init_state(params, optimizer)
+    for _ in range(5):
+        expected, _ = step(expected, batch, LossWeights(mae=1.0).array())
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(expected.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_allclose(lrs, 2e-3 * 0.1 ** (np.arange(5) / 5), rtol=1e-6)
+    rows = history.arrays()
+    assert rows["step"].tolist() == [0, 2, 4, 5] and np.isnan(rows["loss"][0]) and len(history.step_seconds) == 5
+    assert rows["mae"][-1] < rows["mae"][0]
 
 
 def test_resume_reaches_the_same_parameters(setup, tmp_path):
@@ -137,7 +164,7 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(setup, tmp_path):
 
 def test_gradient_through_network_and_free_energy_matches_finite_differences(setup):
     apply, batch = setup["apply"], setup["batch"]
-    weights = jnp.array([0.0, 1.0, 0.0])  # pure label-free Omega: network -> H -> D(H) -> E_KS
+    weights = LossWeights(mae=0.0, omega=1.0).array()  # pure label-free Omega: network -> H -> D(H) -> E_KS
     params = setup["params"]
     evaluate = make_eval_step(apply)
     loss = lambda p: evaluate(p, batch, weights)["loss"]
@@ -180,7 +207,7 @@ def test_iterated_self_consistency_training_approaches_the_scf_solution(setup):
 
     optimizer = make_optimizer(OPTIM, STEPS_PER_EPOCH)
     step = make_train_step(setup["apply"], optimizer, sc_iterations=4)
-    state, weights, losses = init_state(setup["params"], optimizer), jnp.array([0.0, 0.0, 1.0]), []
+    state, weights, losses = init_state(setup["params"], optimizer), LossWeights(mae=0.0, sc=1.0).array(), []
     for _ in range(5):
         state, metrics = step(state, batch, weights)
         losses.append(float(metrics["sc"]))

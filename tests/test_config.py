@@ -1,0 +1,54 @@
+"""The run's config tree (elct_jax.config): TOML/dict round trips, one ModelConfig parser for [model] and
+model.json, misspelt keys named with their table."""
+import json
+
+import pytest
+
+from elct_jax.config import (
+    PRESETS,
+    DataConfig,
+    LossWeights,
+    ModelConfig,
+    OptimConfig,
+    RadialConfig,
+    RunConfig,
+    TrainConfig,
+    load_run_config,
+    preset,
+)
+from elct_jax.saved_model import pretrained_folder
+
+
+def test_a_run_survives_to_dict_and_from_dict():
+    run = RunConfig(data=DataConfig(path="d", split=(0.5, 0.3, 0.2), baseline="none"),
+                    model=preset("tiny", dtype="float64", m_max=2, radial=RadialConfig(cutoff_ang=4.0)),
+                    train=TrainConfig(run_dir="r", init_from="universal-mol-v1", weights=LossWeights(mae=0.0, sc=1.0),
+                                      optim=OptimConfig(schedule="exponential", final_learning_rate=1e-4)))
+    doc = json.loads(json.dumps(run.to_dict()))  # what a JSON/TOML file holds: lists, no tuples
+    assert RunConfig.from_dict(doc) == run
+    for model in PRESETS.values():
+        assert ModelConfig.from_dict(model.to_dict()) == model
+
+
+def test_toml_tree_and_shipped_model_json_are_read_by_the_same_parser(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('[model]\npreset = "tiny"\nchannels = 4\n[model.radial]\ncutoff_ang = 4.0\n'
+                    '[train]\ninit_from = "universal-mol-v1"\n[train.weights]\nomega = 0.5\n')
+    run = load_run_config(toml)
+    assert run.model == preset("tiny", channels=4, radial=RadialConfig(cutoff_ang=4.0))  # a nested table replaces whole
+    assert run.train.init_from == "universal-mol-v1" and run.train.weights == LossWeights(mae=1.0, omega=0.5)
+    assert RunConfig.from_dict({}).model == preset("small")  # no [model]: the small preset
+    info = json.loads((pretrained_folder("universal-mol-v1") / "model.json").read_text())
+    assert ModelConfig.from_dict(info["model"]) == preset("small")  # written by an older run, before to_dict
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"trian": {}}, r"unknown section\(s\) \['trian'\]; allowed: data, model, train"),
+    ({"train": {"optim": {"lr": 1e-3}}}, r"unknown key\(s\) \['lr'\] in \[train.optim\]; allowed: \[.*'learning_rate'"),
+    ({"train": {"weights": {"omgea": 1.0}}}, r"unknown key\(s\) \['omgea'\] in \[train.weights\]"),
+    ({"model": {"attention": {"head": 2}}}, r"unknown key\(s\) \['head'\] in \[model.attention\]"),
+    ({"train": {"optim": {"schedule": "cosine"}}}, "schedule must be 'plateau' or 'exponential'"),
+])
+def test_bad_keys_and_values_are_named_with_their_table(doc, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig.from_dict(doc)
