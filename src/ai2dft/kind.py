@@ -57,9 +57,7 @@ metric = _interface("metric", """(system) -> weights w broadcastable to H-shaped
 
 def inner(system, a, b) -> Array:
     """<a, b> = sum w Re(conj(a) b) over the trailing H-shaped axes of a [..., *H] and b [*H] -> [...]."""
-    w = metric(system)
-    axes = tuple(range(-b.ndim, 0))
-    return jnp.sum(w * jnp.real(jnp.conj(a) * b), axis=axes)
+    return jnp.real(jnp.tensordot(jnp.conj(a), metric(system) * b, axes=b.ndim))
 
 
 def fock_of_gradient(system, dE) -> Array:
