@@ -22,13 +22,13 @@ import numpy as np
 import ai2dft
 from elct_jax.config import DataConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.benchmarks import SPLIT_FILE, get_dataset
-from elct_jax.model import make_predict_fn
-from elct_jax.predict import predict_blocks
+from elct_jax.nn.model import make_predict_fn
+from elct_jax.inference.predict import predict_blocks
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
-from elct_jax.evaluate import band_errors, block_errors, structure_errors
-from elct_jax.train.curve import Curve, read_curve
+from elct_jax.analysis.evaluate import band_errors, block_errors, structure_errors
+from elct_jax.analysis.curve import Curve, read_curve
 from elct_jax.train.run import prepare_data, train
-from elct_jax.saved_model import load_model
+from elct_jax.train.saved_model import load_model
 
 ANCHORS = {  # published test H MAE of the same protocol (DESIGN.md section 4), micro-Hartree / meV
     "water-md17": [("QHFlow (2025)", 4.93, "uHa"), ("HELM (2025)", 9.33, "uHa"), ("QHNet", 10.79, "uHa"),

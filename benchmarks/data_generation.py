@@ -25,7 +25,7 @@ import numpy as np
 
 from ai2dft.pyscf_bridge.labels import DFTSettings
 from elct_jax.data.generate import Recipe, generate_dataset
-from elct_jax.structure import Structure
+from elct_jax.geometry.structure import Structure
 
 A = 2.46
 

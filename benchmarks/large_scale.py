@@ -1,6 +1,6 @@
 """Large-scale prediction and sparse bands: time and peak memory vs number of atoms.
 
-predict  chunked prediction (elct_jax.large.predict_sparse) of flat graphene n x n supercells,
+predict  chunked prediction (elct_jax.inference.chunked.predict_sparse) of flat graphene n x n supercells,
          ELCT preset "small" in float32 with RANDOM parameters (timing needs no training),
          gth-dzvp carbon (13 orbitals, s/p/d blocks), cutoff 6 A. Each size runs in a fresh process
          (peak RSS is that process's); compiled executables come from a persistent jit cache filled
@@ -40,7 +40,7 @@ def cpu_s() -> float:
 
 def graphene(n: int):
     from elct_jax.data.sampling import make_supercell
-    from elct_jax.structure import Structure
+    from elct_jax.geometry.structure import Structure
 
     base = Structure(("C", "C"), [[0, 0, 5], [A_ANG / 2, A_ANG / (2 * np.sqrt(3)), 5]],
                      [[A_ANG, 0, 0], [A_ANG / 2, A_ANG * np.sqrt(3) / 2, 0], [0, 0, 10]], (True, True, False))
@@ -50,12 +50,12 @@ def graphene(n: int):
 def random_small_model(basis_name: str = "gth-dzvp"):
     import jax
 
-    from elct_jax.basis import OrbitalBasis
+    from elct_jax.geometry.basis import OrbitalBasis
     from elct_jax.config import preset
     from elct_jax.data.loader import species_index
-    from elct_jax.graph import neighbor_graph
-    from elct_jax.model import make_predict_fn
-    from elct_jax.saved_model import TrainedModel
+    from elct_jax.geometry.graph import neighbor_graph
+    from elct_jax.nn.model import make_predict_fn
+    from elct_jax.train.saved_model import TrainedModel
 
     basis = OrbitalBasis.from_pyscf(basis_name, ["C"])
     config = preset("small", dtype="float32")
@@ -73,7 +73,7 @@ def predict_one(n: int, chunk_atoms: int, cache_dir: str) -> dict:
 
     jax.config.update("jax_compilation_cache_dir", cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    from elct_jax.large.chunked import predict_sparse
+    from elct_jax.inference.chunked import predict_sparse
 
     model = random_small_model()
     s = graphene(n)
@@ -112,10 +112,10 @@ def run_predict(sizes, chunk_atoms: int, cache_dir: str) -> list[dict]:
 def run_bands(checkpoint: str, n: int, nbands: int, n_k: int, out_png: Path, chunk_atoms: int) -> dict:
     from ai2dft.pyscf_bridge.overlap import valence_electrons
     from ai2dft.units import HARTREE_TO_EV
-    from elct_jax.bands import BandSolver, ShiftInvert, band_path, fermi_level, plot_bands, save_bands
-    from elct_jax.large.chunked import predict_sparse
-    from elct_jax.large.sparse import overlap_like
-    from elct_jax.saved_model import load_model
+    from elct_jax.analysis.bands import BandSolver, ShiftInvert, band_path, fermi_level, plot_bands, save_bands
+    from elct_jax.inference.chunked import predict_sparse
+    from elct_jax.hamiltonian.sparse import overlap_like
+    from elct_jax.train.saved_model import load_model
 
     model = load_model(checkpoint)
     s = graphene(n)
@@ -159,7 +159,7 @@ def run_bands(checkpoint: str, n: int, nbands: int, n_k: int, out_png: Path, chu
         energies.append(e)
         index.append(idx)
         print(json.dumps(per_k[-1]), flush=True)
-    from elct_jax.bands import Bands
+    from elct_jax.analysis.bands import Bands
 
     bands = Bands(path.kpts_frac, np.array(energies), np.array(index), fermi)
     Path("runs").mkdir(exist_ok=True)

@@ -44,7 +44,7 @@ def child(mode: str, data: Path, n: int, epochs: int) -> dict:
     import jax
 
     import ai2dft
-    from elct_jax.model import make_predict_fn
+    from elct_jax.nn.model import make_predict_fn
     from elct_jax.train.loop import fit
     from elct_jax.train.optim import make_optimizer
     from elct_jax.train.run import prepare_data

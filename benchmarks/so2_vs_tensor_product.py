@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from elct_jax.attention import FrameMessage
-from elct_jax.layers import MLP, gaussian_basis
-from elct_jax.so3 import edge_wigner_d, from_frame, to_frame
+from elct_jax.nn.attention import FrameMessage
+from elct_jax.nn.layers import MLP, gaussian_basis
+from elct_jax.nn.so3 import edge_wigner_d, from_frame, to_frame
 
 
 def cluster(n_side: int, spacing: float, cutoff: float, seed: int = 0):

@@ -53,7 +53,7 @@ def water_batch(batch_size: int, grid_level: int, seed: int):
     from elct_jax.data.loader import collate, make_example
     from elct_jax.data.sampling import sample_random_displacements
     from elct_jax.data.systems import system_from_record
-    from elct_jax.structure import Structure
+    from elct_jax.geometry.structure import Structure
 
     base = Structure(("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))
     rng = np.random.default_rng(seed)
@@ -75,7 +75,7 @@ def graphene_batch(ke_cutoff: float):
     from elct_jax.data.loader import collate, make_example
     from elct_jax.data.sampling import make_supercell
     from elct_jax.data.systems import system_from_record
-    from elct_jax.structure import Structure
+    from elct_jax.geometry.structure import Structure
 
     a = 2.46
     base = Structure(("C", "C"), [[0, 0, 5], [a / 2, a / (2 * np.sqrt(3)), 5]],
@@ -111,7 +111,7 @@ def run_case(preset_name: str, dtype: str, batch_size: int, grid_level: int, ste
 
     ai2dft.enable_float64()  # the DFT layer is float64; the network runs in `dtype`
     from elct_jax.config import LossWeights, OptimConfig, preset
-    from elct_jax.model import count_parameters, make_predict_fn
+    from elct_jax.nn.model import count_parameters, make_predict_fn
     from elct_jax.train.optim import make_optimizer
     from elct_jax.train.step import init_state, train_step
 

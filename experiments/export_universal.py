@@ -22,9 +22,9 @@ import ai2dft
 from ai2dft.units import HARTREE_TO_UHA
 from elct_jax.data.benchmarks import SPLIT_FILE, get_dataset
 from elct_jax.data.dataset_dir import read_record
-from elct_jax.evaluate import block_errors, structure_errors
-from elct_jax.saved_model import export_model, load_model, pretrained_folder
-from elct_jax.train.curve import read_curve
+from elct_jax.analysis.evaluate import block_errors, structure_errors
+from elct_jax.train.saved_model import export_model, load_model, pretrained_folder
+from elct_jax.analysis.curve import read_curve
 from elct_jax.config import DataConfig, RunConfig
 from elct_jax.train.run import prepare_data
 

@@ -35,10 +35,10 @@ from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.benchmarks import SPLIT_FILE
 from elct_jax.data.dataset_dir import read_record
-from elct_jax.evaluate import block_errors, structure_errors
-from elct_jax.saved_model import load_model
-from elct_jax.train.curve import Curve, read_curve
-from elct_jax.model import make_predict_fn
+from elct_jax.analysis.evaluate import block_errors, structure_errors
+from elct_jax.train.saved_model import load_model
+from elct_jax.analysis.curve import Curve, read_curve
+from elct_jax.nn.model import make_predict_fn
 from elct_jax.train.run import prepare_data, train, with_start_model
 
 PER_MOLECULE = (2, 4, 8, 16)  # training structures per molecule: 1/8, 1/4, 1/2, all

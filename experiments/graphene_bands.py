@@ -21,7 +21,7 @@ import numpy as np
 import ai2dft
 from ai2dft.pyscf_bridge.labels import DFTSettings
 from elct_jax.data.generate import Recipe, generate_dataset
-from elct_jax.structure import Structure
+from elct_jax.geometry.structure import Structure
 
 A_ANG = 2.46
 CUTOFF_ANG = 8.0  # |H_ij| of these labels: 3e-3 Ha at 6 A, 4e-4 at 7 A, 4e-5 at 8 A, 2e-6 at 9 A
@@ -61,12 +61,12 @@ def train_model(root: Path, epochs: int):
 def compare_bands(root: Path, npoints: int, out_png: Path | None) -> dict:
     """Bands of the held-out structure from the predicted H, the PySCF H and the PySCF H cut to the
     model's neighbour list (the truncation floor), all with the PySCF S(R), dense solver."""
-    from elct_jax.bands import HEXAGONAL_POINTS, BandSolver, band_path, fermi_level, plot_bands
+    from elct_jax.analysis.bands import HEXAGONAL_POINTS, BandSolver, band_path, fermi_level, plot_bands
     from ai2dft.units import HARTREE_TO_EV
     from elct_jax.data.deeph_dock import read_deeph_dock
-    from elct_jax.large.chunked import predict_sparse
-    from elct_jax.large.sparse import SparseBlocks
-    from elct_jax.saved_model import load_model
+    from elct_jax.inference.chunked import predict_sparse
+    from elct_jax.hamiltonian.sparse import SparseBlocks
+    from elct_jax.train.saved_model import load_model
 
     record = read_deeph_dock(root / "data" / "test" / "0")
     s, model = record.structure, load_model(root / "run")

@@ -60,10 +60,10 @@ from elct_jax.data.generate import label_record
 from elct_jax.data.loader import Batch, collate, make_example
 from elct_jax.data.systems import system_from_record
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
-from elct_jax.hamiltonian import blocks_to_dense, dict_to_dense
-from elct_jax.model import count_parameters, make_predict_fn
-from elct_jax.structure import Structure
-from elct_jax.train.curve import History
+from elct_jax.hamiltonian.blocks import blocks_to_dense, dict_to_dense
+from elct_jax.nn.model import count_parameters, make_predict_fn
+from elct_jax.geometry.structure import Structure
+from elct_jax.analysis.curve import History
 from elct_jax.train.loop import fit
 from plotting import training_curves
 from tables import final_table, step_table
@@ -124,7 +124,7 @@ def make_metrics_fn(hamiltonian):
         system = jax.tree.map(lambda x: x[0], batch.systems)
         D = density_matrix(system, H)
         dH = H - H_ref
-        shift = jnp.sum(dH * S) / jnp.sum(S * S)  # elct_jax.evaluate.shift_aligned, in jnp
+        shift = jnp.sum(dH * S) / jnp.sum(S * S)  # elct_jax.analysis.evaluate.shift_aligned, in jnp
         occupied_overlap = jnp.trace(D @ S @ D_ref @ S) / (2 * system.n_electrons)  # 1: same occupied space
         return dict(H_aligned=jnp.mean(jnp.abs(dH - shift * S)), H_raw=jnp.mean(jnp.abs(dH)),
                     E=energy(system, D) - E_ref, D=jnp.max(jnp.abs(D - D_ref)), occ=occupied_overlap, shift=shift)

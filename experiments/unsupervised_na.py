@@ -68,12 +68,12 @@ from elct_jax.data.generate import label_record
 from elct_jax.data.loader import Batch, collate, make_example
 from elct_jax.data.systems import system_from_record
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
-from elct_jax.graph import neighbor_graph
-from elct_jax.hamiltonian import block_layout, blocks_from_dict, bloch_sum
-from elct_jax.model import count_parameters, make_predict_fn
-from elct_jax.structure import Structure
+from elct_jax.geometry.graph import neighbor_graph
+from elct_jax.hamiltonian.blocks import block_layout, blocks_from_dict, bloch_sum
+from elct_jax.nn.model import count_parameters, make_predict_fn
+from elct_jax.geometry.structure import Structure
 from elct_jax.train.losses import bloch_hamiltonians, self_consistency_residual
-from elct_jax.train.curve import History
+from elct_jax.analysis.curve import History
 from elct_jax.train.loop import fit
 from plotting import training_curves
 from tables import final_table, step_table
@@ -202,7 +202,7 @@ def make_metrics_fn(apply, ref: Reference):
         s_on, s_ed = batch.targets["overlap"]
         flat = lambda a, b: jnp.concatenate([a.reshape(-1), b.reshape(-1)])  # noqa: E731
         dH, S, mask = flat(onsite - t_on, edges - t_ed), flat(s_on, s_ed), flat(m_on, m_ed).astype(onsite.dtype)
-        shift = jnp.sum(dH * S * mask) / jnp.sum(S * S * mask)  # elct_jax.evaluate.shift_aligned, in jnp
+        shift = jnp.sum(dH * S * mask) / jnp.sum(S * S * mask)  # elct_jax.analysis.evaluate.shift_aligned, in jnp
         system = jax.tree.map(lambda x: x[0], batch.systems)
         H_k = bloch_hamiltonians(batch.systems, onsite, edges, batch.layout)[0]
         eps = band_energies(system, H_k - k_shift(H_k, H_scf, system.overlap) * system.overlap)

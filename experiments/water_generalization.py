@@ -18,7 +18,7 @@ supervised runs): label-free training cannot, and every mode starts from the sam
 
 In the label-free modes the MAE weight is exactly 0: the PySCF labels of the training structures
 only appear in the logged MAE metric, never in the gradient. Test errors against PySCF come from
-``elct_jax.evaluate.structure_errors``: H MAE raw and after removing the shift c S that Omega cannot
+``elct_jax.analysis.evaluate.structure_errors``: H MAE raw and after removing the shift c S that Omega cannot
 see (meV), and E_KS[D(H)] - E_KS[D(H_pyscf)] (micro-Hartree); the same numbers are given for the
 training structures to separate fitting from generalization.
 
@@ -40,12 +40,12 @@ from ai2dft.pyscf_bridge.labels import DFTSettings
 from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.generate import Recipe, generate_dataset
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
-from elct_jax.evaluate import structure_errors
-from elct_jax.model import count_parameters, make_predict_fn
-from elct_jax.structure import Structure
+from elct_jax.analysis.evaluate import structure_errors
+from elct_jax.nn.model import count_parameters, make_predict_fn
+from elct_jax.geometry.structure import Structure
 from elct_jax.train.loop import fit
 from elct_jax.train.run import prepare_data
-from elct_jax.saved_model import TrainedModel
+from elct_jax.train.saved_model import TrainedModel
 
 ai2dft.enable_float64()
 

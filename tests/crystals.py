@@ -15,7 +15,7 @@ from pyscf.pbc import gto as pbc_gto
 from ai2dft.crystal import CrystalSystem
 from ai2dft.pyscf_bridge.cell import make_krks
 from elct_jax.data.sampling import make_supercell
-from elct_jax.structure import Structure
+from elct_jax.geometry.structure import Structure
 
 GRAPHENE_A, GRAPHENE_C = 2.46, 8.0  # Angstrom; c is the slab period (vacuum ~ 8 A)
 

@@ -13,11 +13,11 @@ import pytest
 from pyscf import dft, gto
 
 import ai2dft
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data import DeepHFormatError, DeepHRecord, read_deeph_dock, write_deeph_dock, write_deeph_legacy
 from elct_jax.data.dataset_dir import dataset_folders, read_dataset, read_record
-from elct_jax.hamiltonian import dense_to_dict
-from elct_jax.structure import Structure
+from elct_jax.hamiltonian.blocks import dense_to_dict
+from elct_jax.geometry.structure import Structure
 from elct_jax.config import RunConfig, load_run_config
 
 WATER = (("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))

@@ -9,11 +9,11 @@ import scipy.linalg
 
 from ai2dft.pyscf_bridge.labels import DFTSettings, build_cell
 from ai2dft.pyscf_bridge.overlap import pair_overlaps, valence_electrons
-from elct_jax.bands import (HEXAGONAL_POINTS, BandSolver, ShiftInvert, band_path, dos, fermi_level, plot_bands,
+from elct_jax.analysis.bands import (HEXAGONAL_POINTS, BandSolver, ShiftInvert, band_path, dos, fermi_level, plot_bands,
                             save_bands)
-from elct_jax.basis import OrbitalBasis
-from elct_jax.graph import neighbor_pairs
-from elct_jax.large.sparse import pyscf_to_internal, sparse_from_basis
+from elct_jax.geometry.basis import OrbitalBasis
+from elct_jax.geometry.graph import neighbor_pairs
+from elct_jax.hamiltonian.sparse import pyscf_to_internal, sparse_from_basis
 from crystals import GRAPHENE_A, graphene_supercell
 
 BASIS = "gth-szv"
@@ -126,11 +126,11 @@ def test_sparse_solver_needs_a_shift(crystal):
 
 def test_elct_bands_command(tmp_path):
     """End to end: a run directory (random float64 tiny model), a POSCAR, ``elct bands``."""
-    from elct_jax.cli import build_parser
+    from elct_jax.cli.main import build_parser
     from elct_jax.config import DataConfig, OptimConfig, RunConfig, preset
     from elct_jax.data.loader import species_index
-    from elct_jax.graph import neighbor_graph
-    from elct_jax.model import make_predict_fn
+    from elct_jax.geometry.graph import neighbor_graph
+    from elct_jax.nn.model import make_predict_fn
     from elct_jax.train.checkpoint import Checkpointer
     from elct_jax.train.optim import make_optimizer
     from elct_jax.train.run import save_model_info
@@ -167,7 +167,7 @@ def test_bands_of_pyscf_kohn_sham_h_equal_pyscf_get_bands():
     """The code path on a real LDA Hamiltonian: H(R), S(R) from crystal_labels (graphene primitive
     cell, gth-szv, 60 Ha) through SparseBlocks + BandSolver give PySCF's own get_bands energies."""
     from ai2dft.pyscf_bridge.labels import _run_krks, crystal_labels
-    from elct_jax.large.sparse import SparseBlocks
+    from elct_jax.hamiltonian.sparse import SparseBlocks
 
     s = graphene_supercell((1, 1, 1), sigma=0.03, seed=3)
     settings = DFTSettings(basis=BASIS, xc="lda", kmesh=(3, 3, 1), ke_cutoff_Ha=60, smearing=("fermi", 0.01))
@@ -188,7 +188,7 @@ def test_bands_of_pyscf_kohn_sham_h_equal_pyscf_get_bands():
 def test_elct_bands_reads_a_deeph_folder(crystal, path, tmp_path):
     """`elct bands --folder`: H(R), S(R) and the occupation of a DeepH-dock folder (as `elct predict` writes
     it) give the bands of PySCF's lattice sums and the Fermi level of the stored electron count."""
-    from elct_jax.cli import main
+    from elct_jax.cli.main import main
     from elct_jax.data.deeph_dock import DeepHRecord, write_deeph_dock
 
     s, _ = crystal

@@ -16,12 +16,12 @@ from elct_jax.data.baseline import BASELINE, add_baseline
 from elct_jax.data.deeph_dock import read_deeph_dock
 from elct_jax.data.generate import Recipe, generate_dataset
 from elct_jax.data.loader import make_example
-from elct_jax.hamiltonian import dense_to_dict
-from elct_jax.model import make_predict_fn
-from elct_jax.predict import predict_blocks
-from elct_jax.structure import Structure
+from elct_jax.hamiltonian.blocks import dense_to_dict
+from elct_jax.nn.model import make_predict_fn
+from elct_jax.inference.predict import predict_blocks
+from elct_jax.geometry.structure import Structure
 from elct_jax.train.run import prepare_data
-from elct_jax.saved_model import TrainedModel
+from elct_jax.train.saved_model import TrainedModel
 
 WATER = Structure(("O", "H", "H"), [[0, 0, 0.1173], [0, 0.7572, -0.4692], [0, -0.7572, -0.4692]])
 FAST = DFTSettings(basis="sto-3g", xc="lda", grid_level=3)
@@ -77,7 +77,7 @@ def test_training_targets_and_predictions_carry_h0(data, tmp_path):
     np.testing.assert_allclose(difference, _fresh_h0(record.structure), atol=1e-10)
     # a model trained on the baseline writes its settings; load_model hands them back
     from elct_jax.train.run import save_model_info
-    from elct_jax.saved_model import load_model
+    from elct_jax.train.saved_model import load_model
     from elct_jax.train.checkpoint import Checkpointer
     from elct_jax.config import OptimConfig
     from elct_jax.train.optim import make_optimizer
@@ -103,7 +103,7 @@ def test_required_baseline_names_records_without_h0(data):
 def test_energy_terms_see_network_plus_h0(data):
     """Omega of a baseline batch is Omega of (network output + H0), not of the network output alone."""
     from elct_jax.data.baseline import with_baseline
-    from elct_jax.hamiltonian import blocks_to_dense
+    from elct_jax.hamiltonian.blocks import blocks_to_dense
     from elct_jax.train.losses import free_energy_per_electron
     from elct_jax.train.step import make_eval_step
 

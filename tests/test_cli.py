@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from elct_jax.cli import build_parser, main
+from elct_jax.cli.main import build_parser, main
 
 COMMANDS = [["demo"], ["data", "generate"], ["data", "benchmark"], ["data", "add-h0"], ["train"], ["evaluate"],
             ["predict"], ["bands"]]
-HEAVY = ("jax", "pyscf", "ai2dft", "flax", "e3nn_jax", "elct_jax.large", "elct_jax.data")
+HEAVY = ("jax", "pyscf", "ai2dft", "flax", "e3nn_jax", "elct_jax.inference.chunked", "elct_jax.data")
 
 
 def _subcommand(words: list[str]):
@@ -35,7 +35,7 @@ def test_help_is_fast_and_imports_nothing_heavy():
     script = textwrap.dedent(f"""
         import sys, time
         t0 = time.perf_counter()
-        from elct_jax.cli import main
+        from elct_jax.cli.main import main
         for words in {COMMANDS!r} + [[]]:
             try:
                 main(words + ["--help"])
@@ -56,7 +56,7 @@ def test_help_is_fast_and_imports_nothing_heavy():
 
 def test_one_help_page_through_the_entry_point():
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "elct_jax.cli", "data", "generate", "--help"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "elct_jax.cli.main", "data", "generate", "--help"], capture_output=True,
                           text=True, timeout=60)
     wall = time.perf_counter() - t0
     print(f"elct data generate --help: {wall:.2f} s")
@@ -91,8 +91,8 @@ def test_data_generate_defaults_are_the_library_defaults():
 
 
 def test_demo_and_bands_defaults_are_the_library_defaults():
-    from elct_jax.demo import DemoConfig
-    from elct_jax.large.cli_bands import BandsRequest
+    from elct_jax.cli.demo import DemoConfig
+    from elct_jax.cli.bands import BandsRequest
 
     args, demo = _parse_defaults(["demo"], []), DemoConfig()
     assert (args.out, args.n_structures, args.epochs, args.finetune_epochs, args.workers) == (

@@ -16,7 +16,7 @@ from elct_jax.config import (
     load_run_config,
     preset,
 )
-from elct_jax.saved_model import pretrained_folder
+from elct_jax.train.saved_model import pretrained_folder
 
 
 def test_a_run_survives_to_dict_and_from_dict():

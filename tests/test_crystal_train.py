@@ -22,14 +22,14 @@ from elct_jax.data.deeph_dock import DeepHRecord, write_deeph_dock
 from elct_jax.data.generate import label_record
 from elct_jax.data.loader import collate, make_example
 from elct_jax.data.systems import crystal_system_from_record, system_from_record
-from elct_jax.graph import neighbor_graph
-from elct_jax.hamiltonian import block_layout, blocks_from_dict, blocks_to_dict, bloch_sum
-from elct_jax.model import make_predict_fn
-from elct_jax.structure import Structure
+from elct_jax.geometry.graph import neighbor_graph
+from elct_jax.hamiltonian.blocks import block_layout, blocks_from_dict, blocks_to_dict, bloch_sum
+from elct_jax.nn.model import make_predict_fn
+from elct_jax.geometry.structure import Structure
 from elct_jax.train.losses import TARGET_TOL, bloch_hamiltonians, self_consistency_residual
 from elct_jax.train.optim import make_optimizer
 from elct_jax.train.run import train
-from elct_jax.saved_model import load_model
+from elct_jax.train.saved_model import load_model
 from elct_jax.train.step import init_state, make_eval_step, make_loss_fn, make_train_step
 from crystals import graphene_supercell
 from gradcheck import assert_grad_matches_fd

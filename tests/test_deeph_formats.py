@@ -8,7 +8,7 @@ import pytest
 from pyscf import dft, gto
 from crystals import real_space_overlaps
 
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data import (
     HARTREE_TO_EV,
     DeepHFormatError,
@@ -18,9 +18,9 @@ from elct_jax.data import (
     write_deeph_dock,
     write_deeph_legacy,
 )
-from elct_jax.graph import neighbor_graph
-from elct_jax.hamiltonian import dense_to_dict, dict_to_dense
-from elct_jax.structure import Structure
+from elct_jax.geometry.graph import neighbor_graph
+from elct_jax.hamiltonian.blocks import dense_to_dict, dict_to_dense
+from elct_jax.geometry.structure import Structure
 
 WATER = (("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))
 

@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from elct_jax.cli import main
+from elct_jax.cli.main import main
 
 
 @pytest.mark.slow

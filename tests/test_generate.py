@@ -22,14 +22,14 @@ from pyscf.pbc import dft as pbc_dft
 from pyscf.pbc import gto as pbc_gto
 
 from ai2dft.pyscf_bridge.labels import DFTSettings, crystal_labels
-from elct_jax.basis import OrbitalBasis
-from elct_jax.cli import main
+from elct_jax.geometry.basis import OrbitalBasis
+from elct_jax.cli.main import main
 from elct_jax.data import sampling
 from elct_jax.data.deeph_dock import read_deeph_dock, write_deeph_dock
 from elct_jax.data.generate import MANIFEST, Recipe, generate_dataset, label_record, sample_structure
-from elct_jax.graph import neighbor_graph
-from elct_jax.hamiltonian import block_layout, blocks_from_dict, bloch_sum, dense_to_dict
-from elct_jax.structure import Structure
+from elct_jax.geometry.graph import neighbor_graph
+from elct_jax.hamiltonian.blocks import block_layout, blocks_from_dict, bloch_sum, dense_to_dict
+from elct_jax.geometry.structure import Structure
 
 WATER = Structure(("O", "H", "H"), [[0, 0, 0.1173], [0, 0.7572, -0.4692], [0, -0.7572, -0.4692]])
 FAST = DFTSettings(basis="sto-3g", xc="lda", grid_level=3)  # LDA/STO-3G water: ~0.3 s per SCF
@@ -94,7 +94,7 @@ def test_generated_water_records_match_fresh_pyscf_and_round_trip(tmp_path):
 
 _GENERATION_SCRIPT = """
 import sys
-from elct_jax.structure import Structure
+from elct_jax.geometry.structure import Structure
 from elct_jax.data.generate import Recipe, generate_dataset
 from ai2dft.pyscf_bridge.labels import DFTSettings
 
@@ -262,7 +262,7 @@ def _start(tmp_path, out, n_workers: int) -> tuple[subprocess.Popen, object]:
     """``elct data generate`` of N_LONG H2 structures in a new session; returns it once a folder is written."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     log = open(tmp_path / "stderr.txt", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "elct_jax.cli", "data", "generate", _xyz(tmp_path, H2_XYZ),
+    proc = subprocess.Popen([sys.executable, "-m", "elct_jax.cli.main", "data", "generate", _xyz(tmp_path, H2_XYZ),
                              "--out", str(out), "--n", str(N_LONG), "--workers", str(n_workers), *TINY],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.time() + 300

@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from elct_jax.graph import (
+from elct_jax.geometry.graph import (
     batch_graphs,
     bucket_size,
     edge_mask,
@@ -14,7 +14,7 @@ from elct_jax.graph import (
     pad_graph,
     pad_to_bucket,
 )
-from elct_jax.structure import Structure
+from elct_jax.geometry.structure import Structure
 
 SPECIES = {"H": 0, "O": 1, "C": 2, "N": 3}
 

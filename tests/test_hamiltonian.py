@@ -6,10 +6,10 @@ import pytest
 from pyscf import gto, scf
 from pyscf.pbc import gto as pbcgto
 
-from elct_jax.basis import OrbitalBasis
-from elct_jax.graph import batch_graphs, neighbor_graph, pad_graph, pad_to_bucket
+from elct_jax.geometry.basis import OrbitalBasis
+from elct_jax.geometry.graph import batch_graphs, neighbor_graph, pad_graph, pad_to_bucket
 from ai2dft.units import PAD_LEVEL_HARTREE
-from elct_jax.hamiltonian import (
+from elct_jax.hamiltonian.blocks import (
     block_layout,
     blocks_from_dict,
     blocks_to_dense,
@@ -22,7 +22,7 @@ from elct_jax.hamiltonian import (
     symmetrize_edges,
     symmetrize_onsite,
 )
-from elct_jax.structure import Structure
+from elct_jax.geometry.structure import Structure
 from crystals import real_space_overlaps
 
 WATER = (("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))

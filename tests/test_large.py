@@ -11,16 +11,16 @@ import pytest
 
 from ai2dft.pyscf_bridge.labels import DFTSettings, build_cell, direct_overlaps
 from ai2dft.pyscf_bridge.overlap import pair_overlaps
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.config import preset
 from elct_jax.data.loader import species_index
-from elct_jax.graph import neighbor_graph, neighbor_pairs
-from elct_jax.hamiltonian import block_layout, blocks_from_dict, bloch_sum
-from elct_jax.large.chunked import ChunkBuilder, partition, predict_sparse, receptive_hops
-from elct_jax.large.sparse import BlochMatrix, SparseBlocks, overlap_like
-from elct_jax.model import make_predict_fn
-from elct_jax.predict import predict_blocks
-from elct_jax.saved_model import TrainedModel
+from elct_jax.geometry.graph import neighbor_graph, neighbor_pairs
+from elct_jax.hamiltonian.blocks import block_layout, blocks_from_dict, bloch_sum
+from elct_jax.inference.chunked import ChunkBuilder, partition, predict_sparse, receptive_hops
+from elct_jax.hamiltonian.sparse import BlochMatrix, SparseBlocks, overlap_like
+from elct_jax.nn.model import make_predict_fn
+from elct_jax.inference.predict import predict_blocks
+from elct_jax.train.saved_model import TrainedModel
 from crystals import graphene_supercell
 
 CUTOFF = 3.0  # first to third graphene neighbours: a dense enough graph, a small test
@@ -165,13 +165,13 @@ def test_chunks_on_two_host_devices_equal_one_device():
         import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})
         from crystals import graphene_supercell
         from test_large import CUTOFF
-        from elct_jax.basis import OrbitalBasis
+        from elct_jax.geometry.basis import OrbitalBasis
         from elct_jax.config import preset
         from elct_jax.data.loader import species_index
-        from elct_jax.graph import neighbor_graph
-        from elct_jax.large.chunked import predict_sparse
-        from elct_jax.model import make_predict_fn
-        from elct_jax.saved_model import TrainedModel
+        from elct_jax.geometry.graph import neighbor_graph
+        from elct_jax.inference.chunked import predict_sparse
+        from elct_jax.nn.model import make_predict_fn
+        from elct_jax.train.saved_model import TrainedModel
         assert len(jax.local_devices()) == 2
         basis = OrbitalBasis.from_pyscf("gth-szv", ["C"])
         config = preset("tiny", dtype="float64", l_max=2)

@@ -6,13 +6,13 @@ import pytest
 from pyscf import gto
 from crystals import real_space_overlaps
 
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data import DeepHRecord, write_deeph_dock, write_deeph_legacy
 from elct_jax.data.dataset_dir import read_dataset
 from elct_jax.data.loader import Example, Loader, collate, make_example, merged_basis, split_indices
-from elct_jax.graph import bucket_size, graph_mask, neighbor_graph
-from elct_jax.hamiltonian import dense_to_blocks, dense_to_dict
-from elct_jax.structure import Structure
+from elct_jax.geometry.graph import bucket_size, graph_mask, neighbor_graph
+from elct_jax.hamiltonian.blocks import dense_to_blocks, dense_to_dict
+from elct_jax.geometry.structure import Structure
 
 WATER = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])
 AMMONIA = np.array([[0.0, 0.0, 0.1], [0.94, 0.0, -0.27], [-0.47, 0.81, -0.27], [-0.47, -0.81, -0.27]])

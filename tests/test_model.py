@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.config import AttentionConfig, preset
-from elct_jax.graph import neighbor_graph, pad_graph
-from elct_jax.model import make_predict_fn
-from elct_jax.structure import Structure
+from elct_jax.geometry.graph import neighbor_graph, pad_graph
+from elct_jax.nn.model import make_predict_fn
+from elct_jax.geometry.structure import Structure
 
 CUTOFF = 5.0
 # a distorted water dimer: O has 3s2p1d, H 2s1p in def2-SVP, so s, p and d blocks all appear
@@ -210,7 +210,7 @@ def test_fits_a_real_water_hamiltonian(basis):
     import optax
     from pyscf import dft, gto
 
-    from elct_jax.hamiltonian import block_layout, dense_to_blocks
+    from elct_jax.hamiltonian.blocks import block_layout, dense_to_blocks
 
     symbols, positions = SYMBOLS[:3], POSITIONS[:3]
     mf = dft.RKS(gto.M(atom=list(zip(symbols, positions)), basis="def2-svp", unit="Angstrom", verbose=0), xc="pbe")
@@ -261,7 +261,7 @@ def test_fits_a_real_water_hamiltonian(basis):
 def test_edge_init_scale_scales_the_initial_edge_blocks(basis):
     """ModelConfig.edge_init_scale multiplies the edge head's initial weights, hence its initial blocks
     (the head is linear and its bias starts at zero); the on-site head is untouched."""
-    from elct_jax.head import WignerEckartHead
+    from elct_jax.nn.head import WignerEckartHead
 
     shells = tuple(tuple(basis.shells[el]) for el in basis.elements)
     rows = tuple(shells[a] for a in range(2) for _ in range(2))

@@ -9,7 +9,7 @@ import pytest
 from pyscf import dft, gto
 from scipy.spatial.transform import Rotation
 
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 
 SYMBOLS = ("O", "H", "H")
 POSITIONS = np.array([[0.00, 0.00, 0.12], [0.77, 0.05, -0.47], [-0.74, -0.08, -0.50]])  # Angstrom

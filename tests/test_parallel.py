@@ -15,13 +15,13 @@ SCRIPT = textwrap.dedent(
     from pyscf import dft, gto
     import ai2dft
     ai2dft.enable_float64()
-    from elct_jax.basis import OrbitalBasis
+    from elct_jax.geometry.basis import OrbitalBasis
     from elct_jax.config import LossWeights, OptimConfig, preset
     from elct_jax.data.deeph_dock import DeepHRecord
     from elct_jax.data.loader import make_example
-    from elct_jax.hamiltonian import dense_to_dict
-    from elct_jax.model import make_predict_fn
-    from elct_jax.structure import Structure
+    from elct_jax.hamiltonian.blocks import dense_to_dict
+    from elct_jax.nn.model import make_predict_fn
+    from elct_jax.geometry.structure import Structure
     from elct_jax.train.optim import make_optimizer
     from elct_jax.train.parallel import data_mesh, replicate, shard_batch, stack_shards
     from elct_jax.train.step import init_state, make_loss_fn, make_train_step

@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     import json
     import jax
     import numpy as np
-    import ai2dft, elct_jax.cli, elct_jax.demo, elct_jax.train.run, elct_jax.evaluate, elct_jax.data.systems
+    import ai2dft, elct_jax.cli.main, elct_jax.cli.demo, elct_jax.train.run, elct_jax.analysis.evaluate, elct_jax.data.systems
     from pyscf.pbc import gto as pbc_gto
 
     out = {"x64_after_import": bool(jax.config.jax_enable_x64)}

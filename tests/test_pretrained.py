@@ -14,9 +14,9 @@ import pytest
 from ai2dft.pyscf_bridge.labels import DFTSettings
 from elct_jax.config import DataConfig, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.generate import Recipe, generate_dataset
-from elct_jax.predict import predict_blocks
-from elct_jax.saved_model import PARAMS_FILE, export_model, load_model, load_pretrained
-from elct_jax.structure import Structure
+from elct_jax.inference.predict import predict_blocks
+from elct_jax.train.saved_model import PARAMS_FILE, export_model, load_model, load_pretrained
+from elct_jax.geometry.structure import Structure
 from elct_jax.train.run import prepare_data, train
 
 WATER = Structure(("O", "H", "H"), [[0, 0, 0.1173], [0, 0.7572, -0.4692], [0, -0.7572, -0.4692]])
@@ -107,7 +107,7 @@ def test_fine_tuning_data_in_another_basis_names_the_element_and_both_bases(expo
 
 
 def test_mixed_sizes_are_packed_to_about_equal_batches_and_one_size_to_batch_size(exported):
-    from elct_jax.basis import OrbitalBasis
+    from elct_jax.geometry.basis import OrbitalBasis
     from elct_jax.data.dataset_dir import read_dataset
     from elct_jax.data.loader import make_example, pack_groups
 
@@ -134,8 +134,8 @@ def test_predict_compare_matches_an_independent_pyscf_run(exported, tmp_path, ca
     from pyscf import dft
 
     from ai2dft.pyscf_bridge.labels import build_molecule
-    from elct_jax.cli import main
-    from elct_jax.dft_check import compare_with_dft
+    from elct_jax.cli.main import main
+    from elct_jax.analysis.dft_check import compare_with_dft
 
     root, _, _ = exported
     model = load_model(root / "exported")
@@ -168,8 +168,8 @@ def test_shipped_universal_model_loads_in_one_line_and_keeps_its_card_on_a_held_
     PySCF PBE/def2-SVP calculation of acetamide at the G2 geometry (a molecule it never saw)."""
     from ase.collections import g2
 
-    from elct_jax.cli import main
-    from elct_jax.dft_check import compare_with_dft
+    from elct_jax.cli.main import main
+    from elct_jax.analysis.dft_check import compare_with_dft
 
     model = load_pretrained("universal-mol-v1")
     card = model.card
@@ -195,9 +195,9 @@ def test_predict_writes_a_folder_deeph_tools_read_and_evaluate_scores_any_record
 
     from pyscf import gto
 
-    from elct_jax.cli import main
+    from elct_jax.cli.main import main
     from elct_jax.data.deeph_dock import read_deeph_dock
-    from elct_jax.hamiltonian import dict_to_dense
+    from elct_jax.hamiltonian.blocks import dict_to_dense
 
     root, data, _ = exported
     model = load_model(root / "exported")

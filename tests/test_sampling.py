@@ -9,7 +9,7 @@ import scipy.stats
 from ai2dft.pyscf_bridge.labels import DFTSettings, molecule_hessian
 from ai2dft.units import BOHR_ANG, HARTREE_CM
 from elct_jax.data import sampling
-from elct_jax.structure import Structure
+from elct_jax.geometry.structure import Structure
 
 WATER = Structure(("O", "H", "H"), [[0, 0, 0.1173], [0, 0.7572, -0.4692], [0, -0.7572, -0.4692]])
 A = 2.46

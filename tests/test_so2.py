@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from elct_jax.so2 import SO2Linear, so2_tables
-from elct_jax.so3 import FrameLayout, edge_wigner_d, from_frame, to_frame
+from elct_jax.nn.so2 import SO2Linear, so2_tables
+from elct_jax.nn.so3 import FrameLayout, edge_wigner_d, from_frame, to_frame
 
 L_MAX, C_IN, C_OUT, N_EXTRA = 4, 3, 2, 5
 MIRROR = np.diag([-1.0, 1.0, 1.0])  # a mirror through a plane containing the axis (e3nn coordinates)

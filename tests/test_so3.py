@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from elct_jax.so3 import FrameLayout, edge_frame_matrix, edge_wigner_d, from_frame, to_frame, wigner_d
+from elct_jax.nn.so3 import FrameLayout, edge_frame_matrix, edge_wigner_d, from_frame, to_frame, wigner_d
 
 L_MAX = 6
 POLES = np.array([[0.0, 1.3, 0.0], [0.0, -0.7, 0.0], [1e-12, 1.0, -1e-12], [2e-9, -1.0, 0.0]])

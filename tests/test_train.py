@@ -16,15 +16,15 @@ from ai2dft import density_matrix
 from ai2dft.energy import fock
 from ai2dft.scf import roothaan_diis, scf
 from ai2dft.system import System
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.config import LossWeights, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.deeph_dock import DeepHRecord
 from elct_jax.data.loader import collate, make_example
-from elct_jax.hamiltonian import blocks_to_dense, dense_to_dict
-from elct_jax.model import make_predict_fn
-from elct_jax.structure import Structure
+from elct_jax.hamiltonian.blocks import blocks_to_dense, dense_to_dict
+from elct_jax.nn.model import make_predict_fn
+from elct_jax.geometry.structure import Structure
 from elct_jax.train.checkpoint import Checkpointer
-from elct_jax.train.curve import History
+from elct_jax.analysis.curve import History
 from elct_jax.train.losses import TARGET_TOL, self_consistency_residual
 from elct_jax.train.loop import TrainingDiverged, fit
 from elct_jax.train.optim import make_optimizer

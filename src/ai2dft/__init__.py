@@ -3,7 +3,8 @@
 One entry point for molecules and crystals: ``System.from_pyscf`` / ``System.from_ase`` return a
 ``System`` for a molecule and a ``CrystalSystem`` for a periodic cell, and ``density_matrix``,
 ``energy``, ``fock``, ``free_energy``, ``scf`` and ``minimize_free_energy`` take either
-(``ai2dft.api`` dispatches on the system's type to the molecular or the crystal implementation).
+(``ai2dft.api`` writes each once; what differs between the kinds is the small interface of ``ai2dft.kind``,
+registered by ``ai2dft.molecule`` and ``ai2dft.crystal_energy``).
 
 The Kohn-Sham layer needs float64, which JAX enables process-wide: call ``ai2dft.enable_float64()``
 before building a System (importing ai2dft changes no JAX setting; see ``ai2dft.precision``).

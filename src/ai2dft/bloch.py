@@ -2,7 +2,7 @@
 
 k-points are fractional (units of the reciprocal lattice vectors) and translations integer lattice
 coordinates, so k.R = sum_a k_a R_a. Used by every Bloch sum of the project: H(k) = sum_R H(R) phase
-(``ai2dft.crystal``, ``elct_jax.hamiltonian``, ``elct_jax.large.sparse``) and its inverse with the
+(``ai2dft.crystal``, ``elct_jax.hamiltonian.blocks``, ``elct_jax.hamiltonian.sparse``) and its inverse with the
 conjugate phase (``ai2dft.pyscf_bridge.labels``).
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Everything is returned in PySCF's AO order and atomic units (Hartree, Bohr); conversion to the
 internal order and to the on-disk format happens in ``elct_jax.data``. Structures are duck-typed:
 any object with ``symbols``, ``positions_ang`` [n_atoms, 3], ``lattice_ang`` ([3, 3] rows = lattice
-vectors, or None) and ``pbc`` works (e.g. ``elct_jax.structure.Structure``).
+vectors, or None) and ``pbc`` works (e.g. ``elct_jax.geometry.structure.Structure``).
 
 Crystals: the SCF runs on ``kmesh`` (GTH pseudopotentials, multigrid numerics). The real-space blocks
 H_ij(R) = <i, 0|F|j, R> are then obtained from the Fock matrix of the converged density evaluated

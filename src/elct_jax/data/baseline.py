@@ -21,8 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from elct_jax.data.deeph_dock import DeepHRecord, read_deeph_dock, write_matrix_file
-from elct_jax.hamiltonian import dense_to_dict
-from elct_jax.structure import Structure
+from elct_jax.hamiltonian.blocks import dense_to_dict
+from elct_jax.geometry.structure import Structure
 
 BASELINE = "hamiltonian_0"
 SETTING_KEYS = ("xc", "charge", "grid_level", "density_fit", "smearing")

@@ -32,7 +32,7 @@ import numpy as np
 
 from ai2dft.pyscf_bridge.labels import DFTSettings
 from elct_jax.data.generate import Recipe
-from elct_jax.structure import Structure
+from elct_jax.geometry.structure import Structure
 
 SPLIT_FILE = "split.json"
 WATER = Structure(("O", "H", "H"), np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]))

@@ -37,9 +37,9 @@ import h5py
 import numpy as np
 
 from ai2dft.units import HARTREE_TO_EV
-from elct_jax.basis import OrbitalBasis
-from elct_jax.hamiltonian import BlockKey
-from elct_jax.structure import Structure
+from elct_jax.geometry.basis import OrbitalBasis
+from elct_jax.hamiltonian.blocks import BlockKey
+from elct_jax.geometry.structure import Structure
 
 MATRIX_NAMES = ("overlap", "hamiltonian", "density_matrix", "hamiltonian_0")
 ENERGY_MATRICES = ("hamiltonian", "hamiltonian_0")  # stored in eV on disk, Hartree in memory

@@ -39,8 +39,8 @@ from elct_jax.data.deeph_dock import (
     read_json,
     split_elct_metadata,
 )
-from elct_jax.basis import OrbitalBasis
-from elct_jax.hamiltonian import reorder_blocks
+from elct_jax.geometry.basis import OrbitalBasis
+from elct_jax.hamiltonian.blocks import reorder_blocks
 
 LEGACY_FILES = {"overlap": "overlaps.h5", "hamiltonian": "hamiltonians.h5", "density_matrix": "density_matrices.h5",
                 "hamiltonian_0": "hamiltonians_0.h5"}

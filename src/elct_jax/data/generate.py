@@ -25,12 +25,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ai2dft.pyscf_bridge.labels import DFTSettings, crystal_labels, molecule_hessian, molecule_labels
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data import sampling
 from elct_jax.data.deeph_dock import DeepHRecord, read_deeph_dock, write_deeph_dock
 from elct_jax.data.workers import Interrupted, StopRequest, run_tasks, stop_on_signals
-from elct_jax.hamiltonian import dense_to_dict, reorder_blocks
-from elct_jax.structure import Structure
+from elct_jax.hamiltonian.blocks import dense_to_dict, reorder_blocks
+from elct_jax.geometry.structure import Structure
 
 KINDS = ("normal_modes", "random", "crystal_random")
 MANIFEST = "manifest.json"

@@ -25,12 +25,12 @@ import numpy as np
 
 from ai2dft.crystal import CrystalSystem
 from ai2dft.system import System
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data.baseline import BASELINE, subtract_baseline
 from elct_jax.data.batch_systems import grid_and_aux_sizes, padded_system
 from elct_jax.data.deeph_dock import DeepHRecord
-from elct_jax.graph import batch_graphs, bucket_size, neighbor_graph, pad_graph
-from elct_jax.hamiltonian import BlockLayout, block_layout, blocks_from_dict
+from elct_jax.geometry.graph import batch_graphs, bucket_size, neighbor_graph, pad_graph
+from elct_jax.hamiltonian.blocks import BlockLayout, block_layout, blocks_from_dict
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from ase.neighborlist import primitive_neighbor_list
 
-from elct_jax.structure import Structure
+from elct_jax.geometry.structure import Structure
 
 from ai2dft.units import AMU_ME, BOHR_ANG, HARTREE_CM, KB_HARTREE
 

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from elct_jax.basis import OrbitalBasis
-from elct_jax.hamiltonian import max_orbitals, symmetrize_onsite
-from elct_jax.head import WignerEckartHead
+from elct_jax.geometry.basis import OrbitalBasis
+from elct_jax.hamiltonian.blocks import max_orbitals, symmetrize_onsite
+from elct_jax.nn.head import WignerEckartHead
 
 
 def _bias_map(basis: OrbitalBasis, bias_shape, dtype) -> np.ndarray:
@@ -38,7 +38,7 @@ def _bias_map(basis: OrbitalBasis, bias_shape, dtype) -> np.ndarray:
 
 
 def _n_cols(head, n_sp, n_max, dtype) -> int:
-    from elct_jax.head import head_tables
+    from elct_jax.nn.head import head_tables
 
     return sum(t for _, _, t in head_tables(head.rows, head.cols, n_max).irreps)
 

@@ -52,7 +52,7 @@ from ai2dft.api import free_energy, roothaan_diis
 from ai2dft.crystal import CrystalSystem
 from ai2dft.hermitian import dagger
 from ai2dft.system import System
-from elct_jax.hamiltonian import BlockLayout, bloch_sum, blocks_to_dense, structure_layout
+from elct_jax.hamiltonian.blocks import BlockLayout, bloch_sum, blocks_to_dense, structure_layout
 
 TARGET_TOL = 1e-10  # Hartree: the target's DIIS stops early once its commutator is below this
 

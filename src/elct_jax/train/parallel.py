@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data.loader import Batch, Example, collate, common_pad_sizes
 
 

@@ -38,7 +38,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.config import RunConfig
 from elct_jax.data.baseline import BASELINE, baseline_settings
 from elct_jax.data.dataset_dir import SPLIT_NAMES, dataset_folders, read_record, read_split_file
@@ -52,8 +52,8 @@ from elct_jax.data.loader import (
     split_indices,
 )
 from elct_jax.data.systems import system_from_record
-from elct_jax.model import make_predict_fn
-from elct_jax.saved_model import TrainedModel, load_model, write_model_info
+from elct_jax.nn.model import make_predict_fn
+from elct_jax.train.saved_model import TrainedModel, load_model, write_model_info
 from elct_jax.train.init import fit_onsite_bias
 from elct_jax.train.loop import fit
 

@@ -24,7 +24,7 @@ import numpy as np
 from ai2dft.bloch import phases
 from ai2dft.hermitian import hermitian_part
 from ai2dft.units import PAD_LEVEL_HARTREE
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 
 ORDERS = ("internal", "pyscf", "openmx")
 BlockKey = tuple[int, int, int, int, int]  # (R1, R2, R3, i, j), i and j 0-based
@@ -68,7 +68,7 @@ def block_layout(
     n_ao_pad: int | None = None,
     orders: Sequence[str] = ORDERS,
 ) -> BlockLayout:
-    """Index maps for ``graph`` (from :func:`elct_jax.graph.neighbor_graph`, optionally batched with
+    """Index maps for ``graph`` (from :func:`elct_jax.geometry.graph.neighbor_graph`, optionally batched with
     :func:`batch_graphs` and/or padded).
 
     symbols   one structure's symbols (dense output [n_ao_pad, n_ao_pad]), or a list with one tuple of

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
-from elct_jax.evaluate import block_errors
+from elct_jax.analysis.evaluate import block_errors
 from elct_jax.train.loop import EpochEnd
 
 CURVE_FIELDS = ("train_cpu_s", "wall_s", "step", "epoch", "test_mae_hartree", "val_loss")

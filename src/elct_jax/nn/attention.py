@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import jraph
 
 from elct_jax.config import ModelConfig
-from elct_jax.layers import EquivariantFFN, EquivariantLinear, EquivariantRMSNorm, gate
-from elct_jax.so2 import SO2Linear
-from elct_jax.so3 import FrameLayout, from_frame, to_frame
+from elct_jax.nn.layers import EquivariantFFN, EquivariantLinear, EquivariantRMSNorm, gate
+from elct_jax.nn.so2 import SO2Linear
+from elct_jax.nn.so3 import FrameLayout, from_frame, to_frame
 
 
 class FrameMessage(nn.Module):

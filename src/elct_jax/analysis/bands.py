@@ -20,7 +20,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from ai2dft.units import HARTREE_TO_EV
-from elct_jax.large.sparse import BlochMatrix, SparseBlocks
+from elct_jax.hamiltonian.sparse import BlochMatrix, SparseBlocks
 
 DENSE_MAX_AO = 3000  # "auto" solves denser problems than this with shift-invert
 

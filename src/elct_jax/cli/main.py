@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def _demo(args) -> None:
-    from elct_jax.demo import DemoConfig, run_demo
+    from elct_jax.cli.demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(out_dir=args.out, n_structures=args.n_structures, supervised_epochs=args.epochs,
                         finetune_epochs=args.finetune_epochs, n_workers=args.workers))
@@ -99,8 +99,8 @@ def _train(args) -> None:
 
 def _evaluate(args) -> None:
     from elct_jax.data.dataset_dir import read_record, split_folders
-    from elct_jax.evaluate import errors_table, record_errors, write_errors_csv
-    from elct_jax.saved_model import load_model
+    from elct_jax.analysis.evaluate import errors_table, record_errors, write_errors_csv
+    from elct_jax.train.saved_model import load_model
 
     model = load_model(args.model)
     folders = split_folders(args.data, args.split)
@@ -116,14 +116,14 @@ def _evaluate(args) -> None:
 
 def _predict(args) -> None:
     from elct_jax.data.deeph_dock import write_deeph_dock
-    from elct_jax.predict import prediction_record
-    from elct_jax.structure import Structure
-    from elct_jax.saved_model import load_model
+    from elct_jax.inference.predict import prediction_record
+    from elct_jax.geometry.structure import Structure
+    from elct_jax.train.saved_model import load_model
 
     model = load_model(args.model)
     structure = Structure.read(args.structure)
     if args.compare:
-        from elct_jax.dft_check import compare_with_dft
+        from elct_jax.analysis.dft_check import compare_with_dft
 
         print(compare_with_dft(model, structure).table(model.name))
     record = prediction_record(model, structure, args.n_electrons)
@@ -133,7 +133,7 @@ def _predict(args) -> None:
 
 
 def _bands(args) -> None:
-    from elct_jax.large.cli_bands import run_command
+    from elct_jax.cli.bands import run_command
 
     run_command(args)
 

@@ -15,8 +15,8 @@ from ai2dft.energy import energy
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.data.deeph_dock import DeepHRecord
 from elct_jax.data.systems import system_from_record
-from elct_jax.hamiltonian import dict_to_dense
-from elct_jax.predict import apply_model, predict_blocks
+from elct_jax.hamiltonian.blocks import dict_to_dense
+from elct_jax.inference.predict import apply_model, predict_blocks
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def shift_aligned(H: np.ndarray, H_ref: np.ndarray, S: np.ndarray) -> np.ndarray
 
 
 def structure_errors(model, record: DeepHRecord, H: np.ndarray | None = None) -> Errors:
-    """Errors of a trained model (``elct_jax.saved_model.TrainedModel``) on one molecular record; ``H``: its
+    """Errors of a trained model (``elct_jax.train.saved_model.TrainedModel``) on one molecular record; ``H``: its
     prediction [n_ao, n_ao] (PySCF order, Hartree) when already made."""
     symbols = record.structure.symbols
     H = np.asarray(predict_blocks(model, record.structure, dense=True) if H is None else H)
@@ -193,8 +193,8 @@ def band_errors(predicted: dict, record: DeepHRecord, window: float = 2000 / HAR
     """:class:`BandErrors` of predicted blocks ``{(R1, R2, R3, i, j): block}`` (internal order, Hartree) of a
     periodic ``record``, on a Gamma-centred ``mesh`` x ``mesh`` grid of the periodic in-plane directions (x
     ``mesh`` along a3 when that is periodic too), dense diagonalisation; ``window`` in Hartree (2 eV)."""
-    from elct_jax.bands import BandSolver, fermi_level
-    from elct_jax.large.sparse import SparseBlocks
+    from elct_jax.analysis.bands import BandSolver, fermi_level
+    from elct_jax.hamiltonian.sparse import SparseBlocks
 
     s = record.structure
     n_orb = [record.basis.n_orbitals(x) for x in s.symbols]

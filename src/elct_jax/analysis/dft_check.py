@@ -15,10 +15,10 @@ import scipy.linalg
 
 from ai2dft.units import HARTREE_TO_EV, HARTREE_TO_MEV
 from elct_jax.data.baseline import dft_settings
-from elct_jax.evaluate import Errors, structure_errors
-from elct_jax.hamiltonian import dict_to_dense
-from elct_jax.predict import predict_blocks
-from elct_jax.structure import Structure
+from elct_jax.analysis.evaluate import Errors, structure_errors
+from elct_jax.hamiltonian.blocks import dict_to_dense
+from elct_jax.inference.predict import predict_blocks
+from elct_jax.geometry.structure import Structure
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import numpy as np
 from elct_jax.data.baseline import baseline_blocks
 from elct_jax.data.deeph_dock import DeepHRecord, atom_orbital_counts
 from elct_jax.data.loader import species_index
-from elct_jax.graph import neighbor_graph, pad_to_bucket
-from elct_jax.hamiltonian import block_layout, blocks_from_dict, blocks_to_dense, blocks_to_dict
-from elct_jax.structure import Structure
+from elct_jax.geometry.graph import neighbor_graph, pad_to_bucket
+from elct_jax.hamiltonian.blocks import block_layout, blocks_from_dict, blocks_to_dense, blocks_to_dict
+from elct_jax.geometry.structure import Structure
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -27,7 +27,7 @@ def apply_model(apply: Callable, params, graph):
 
 
 def predict_blocks(model, structure: Structure, dense: bool = False):
-    """Predicted H of ``structure`` by ``model`` (an ``elct_jax.saved_model.TrainedModel``).
+    """Predicted H of ``structure`` by ``model`` (an ``elct_jax.train.saved_model.TrainedModel``).
 
     dense=False: dict (R1, R2, R3, i, j) -> n_i x n_j block, internal order, Hartree.
     dense=True (molecules only): [n_ao, n_ao] float64 in PySCF AO order.
@@ -66,7 +66,7 @@ def prediction_record(model, structure: Structure, n_electrons: int | None = Non
     """The predicted H of ``structure`` with S(R) on the same atom pairs from PySCF integrals of the model's
     basis and the electron count (``n_electrons``, default :func:`electron_count`): written with
     ``write_deeph_dock`` it is a folder DeepH-dock and ``elct bands --folder`` read directly."""
-    from elct_jax.large.sparse import SparseBlocks, overlap_like
+    from elct_jax.hamiltonian.sparse import SparseBlocks, overlap_like
 
     blocks = predict_blocks(model, structure)
     n_orb = atom_orbital_counts(model.basis, structure.symbols)

@@ -19,10 +19,10 @@ from ai2dft.pyscf_bridge.labels import DFTSettings
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.generate import Recipe, generate_dataset
-from elct_jax.evaluate import structure_errors
-from elct_jax.structure import Structure
+from elct_jax.analysis.evaluate import structure_errors
+from elct_jax.geometry.structure import Structure
 from elct_jax.train.run import prepare_data, train
-from elct_jax.saved_model import load_model
+from elct_jax.train.saved_model import load_model
 
 # DIIS steps of the self-consistency target: with one step (T = F[D(H)]) fine-tuning a supervised model that
 # learned H - H0 to 10.4 meV made it worse (15.9 meV); with 8 it reached 6.1 meV and cut the energy error 8.1 -> 2.9 meV

@@ -1,6 +1,6 @@
 """ELCT: the DeepH-2 network. Structure graph -> Hamiltonian blocks (internal orbital order, Hartree).
 
-  graph (elct_jax.graph convention) -> edge vectors r_ij (e3nn coordinates), edge-frame Wigner-D
+  graph (elct_jax.geometry.graph convention) -> edge vectors r_ij (e3nn coordinates), edge-frame Wigner-D
   -> invariant edge embedding (Gaussian basis of |r_ij|, species of i and j)
   -> equivariant embedding: the edge embedding fills every m = 0 (eps = +1) component in the edge
      frame and is rotated back; atoms get their species embedding (0e) plus the sum over their edges
@@ -8,11 +8,11 @@
   -> Wigner-Eckart heads: on-site blocks from atoms (weights per species, symmetrised), edge blocks
      from edges (weights per species pair, H_ji(-R) = H_ij(R)^T enforced through ``reverse``).
 
-Output (see ``elct_jax.hamiltonian``): onsite [n_node, n_max, n_max], edge_blocks [n_edge, n_max, n_max];
+Output (see ``elct_jax.hamiltonian.blocks``): onsite [n_node, n_max, n_max], edge_blocks [n_edge, n_max, n_max];
 the species' orbitals occupy the leading rows/columns, zeros elsewhere and on padding edges.
 Padding edges are recognised by r_ij = 0 (a real edge never has it) and masked out of every softmax
 and sum, so they cannot change real outputs even when they point at a real atom. Padding nodes
-(jraph.pad_with_graphs) get finite, meaningless on-site blocks; mask them with ``elct_jax.graph.node_mask``. Computation runs in ``config.dtype``.
+(jraph.pad_with_graphs) get finite, meaningless on-site blocks; mask them with ``elct_jax.geometry.graph.node_mask``. Computation runs in ``config.dtype``.
 """
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ import jax
 import jax.numpy as jnp
 import jraph
 
-from elct_jax.attention import ELCTBlock
-from elct_jax.basis import LAB_TO_E3NN, OrbitalBasis
+from elct_jax.nn.attention import ELCTBlock
+from elct_jax.geometry.basis import LAB_TO_E3NN, OrbitalBasis
 from elct_jax.config import ModelConfig
-from elct_jax.hamiltonian import max_orbitals, symmetrize_edges, symmetrize_onsite
-from elct_jax.head import WignerEckartHead
-from elct_jax.layers import MLP, EquivariantRMSNorm, gaussian_basis
-from elct_jax.so2 import eps_parity_index
-from elct_jax.so3 import FrameLayout, edge_wigner_d, from_frame
+from elct_jax.hamiltonian.blocks import max_orbitals, symmetrize_edges, symmetrize_onsite
+from elct_jax.nn.head import WignerEckartHead
+from elct_jax.nn.layers import MLP, EquivariantRMSNorm, gaussian_basis
+from elct_jax.nn.so2 import eps_parity_index
+from elct_jax.nn.so3 import FrameLayout, edge_wigner_d, from_frame
 
 
 class ELCT(nn.Module):

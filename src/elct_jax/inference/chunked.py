@@ -1,7 +1,7 @@
 """Prediction for structures of any size in bounded memory: the network runs over chunks of atoms
 with their halos, and each chunk's blocks go straight into a :class:`SparseBlocks` H(R).
 
-Receptive field of the ELCT (derived from ``elct_jax.model`` / ``elct_jax.attention``; checked
+Receptive field of the ELCT (derived from ``elct_jax.nn.model`` / ``elct_jax.nn.attention``; checked
 exactly in tests/test_large.py). With d(x) the number of graph hops from atom x to the chunk:
   * embedding: e_ij^0 depends on atoms i, j only; v_j^0 on j's incoming edges (1 hop);
   * block b: e_ij^b needs v^(b-1) of i and j and e_ij^(b-1); v_j^b needs v^(b-1) of j and of its
@@ -15,7 +15,7 @@ chunk's atoms, ends at d <= 1), so H = n_blocks + 1 hops are needed and suffice:
 Chunks are compact groups of atoms from recursive coordinate bisection; their halos are found by
 breadth-first search on the periodic neighbour graph (the subgraph keeps each edge's cell shift, so
 periodic images need no unfolding). Chunk graphs are padded to the bucket sizes of
-``elct_jax.graph.pad_to_bucket``: jit compiles a handful of shapes. With several local devices the
+``elct_jax.geometry.graph.pad_to_bucket``: jit compiles a handful of shapes. With several local devices the
 chunks are dealt round-robin to them; dispatch is asynchronous, so the host builds the next chunks
 while the devices compute.
 """
@@ -30,11 +30,11 @@ import numpy as np
 
 from elct_jax.config import ModelConfig
 from elct_jax.data.loader import species_index
-from elct_jax.graph import neighbor_graph, pad_to_bucket
-from elct_jax.hamiltonian import max_orbitals
-from elct_jax.large.sparse import SparseBlocks, sparse_from_basis
-from elct_jax.predict import apply_model
-from elct_jax.structure import Structure
+from elct_jax.geometry.graph import neighbor_graph, pad_to_bucket
+from elct_jax.hamiltonian.blocks import max_orbitals
+from elct_jax.hamiltonian.sparse import SparseBlocks, sparse_from_basis
+from elct_jax.inference.predict import apply_model
+from elct_jax.geometry.structure import Structure
 
 
 def receptive_hops(config: ModelConfig) -> int:
@@ -79,7 +79,7 @@ class Chunk:
 
 
 class ChunkBuilder:
-    """Chunk graphs of one neighbour graph (numpy, ``elct_jax.graph`` convention, not padded)."""
+    """Chunk graphs of one neighbour graph (numpy, ``elct_jax.geometry.graph`` convention, not padded)."""
 
     def __init__(self, graph: jraph.GraphsTuple, hops: int):
         self.graph, self.hops = graph, hops
@@ -134,7 +134,7 @@ def predict_sparse(model, structure: Structure, chunk_atoms: int = 256, devices=
                    hops: int | None = None, dtype=None) -> SparseBlocks:
     """Predicted H(R) of ``structure`` (any size) as SparseBlocks (internal order, Hartree).
 
-    model        an ``elct_jax.saved_model.TrainedModel`` (config, basis, cutoff_ang, params, apply)
+    model        an ``elct_jax.train.saved_model.TrainedModel`` (config, basis, cutoff_ang, params, apply)
     chunk_atoms  atoms per chunk (each runs with its halo of ``hops`` graph hops); peak memory of the
                  network grows with it, the halo overhead shrinks
     devices      devices to deal the chunks to; default ``jax.local_devices()``

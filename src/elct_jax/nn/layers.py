@@ -1,4 +1,4 @@
-"""Building blocks on lab-layout features ``[n, (L+1)**2, 2, C]`` (see :mod:`elct_jax.so3`):
+"""Building blocks on lab-layout features ``[n, (L+1)**2, 2, C]`` (see :mod:`elct_jax.nn.so3`):
 radial basis, invariant MLP, equivariant linear map, equivariant RMS norm, gate, feed-forward.
 
 Every map here is O(3)-equivariant: weights act on channels only, shared over m, separately for
@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from elct_jax.so3 import lab_l_of_component
+from elct_jax.nn.so3 import lab_l_of_component
 
 
 def gaussian_basis(distance: jnp.ndarray, n_basis: int, cutoff: float) -> jnp.ndarray:

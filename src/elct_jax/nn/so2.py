@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from elct_jax.so3 import FrameLayout
+from elct_jax.nn.so3 import FrameLayout
 
 
 @dataclass(frozen=True)

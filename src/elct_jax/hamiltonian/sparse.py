@@ -1,16 +1,16 @@
 """Sparse real-space matrices M_ij(R) in atom blocks, and their Bloch sums M(k) as scipy.sparse CSR.
 
 A :class:`SparseBlocks` holds one matrix (H or S) of a structure of any size in the block format of
-``elct_jax.hamiltonian`` (internal orbital order, atomic units), without padding:
+``elct_jax.hamiltonian.blocks`` (internal orbital order, atomic units), without padding:
   onsite    [n_atom, n_max, n_max]  M_ii(R = 0)
   senders, receivers [n_pair] int32, cell_shift [n_pair, 3] int32: the pairs (i, j, R) != (i, i, 0),
-            sorted by (i, j, R1, R2, R3) (the edge convention of ``elct_jax.graph``)
+            sorted by (i, j, R1, R2, R3) (the edge convention of ``elct_jax.geometry.graph``)
   blocks    [n_pair, n_max, n_max]  M_ij(R)
 Only the leading n_orb[i] x n_orb[j] entries of a block are used. H and S may have different pairs.
 
 :class:`BlochMatrix` precomputes the CSR pattern once; ``bloch(k_frac)`` then costs one pass over the
 blocks: M(k) = sum_R exp(2 pi i k.R) M(R) with k in units of the reciprocal lattice vectors
-(PySCF's and DeepH's convention, as ``elct_jax.hamiltonian.bloch_sum``).
+(PySCF's and DeepH's convention, as ``elct_jax.hamiltonian.blocks.bloch_sum``).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse
 
 from ai2dft.bloch import phases
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 
 BlockKey = tuple[int, int, int, int, int]
 _PAIR_CHUNK = 65536  # pairs per slice of the Bloch sum: bounds its temporary memory

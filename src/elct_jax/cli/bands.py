@@ -1,6 +1,6 @@
 """``elct bands``: predicted H(R) (chunked), S(R) from PySCF integrals, bands along a path, Fermi level,
 eigenvalues (npz) and a PNG; or the same from the H(R), S(R) and occupation of a DeepH folder. The options
-are defined in ``elct_jax.cli`` (which stays light for ``--help``); :func:`run_command` runs them.
+are defined in ``elct_jax.cli.main`` (which stays light for ``--help``); :func:`run_command` runs them.
 
     elct bands --model runs/graphene --structure POSCAR --npoints 60 --nbands 20 --out out/bands
     elct bands --folder predicted/graphene --out out/bands     # e.g. written by elct predict
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from elct_jax.bands import BandSolver, band_path, fermi_level, plot_bands, save_bands
+from elct_jax.analysis.bands import BandSolver, band_path, fermi_level, plot_bands, save_bands
 from ai2dft.units import HARTREE_TO_EV
 
 
@@ -38,8 +38,8 @@ def run_bands(model, structure, out_dir: str | Path, request: BandsRequest = Ban
     """Predict, diagonalize, write ``bands.npz``, ``bands.png`` and ``bands.json`` (summary with
     timings) under ``out_dir``; returns the summary."""
     from ai2dft.pyscf_bridge.overlap import valence_electrons
-    from elct_jax.large.chunked import predict_sparse
-    from elct_jax.large.sparse import overlap_like
+    from elct_jax.inference.chunked import predict_sparse
+    from elct_jax.hamiltonian.sparse import overlap_like
 
     _check_periodic(structure)
     times, t0 = {}, time.perf_counter()
@@ -57,7 +57,7 @@ def run_bands_from_folder(folder: str | Path, out_dir: str | Path, request: Band
     ``occupation``."""
     from elct_jax.data.dataset_dir import read_record
     from elct_jax.data.deeph_dock import atom_orbital_counts
-    from elct_jax.large.sparse import SparseBlocks
+    from elct_jax.hamiltonian.sparse import SparseBlocks
 
     record = read_record(Path(folder), require=("hamiltonian", "overlap"))
     _check_periodic(record.structure)
@@ -113,9 +113,9 @@ def _window(bands) -> float | None:
 
 
 def run_command(args) -> None:
-    """``elct bands`` on its parsed arguments (defined in ``elct_jax.cli``)."""
-    from elct_jax.structure import Structure
-    from elct_jax.saved_model import load_model
+    """``elct bands`` on its parsed arguments (defined in ``elct_jax.cli.main``)."""
+    from elct_jax.geometry.structure import Structure
+    from elct_jax.train.saved_model import load_model
 
     request = BandsRequest(npoints=args.npoints, nbands=None if args.nbands <= 0 else args.nbands, path=args.path,
                            fermi_ev=args.fermi, n_electrons=args.n_electrons, fermi_kmesh=tuple(args.fermi_kmesh),

@@ -24,9 +24,9 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from elct_jax.basis import OrbitalBasis
+from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.config import ModelConfig, OptimConfig
-from elct_jax.model import make_predict_fn
+from elct_jax.nn.model import make_predict_fn
 
 MODEL_INFO, PARAMS_FILE = "model.json", "params.msgpack"
 PRETRAINED = ("universal-mol-v1",)  # folders of elct_jax/pretrained_models
@@ -85,8 +85,8 @@ def _read_info(folder: Path) -> tuple[dict, ModelConfig, OrbitalBasis]:
 
 def _dummy_graph(basis: OrbitalBasis, cutoff_ang: float):
     from elct_jax.data.loader import species_index
-    from elct_jax.graph import neighbor_graph
-    from elct_jax.structure import Structure
+    from elct_jax.geometry.graph import neighbor_graph
+    from elct_jax.geometry.structure import Structure
 
     el = basis.elements[0]
     return neighbor_graph(Structure((el, el), [[0, 0, 0], [0, 0, 1.0]]), cutoff_ang, species_index(basis))

@@ -21,7 +21,7 @@ import jraph
 import numpy as np
 from ase.neighborlist import primitive_neighbor_list
 
-from elct_jax.structure import Structure
+from elct_jax.geometry.structure import Structure
 
 node_mask = jraph.get_node_padding_mask  # [n_node] bool, True for real nodes
 edge_mask = jraph.get_edge_padding_mask  # [n_edge] bool, True for real edges
