@@ -301,7 +301,7 @@ def test_molecule_needs_vacuum_to_be_recognised(tmp_path, water_record):
 
 
 def test_units_against_deepx_dock(tmp_path, water_record):
-    """Our files are in eV with CODATA 2018; DeepH-dock converts with 27.2113845 eV/Ha (deepx_dock/CONSTANT.py).
+    """Our files are in eV with CODATA (scipy); DeepH-dock converts with 27.2113845 eV/Ha (deepx_dock/CONSTANT.py).
     Reading back our own files is exact to 1 ulp; through DeepH-dock's constant a Hamiltonian differs by the
     stated 6.4e-8 relative, no more."""
     record = water_record[0]
