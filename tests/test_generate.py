@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,9 +63,12 @@ def pyscf_mole(atoms, basis):
                  unit="Angstrom", verbose=0)
 
 
-def test_generated_water_records_match_fresh_pyscf_and_round_trip(tmp_path):
+def test_generated_water_records_match_fresh_pyscf_and_round_trip(tmp_path, capsys):
     recipe = Recipe("normal_modes", temperature_K=500.0, dft=FAST)
-    manifest = generate_dataset(WATER, recipe, tmp_path, n_structures=2, n_workers=0, seed=3, progress=False)
+    manifest = generate_dataset(WATER, recipe, tmp_path, n_structures=2, n_workers=0, seed=3, progress=True)
+    err = capsys.readouterr().err  # the one slow serial phase says what it does and how long it took
+    assert f"computing the Hessian of H2O ({FAST.xc}/{FAST.basis}) (normal modes) ..." in err
+    assert re.search(r"Hessian of H2O .* done in \d+\.\d s", err), err
     assert [manifest["structures"][str(i)]["status"] for i in range(2)] == ["done", "done"]
     modes = sampling.NormalModes.load(tmp_path / "normal_modes.npz")
     basis = OrbitalBasis.from_pyscf(FAST.basis, WATER.symbols)

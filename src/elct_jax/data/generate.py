@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,7 @@ def _generate(base: Structure, recipe: Recipe, out_dir: Path, n_structures: int,
     _recover_finished(out_dir, manifest)
     todo = [i for i in range(n_structures) if manifest["structures"].get(str(i), {}).get("status")
             not in ("done", "not_converged")]
-    modes_path = _normal_modes_file(out_dir, base, recipe) if recipe.kind == "normal_modes" and todo else None
+    modes_path = _normal_modes_file(out_dir, base, recipe, progress) if recipe.kind == "normal_modes" and todo else None
     tasks = [dict(base=_structure_dict(base), recipe=recipe.to_dict(), seed=seed, index=i,
                   out_dir=str(out_dir), modes_path=modes_path) for i in todo]
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -257,11 +258,18 @@ def _recover_finished(out_dir: Path, manifest: dict) -> None:
                                                    "recovered": True}
 
 
-def _normal_modes_file(out_dir: Path, base: Structure, recipe: Recipe) -> str:
-    """Path of the cached normal modes of the base structure (computed from a PySCF Hessian once)."""
+def _normal_modes_file(out_dir: Path, base: Structure, recipe: Recipe, progress: bool) -> str:
+    """Path of the cached normal modes of the base structure (computed from a PySCF Hessian once; with
+    ``progress``, saying so on stderr with its time: minutes for larger molecules)."""
     path = out_dir / MODES_FILE
     if not path.exists():
+        name = f"{base.to_ase().get_chemical_formula()} ({recipe.dft.xc}/{recipe.dft.basis})"
+        if progress:
+            print(f"computing the Hessian of {name} (normal modes) ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
         hessian, masses = molecule_hessian(base, recipe.dft)
+        if progress:
+            print(f"Hessian of {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         tmp = out_dir / f".tmp-modes-{os.getpid()}.npz"
         sampling.normal_modes(hessian, masses, base.positions_ang).save(tmp)
         os.replace(tmp, path)
