@@ -169,7 +169,10 @@ def test_options_of_the_other_kind_are_named(graphene):
         ai2dft.System.from_ase(graphene_atoms(), "gth-szv", "pbe", charge=2)
     with pytest.raises(ValueError, match="periodic in all three directions"):
         ai2dft.System.from_ase(graphene_atoms(pbc=[True, True, False]), "gth-szv", "pbe")
-    with pytest.raises(TypeError, match=r"ai2dft.energy needs an ai2dft.System or ai2dft.CrystalSystem.*ndarray"):
-        ai2dft.energy(np.eye(8), np.eye(8))
+    for name, function in (("energy", ai2dft.energy), ("free_energy", ai2dft.free_energy),
+                           ("density_matrix", ai2dft.density_matrix), ("scf", ai2dft.scf),
+                           ("minimize_free_energy", ai2dft.minimize_free_energy)):
+        with pytest.raises(TypeError, match=rf"ai2dft.{name} needs an ai2dft.System or ai2dft.CrystalSystem.*ndarray"):
+            function(np.eye(8), np.eye(8))
     with pytest.raises(ValueError, match="H has shape"):
         ai2dft.density_matrix(graphene, graphene.hcore[0])

@@ -14,16 +14,17 @@ import jax.numpy as jnp
 
 from ai2dft import crystal_energy, molecule  # noqa: F401  (register the two kinds)
 from ai2dft.density import validate_hamiltonian
-from ai2dft.kind import density_and_entropy_of, energy, fock
+from ai2dft.kind import check_kind, density_and_entropy_of, energy, fock
 from ai2dft.scf import roothaan_diis, scf
 from ai2dft.variational import minimize_free_energy
 
 __all__ = ["density_matrix", "energy", "fock", "free_energy", "scf", "roothaan_diis", "minimize_free_energy"]
 
 
-def _validate(system, H) -> None:
-    """ValueError for an H of the wrong shape, complex for a real overlap (molecule), or (when concrete)
-    non-Hermitian or non-finite: ``ai2dft.density.validate_hamiltonian``."""
+def _validate(name: str, system, H) -> None:
+    """TypeError for a ``system`` that is no kind of system; ValueError for an H of the wrong shape, complex for
+    a real overlap (molecule), or (when concrete) non-Hermitian or non-finite (``density.validate_hamiltonian``)."""
+    check_kind(name, system)
     validate_hamiltonian(H, system.overlap.shape, real=not jnp.iscomplexobj(system.overlap))
 
 
@@ -31,7 +32,7 @@ def density_matrix(system, H) -> jax.Array:
     """D(H), same shape as H: the spin-summed density matrix with the system's smearing (crystals: in
     the basis PySCF keeps after removing near linear dependencies). Raises ValueError for an H of the
     wrong shape, complex for a molecule, or non-Hermitian or non-finite (when H is concrete)."""
-    _validate(system, H)
+    _validate("density_matrix", system, H)
     return _density_matrix_jit(system, H)
 
 
@@ -46,6 +47,6 @@ def free_energy(system, H) -> jax.Array:
     conj(dOmega/dH). Raises ValueError for an H of the wrong shape or a complex H of a molecule, and,
     when H is concrete (not a tracer inside jit, grad or vmap, so the compiled path pays nothing),
     non-Hermitian or non-finite."""
-    _validate(system, H)
+    _validate("free_energy", system, H)
     D, entropy = density_and_entropy_of(system, H)
     return energy(system, D) - system.sigma * entropy

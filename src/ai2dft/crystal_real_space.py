@@ -43,7 +43,7 @@ def minimize_free_energy_real_space(system: CrystalSystem, blocks0: Array, trans
     k-mesh (``bvk_translations``) for a complete, unaliased parametrization. The result's H and
     H_path hold the blocks; gtol bounds max |dOmega/dH(R)|.
     """
-    checked_start(system, None, memory=memory)
+    checked_start(system, None, "minimize_free_energy_real_space", memory=memory)
     blocks0 = jnp.asarray(blocks0, system.hcore.dtype)
     R = jnp.asarray(translations)
     if blocks0.ndim != 3 or blocks0.shape[1:] != system.hcore.shape[1:] or R.shape != (blocks0.shape[0], 3):

@@ -27,6 +27,13 @@ def not_a_system(name: str, system: Any) -> NoReturn:
                     f"got {type(system).__name__}")
 
 
+def check_kind(name: str, system: Any) -> None:
+    """The TypeError of :func:`not_a_system` unless ``system``'s type is a registered kind (the argument check
+    of the functions written on top of the interface)."""
+    if energy.dispatch(type(system)) is energy.dispatch(object):
+        not_a_system(name, system)
+
+
 def _interface(name: str, doc: str) -> Callable:
     """A singledispatch function ``name(system, *args)`` with no default implementation."""
 

@@ -62,13 +62,15 @@ def scf(system, max_iter: int = 100, tol: float = 1e-8, H0: Array | None = None,
     nothing can be raised, so check ``result.converged`` there.
     """
     check_on_failure(on_failure)
-    H0 = checked_start(system, H0, diis_space=diis_space)
+    H0 = checked_start(system, H0, "scf", diis_space=diis_space)
     return report_failure(_scf_jit(system, H0, max_iter, tol, diis_space), tol, on_failure)
 
 
-def checked_start(system, H0, **counts: int) -> Array:
-    """The solvers' argument check: H0 as an array of the system's Hamiltonian dtype (default: hcore),
-    after raising ValueError for an H0 of the wrong shape or a count (diis_space, memory) below 1."""
+def checked_start(system, H0, name: str, **counts: int) -> Array:
+    """The argument check of solver ``name``: H0 as an array of the system's Hamiltonian dtype (default: hcore),
+    after raising TypeError for a ``system`` that is no kind of system, ValueError for an H0 of the wrong shape
+    or a count (diis_space, memory) below 1."""
+    kind.check_kind(name, system)
     for name, value in counts.items():
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")

@@ -45,7 +45,7 @@ def minimize_free_energy(system, H0: Array | None = None, max_iter: int = 100, g
     Stops when max |dOmega/dH| < gtol, after max_iter steps, or when no downhill step is found
     within round-off (then ``converged`` reflects gtol only). Jitted; max_iter and memory are static.
     """
-    H0 = checked_start(system, H0, memory=memory)
+    H0 = checked_start(system, H0, "minimize_free_energy", memory=memory)
     return _minimize(system, H0, gtol, max_iter, memory)
 
 
