@@ -12,7 +12,8 @@ from molecules import rks
 SLATER = 0.75 * (3.0 / np.pi) ** (1.0 / 3.0)  # |eps_x^LDA| / rho^(1/3)
 NAMES = [  # PySCF spellings: single libxc components, then the supported combinations
     "lda,", ",vwn", ",vwn_rpa", ",pw", ",pw_mod", "pbe,", ",pbe",
-    "lda,vwn", "lda,vwn_rpa", "lda,pw", "lda,pw_mod", "pbe",
+    "b88,", ",lyp", "lda,vwn", "lda,vwn_rpa", "lda,pw", "lda,pw_mod", "pbe", "b88,lyp",
+    "pbe0", "b3lyp", "b3lyp5",  # global hybrids: their semi-local part, which is what libxc's eval_xc gives
 ]
 
 
@@ -60,11 +61,11 @@ def test_matches_libxc_point_by_point(name, densities):
         )
 
 
-@pytest.mark.parametrize("name", ["lda,", ",vwn", ",pw", "pbe,", ",pbe"])
+@pytest.mark.parametrize("name", ["lda,", ",vwn", ",pw", "pbe,", ",pbe", "b88,", ",lyp", "b3lyp"])
 def test_density_thresholds_as_libxc(name):
     """Zero output exactly where libxc gives zero: exchange below rho/2 = 1e-15, LDA correlation
-    below 1e-15, PBE correlation below 1e-12."""
-    rho = np.array([0.0, 5e-16, 0.99e-15, 1.01e-15, 1.99e-15, 2.01e-15, 0.99e-12, 1.01e-12, 1e-3])
+    below 1e-15, LYP below 1e-14, PBE correlation below 1e-12; each part of a hybrid by its own."""
+    rho = np.array([0.0, 5e-16, 0.99e-15, 1.01e-15, 1.99e-15, 2.01e-15, 0.99e-14, 1.01e-14, 0.99e-12, 1.01e-12, 1e-3])
     rho4 = np.stack([rho, 3.0 * rho ** (4.0 / 3.0), 0.0 * rho, 0.0 * rho])  # s ~ 0.3 (+ tiny sigma)
     sigma = rho4[1] ** 2
     e_ref, vrho_ref, _ = libxc_reference(name, rho4)
@@ -74,7 +75,7 @@ def test_density_thresholds_as_libxc(name):
     assert np.any(e_ref == 0.0) and np.any(e_ref != 0.0)
 
 
-@pytest.mark.parametrize("name", ["lda,vwn", "lda,pw", "pbe"])
+@pytest.mark.parametrize("name", ["lda,vwn", "lda,pw", "pbe", "b3lyp"])
 def test_gradients_finite_at_zero_density(name):
     """Padding grid points (rho = sigma = 0) give zero energy and zero, finite gradients,
     first and second order."""
@@ -112,7 +113,30 @@ def test_pyscf_vwn_is_vwn5_not_rpa():
     assert xc.canonical_xc("lda,vwn") == "lda,vwn" and xc.canonical_xc("lda,vwn3") == "lda,vwn_rpa"
 
 
-@pytest.mark.parametrize("bad", ["b3lyp", "lda,lyp", "pbe,pbe,pbe", ","])
+@pytest.mark.parametrize("alias, canonical", [("BLYP", "b88,lyp"), ("PBEH", "pbe0"), ("pbe1pbe", "pbe0"),
+                                              ("B3LYPG", "b3lyp"), ("B3LYP5", "b3lyp5")])
+def test_hybrid_and_blyp_aliases_mean_what_pyscf_means(alias, canonical):
+    """Same libxc semi-local part and the same exact-exchange fraction as PySCF gives the alias."""
+    assert xc.canonical_xc(alias) == canonical
+    rho4 = np.stack([np.logspace(-6, 2, 50), np.logspace(-8, 2, 50), 0 * np.ones(50), 0 * np.ones(50)])
+    for a, b in zip(libxc_reference(alias, rho4), libxc_reference(canonical, rho4)):
+        np.testing.assert_array_equal(a, b)
+    assert xc.exact_exchange_fraction(alias) == libxc.hybrid_coeff(alias)
+
+
+def test_pyscf_b3lyp_is_libxc_hyb_gga_xc_b3lyp_with_vwn_rpa():
+    """PySCF's "B3LYP" is libxc's HYB_GGA_XC_B3LYP (id 402): 0.2 HF + 0.08 Slater + 0.72 B88,
+    0.19 VWN_RPA + 0.81 LYP; VWN5 instead (PySCF's B3LYP5) changes the energy."""
+    assert dict(libxc.parse_xc("b3lyp")[1]) == {402: 1} and libxc.hybrid_coeff("b3lyp") == 0.2
+    assert xc.exact_exchange_fraction("b3lyp") == 0.2 and xc.exact_exchange_fraction("pbe0") == 0.25
+    assert xc.exact_exchange_fraction("pbe") == 0.0
+    rho4 = np.stack([np.logspace(-4, 2, 50), np.logspace(-6, 2, 50), 0 * np.ones(50), 0 * np.ones(50)])
+    explicit = libxc.eval_xc(".08*lda + .72*b88, .19*vwn_rpa + .81*lyp", rho4, spin=0)[0]
+    np.testing.assert_allclose(libxc.eval_xc("b3lyp", rho4, spin=0)[0], explicit, rtol=1e-13)
+    assert np.max(np.abs(libxc.eval_xc("b3lyp5", rho4, spin=0)[0] - explicit) / np.abs(explicit)) > 1e-4
+
+
+@pytest.mark.parametrize("bad", ["tpss", "wb97x", "b2plyp", "lda,tpss", "pbe,pbe,pbe", ","])
 def test_unknown_functional_lists_supported(bad):
     with pytest.raises(ValueError, match=r"unsupported exchange-correlation functional .*'pbe'.*'vwn'"):
         xc.canonical_xc(bad)
