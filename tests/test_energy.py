@@ -11,7 +11,7 @@ from ai2dft.energy import energy, energy_terms, fock
 from ai2dft.system import System, pad_system
 from molecules import mole, rks
 
-CASES = [("H2O", "lda,vwn"), ("H2O", "pbe"), ("NH3", "lda,vwn"), ("NH3", "pbe")]
+CASES = [("H2O", "lda,vwn"), ("H2O", "pbe"), ("NH3", "lda,vwn"), ("NH3", "pbe"), ("H2O", "pbe0"), ("H2O", "b3lyp")]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def jitted():
 @pytest.mark.parametrize("case", CASES)
 def test_energy_and_fock_match_pyscf(case, references, jitted):
     """At PySCF's converged density: E_KS = mf.e_tot (1e-8 Ha), each term matches PySCF's, and
-    F[D] = mf.get_fock(dm=D) (1e-8 Ha)."""
+    F[D] = mf.get_fock(dm=D) (1e-8 Ha). PySCF's exc of a hybrid includes its exact exchange."""
     mf, system = references[case]
     D = jnp.asarray(mf.make_rdm1())
     assert abs(float(jitted["energy"](system, D)) - mf.e_tot) < 1e-8
@@ -45,7 +45,8 @@ def test_energy_and_fock_match_pyscf(case, references, jitted):
     terms = jitted["terms"](system, D)
     assert abs(float(terms["one_electron"]) - np.einsum("ij,ji", mf.get_hcore(), D)) < 1e-9
     assert abs(float(terms["hartree"]) - veff.ecoul) < 1e-9
-    assert abs(float(terms["xc"]) - veff.exc) < 1e-9
+    assert abs(float(terms["xc"] + terms.get("exact_exchange", 0.0)) - veff.exc) < 1e-9
+    assert ("exact_exchange" in terms) == (case[1] in ("pbe0", "b3lyp"))
     assert abs(float(terms["nuclear"]) - mf.energy_nuc()) < 1e-12
     np.testing.assert_allclose(np.asarray(jitted["fock"](system, D)), mf.get_fock(dm=np.asarray(D)), atol=1e-8)
 

@@ -138,8 +138,12 @@ def test_overlap_not_positive_definite():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="unsupported exchange-correlation functional 'b3lyp'"):
-        System.from_pyscf(dft.RKS(mole("H2O"), xc="b3lyp"))
+    # functionals the layer does not implement are refused at construction, named with their kind and
+    # the supported list (global hybrids included)
+    for xc, kind in (("tpss", "a meta-GGA"), ("wb97x", "range-separated"), ("wb97m_v", "non-local")):
+        with pytest.raises(ValueError, match=rf"'{xc}' is [^:]*{kind}[^:]*: unsupported exchange-correlation functional "
+                                             rf"'{xc}'.*global hybrids \['b3lyp', 'b3lyp5', 'pbe0'\]"):
+            System.from_pyscf(dft.RKS(mole("H2O"), xc=xc))
     with pytest.raises(ValueError, match="xc is required"):
         System.from_pyscf(mole("H2O"))
     with pytest.raises(TypeError, match="restricted Kohn-Sham object.*got RHF"):

@@ -2,12 +2,14 @@
 
 For a total (spin-summed) density matrix D [nao, nao] of a closed shell (D = 2 C f C^T):
 
-    E_KS[D] = tr(D hcore) + E_H[D] + E_xc[rho_D] + E_nuc                       (Hartree)
+    E_KS[D] = tr(D hcore) + E_H[D] + E_xc[rho_D] - alpha/4 tr(D K[D]) + E_nuc    (Hartree)
     rho(r) = sum_ij D_ij phi_i(r) phi_j(r),  grad rho = 2 sum_ij D_ij grad phi_i phi_j
     E_xc = sum_g w_g e_xc(rho_g, |grad rho_g|^2)
-    F[D] = hcore + J[D] + V_xc[D],
+    F[D] = hcore + J[D] + V_xc[D] - alpha/2 K[D],
     V_xc,ij = sum_g w_g [vrho phi_i phi_j + 2 vsigma grad rho . (grad phi_i phi_j + phi_i grad phi_j)]
 
+alpha is the exact-exchange fraction of a global hybrid (``xc.exact_exchange_fraction(system.xc)``,
+0 for LDAs and GGAs) and K the density-fitted exchange matrix (``ai2dft.exchange``).
 D is symmetrized on entry, so ``jax.grad(energy, argnums=1)`` equals ``fock`` for any D. All
 functions take the ``System`` as an argument: ``jax.jit(energy)`` compiles once per shape and is
 shared by every system (padded to) the same shapes. The Mermin free energy Omega(H) of any kind of
@@ -18,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ai2dft import coulomb, xc
+from ai2dft import coulomb, exchange, xc
 from ai2dft.hermitian import hermitian_part
 from ai2dft.system import System
 
@@ -60,14 +62,19 @@ def xc_matrix(system: System, D: Array) -> Array:
 
 
 def energy_terms(system: System, D: Array) -> dict[str, Array]:
-    """Components of E_KS[D] in Hartree: "one_electron" (tr D hcore), "hartree", "xc", "nuclear"."""
+    """Components of E_KS[D] in Hartree: "one_electron" (tr D hcore), "hartree", "xc" (semi-local),
+    "nuclear", and for hybrids "exact_exchange" (-alpha/4 tr D K)."""
     D = hermitian_part(D)
-    return {
+    terms = {
         "one_electron": jnp.sum(D * system.hcore),
         "hartree": coulomb.hartree_energy(system.cderi, D),
         "xc": xc_energy(system, D),
         "nuclear": system.e_nuc,
     }
+    alpha = xc.exact_exchange_fraction(system.xc)
+    if alpha:
+        terms["exact_exchange"] = alpha * exchange.exchange_energy(system.cderi, D)
+    return terms
 
 
 def energy(system: System, D: Array) -> Array:
@@ -76,7 +83,9 @@ def energy(system: System, D: Array) -> Array:
 
 
 def fock(system: System, D: Array) -> Array:
-    """[nao, nao] Kohn-Sham Fock matrix F[D] = hcore + J[D] + V_xc[D] = dE_KS/dD (Hartree)."""
+    """[nao, nao] Kohn-Sham Fock matrix F[D] = hcore + J[D] + V_xc[D] - alpha/2 K[D] = dE_KS/dD (Hartree)."""
     D = hermitian_part(D)
-    return system.hcore + coulomb.coulomb_matrix(system.cderi, D) + xc_matrix(system, D)
+    F = system.hcore + coulomb.coulomb_matrix(system.cderi, D) + xc_matrix(system, D)
+    alpha = xc.exact_exchange_fraction(system.xc)
+    return F - 0.5 * alpha * exchange.exchange_matrix(system.cderi, D) if alpha else F
 

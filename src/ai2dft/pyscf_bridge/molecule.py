@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from pyscf import df, dft, gto, lib, scf
+from pyscf.dft import libxc
 from pyscf.data import elements
 
 from ai2dft.precision import require_float64
@@ -109,12 +110,30 @@ def _grids(mol: gto.Mole, mf: Any, grid_level: int | None) -> dft.gen_grid.Grids
     return grids
 
 
+def checked_xc(name: str) -> str:
+    """``canonical_xc(name)``; for a functional PySCF knows but the layer does not implement, the error
+    also says what kind it is (meta-GGA, range-separated hybrid, non-local VV10)."""
+    try:
+        return canonical_xc(name)
+    except ValueError as err:
+        kinds = []
+        try:
+            kinds = [kind for kind, test in (("a meta-GGA", libxc.is_meta_gga), ("non-local (VV10)", libxc.is_nlc),
+                                             ("range-separated", lambda n: libxc.rsh_coeff(n)[0] != 0)) if test(name)]
+        except (KeyError, ValueError):  # PySCF does not know the name either
+            pass
+        if not kinds:
+            raise
+        raise ValueError(f"{name!r} is {' and '.join(kinds)}: {err}") from None
+
+
 def _cderi(mol: gto.Mole, mf: Any, xc: str, auxbasis: str | None) -> np.ndarray:
     """[naux, nao, nao] Cholesky-decomposed density-fitting tensor L with (ij|kl) ~ sum_P L_Pij L_Pkl.
 
     ``auxbasis`` when given; else the object's own density fitting; else what PySCF's
     ``density_fit()`` would choose for this RKS object or for ``dft.RKS(mol, xc)`` (for
-    (semi-)local functionals a J-fit basis, e.g. def2-universal-jfit for def2 bases).
+    (semi-)local functionals a J-fit basis, e.g. def2-universal-jfit for def2 bases; for hybrids a
+    JK-fit basis, def2-universal-jkfit, which then also fits the exact exchange).
     """
     with_df = getattr(mf, "with_df", None)
     if auxbasis is not None:
@@ -170,7 +189,7 @@ def molecule_arrays(
         if mf is None:
             raise ValueError("xc is required when building a System from a Mole")
         xc = mf.xc
-    xc = canonical_xc(xc)
+    xc = checked_xc(xc)
     kind, sigma = _smearing(mf, smearing)
     grids = _grids(mol, mf, grid_level)
     nao = mol.nao
