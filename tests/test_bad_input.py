@@ -180,3 +180,38 @@ def test_batch_size_must_be_a_positive_integer(tmp_path, batch_size):
     toml.write_text(f'[data]\npath = "data"\nbatch_size = {batch_size}\n')
     with pytest.raises(ValueError, match=rf"data.batch_size must be a positive integer, got {batch_size}"):
         load_run_config(toml)
+
+
+def test_run_settings_are_checked_when_the_config_is_read(tmp_path):
+    """An unknown preset and a non-positive cutoff are named with their [table] when the TOML is read,
+    not after the dataset was loaded."""
+    from elct_jax.config import load_run_config
+
+    toml = tmp_path / "run.toml"
+    toml.write_text('[data]\npath = "data"\n[model]\npreset = "huge"\n')
+    with pytest.raises(ValueError, match=r"unknown preset 'huge' \(\[model\] preset\)"):
+        load_run_config(toml)
+    toml.write_text('[data]\npath = "data"\ncutoff_ang = 0\n')
+    with pytest.raises(ValueError, match="data.cutoff_ang must be a positive number"):
+        load_run_config(toml)
+
+
+def test_missing_model_and_molecule_bands_and_crystal_atoms_outside_the_cell(tmp_path):
+    from elct_jax.cli.bands import run_bands_from_folder
+    from elct_jax.data.deeph_dock import DeepHRecord, write_deeph_dock
+    from elct_jax.geometry.basis import OrbitalBasis
+    from elct_jax.geometry.structure import Structure
+    from elct_jax.train.saved_model import load_model
+
+    with pytest.raises(FileNotFoundError, match=r"model '.*nowhere' not found: neither a directory"):
+        load_model(tmp_path / "nowhere")
+    basis = OrbitalBasis.from_pyscf("sto-3g", ["H"])
+    h2 = Structure(("H", "H"), [[0, 0, 0], [0, 0, 0.74]])
+    blocks = {(0, 0, 0, i, j): np.eye(1) * (i == j) for i in range(2) for j in range(2)}
+    folder = write_deeph_dock(tmp_path / "h2", DeepHRecord(h2, basis, {"hamiltonian": blocks, "overlap": blocks},
+                                                           dft={"n_electrons": 2}))
+    with pytest.raises(ValueError, match=r"h2 is a molecule \(no periodic direction\); elct bands needs a crystal"):
+        run_bands_from_folder(folder, tmp_path / "out")
+    chain = Structure(("H", "H"), [[-0.3, 0, 0], [0.5, 0, 0]], np.diag([1.6, 10.0, 10.0]), (True, True, True))
+    with pytest.warns(UserWarning, match=r"1 atom\(s\) \(first: atom 0\) lie outside the home cell"):
+        write_deeph_dock(tmp_path / "chain", DeepHRecord(chain, basis, {"overlap": blocks}))

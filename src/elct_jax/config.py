@@ -192,7 +192,7 @@ def preset(name: str, **overrides) -> ModelConfig:
     """A named preset with top-level fields replaced, e.g. ``preset("tiny", dtype="float64")``.
     Nested fields take a whole sub-config: ``radial=RadialConfig(cutoff_ang=4.0)``."""
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; available: {sorted(PRESETS)}")
+        raise ValueError(f"unknown preset {name!r} ([model] preset); available: {sorted(PRESETS)}")
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -224,6 +224,8 @@ class DataConfig(_Table):
             raise ValueError(f"data.batch_size must be a positive integer, got {self.batch_size!r}")
         if self.baseline not in ("auto", "h0", "none"):
             raise ValueError(f"data.baseline must be 'auto', 'h0' or 'none', got {self.baseline!r}")
+        if not (isinstance(self.cutoff_ang, (int, float)) and 0 < self.cutoff_ang < float("inf")):
+            raise ValueError(f"data.cutoff_ang must be a positive number of Angstrom, got {self.cutoff_ang!r}")
 
 
 @dataclass(frozen=True)

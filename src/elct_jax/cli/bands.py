@@ -41,7 +41,7 @@ def run_bands(model, structure, out_dir: str | Path, request: BandsRequest = Ban
     from elct_jax.inference.chunked import predict_sparse
     from elct_jax.hamiltonian.sparse import overlap_like
 
-    _check_periodic(structure)
+    _check_periodic(structure, "the structure")
     times, t0 = {}, time.perf_counter()
     h = predict_sparse(model, structure, chunk_atoms=request.chunk_atoms)
     times["predict_s"], t0 = time.perf_counter() - t0, time.perf_counter()
@@ -60,7 +60,7 @@ def run_bands_from_folder(folder: str | Path, out_dir: str | Path, request: Band
     from elct_jax.hamiltonian.sparse import SparseBlocks
 
     record = read_record(Path(folder), require=("hamiltonian", "overlap"))
-    _check_periodic(record.structure)
+    _check_periodic(record.structure, str(folder))
     n_el = request.n_electrons or record.dft.get("n_electrons")
     if n_el is None and request.fermi_ev is None:
         raise ValueError(f"{folder}: info.json has no 'occupation' (electron count); pass --n-electrons or --fermi")
@@ -69,9 +69,9 @@ def run_bands_from_folder(folder: str | Path, out_dir: str | Path, request: Band
     return _bands_report(h, s, record.structure, n_el, out_dir, request, {})
 
 
-def _check_periodic(structure) -> None:
+def _check_periodic(structure, where: str) -> None:
     if not structure.is_periodic:
-        raise ValueError("elct bands needs a periodic structure (a lattice and pbc)")
+        raise ValueError(f"{where} is a molecule (no periodic direction); elct bands needs a crystal")
 
 
 def _bands_report(h, s, structure, n_el, out_dir: str | Path, request: BandsRequest, times: dict) -> dict:

@@ -29,6 +29,7 @@ reading back what this module writes is exact to round-off (1 ulp).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -111,7 +112,8 @@ def check_block(key, shape, n_orb: list[int], where: str) -> None:
     if not (0 <= i < len(n_orb) and 0 <= j < len(n_orb)):
         raise ValueError(f"{where}: block {tuple(key)} refers to an atom outside 0..{len(n_orb) - 1}")
     if tuple(shape) != (n_orb[i], n_orb[j]):
-        raise ValueError(f"{where}: block {tuple(key)} has shape {tuple(shape)}, but the orbital map gives "
+        raise ValueError(f"{where}: block {tuple(int(k) for k in key)} has shape {tuple(int(n) for n in shape)}, "
+                         f"but the orbital map gives "
                          f"({n_orb[i]}, {n_orb[j]}): orbital counts inconsistent with the element map")
 
 
@@ -167,6 +169,7 @@ def write_deeph_dock(directory: str | Path, record: DeepHRecord) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     symbols = record.structure.symbols
     n_orb = atom_orbital_counts(record.basis, symbols)
+    _warn_outside_cell(record.structure, directory)
     _write_poscar(directory / "POSCAR", symbols, record.structure.positions_ang, pseudo_lattice(record.structure))
     fermi = record.fermi_energy_hartree
     info = {
@@ -188,6 +191,20 @@ def write_deeph_dock(directory: str | Path, record: DeepHRecord) -> Path:
     for name, blocks in record.matrices.items():
         write_matrix_file(directory, name, keys, blocks)
     return directory
+
+
+def _warn_outside_cell(structure: Structure, directory: Path) -> None:
+    """Warn when atoms of a crystal lie outside the home cell (fractional coordinates outside [0, 1) along a
+    periodic direction): they are written as given, with block R relative to those positions."""
+    if not structure.is_periodic:
+        return
+    frac = structure.positions_ang @ np.linalg.inv(structure.lattice_ang)
+    outside = np.flatnonzero(np.any(((frac < -1e-9) | (frac >= 1.0)) & np.array(structure.pbc), axis=1))
+    if len(outside):
+        warnings.warn(f"{directory}: {len(outside)} atom(s) (first: atom {outside[0]}) lie outside the home cell; "
+                      "written as given, with the R of their blocks relative to these positions (tools that wrap "
+                      "atoms into the cell would need R relabelled; Structure.wrapped() before labelling avoids it)",
+                      stacklevel=3)
 
 
 def write_matrix_file(directory: Path, name: str, keys: list[BlockKey], blocks: Mapping) -> None:

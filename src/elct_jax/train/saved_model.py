@@ -103,6 +103,9 @@ def load_model(source: str | Path, which: str = "best") -> TrainedModel:
     """A pretrained model's name, an exported model folder or a run directory (``which`` checkpoint:
     "best", falling back to "latest") -> :class:`TrainedModel`."""
     folder = pretrained_folder(str(source)) if str(source) in PRETRAINED else Path(source)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model {str(source)!r} not found: neither a directory (an elct run directory or an "
+                                f"exported model) nor one of the pretrained models {list(PRETRAINED)}")
     info, config, basis = _read_info(folder)
     init, apply = make_predict_fn(config, basis)
     cutoff = float(info["cutoff_ang"])
@@ -122,12 +125,11 @@ def _restore_run(run_dir: Path, info: dict, init, basis: OrbitalBasis, cutoff: f
     optim = OptimConfig.from_dict(info.get("optim", {}))  # run directories written before "optim": the default
     abstract = jax.eval_shape(lambda: init_state(init(jax.random.PRNGKey(0), _dummy_graph(basis, cutoff)),
                                                  make_optimizer(optim, 1)))
-    checkpointer = Checkpointer(run_dir)
+    checkpointer = Checkpointer(run_dir, ema=optim.ema_decay > 0)
     try:
-        try:
-            state = checkpointer.restore(abstract, which=which)
-        except FileNotFoundError:
-            state = checkpointer.restore(abstract, which="latest")
+        if which == "best" and checkpointer.best_step() is not None:
+            return checkpointer.restore_best(abstract.params)
+        state = checkpointer.restore(abstract)
     finally:
         checkpointer.close()
     return state.ema_params if optim.ema_decay > 0 else state.params  # what validation judged
