@@ -45,7 +45,8 @@ class System:
         ao_mask:     [nao] 1.0 for a real AO, 0.0 for padding.
         ao_atom, ao_l, ao_m: [nao] int32 atom index, l and m of each AO (PySCF order; p has
                      m = 1, -1, 0); -1, -1, 0 for padding.
-        xc:          canonical functional name (static), see ``ai2dft.xc.FUNCTIONALS``.
+        xc:          canonical functional name (static), see ``ai2dft.xc.canonical_xc``; a global hybrid's
+                     exact-exchange fraction is ``ai2dft.xc.exact_exchange_fraction(xc)`` (static too).
         smearing_kind: "fermi" or "gaussian" (static).
 
     The number of real AOs is not static metadata (so padded systems of different molecules

@@ -198,7 +198,8 @@ def _check_krks(mf) -> None:
         raise ValueError(f"only the plain KNumInt integrator is supported, got {type(mf._numint).__name__}")
     libxc = mf._numint.libxc
     if libxc.is_hybrid_xc(mf.xc) or libxc.is_nlc(mf.xc):
-        raise ValueError(f"xc {mf.xc!r}: hybrid and non-local functionals are not supported")
+        raise ValueError(f"xc {mf.xc!r}: hybrid and non-local functionals are not supported for crystals "
+                         f"(periodic exact exchange is not implemented)")
     if mf.cell.cart:
         raise ValueError("Cartesian AO bases (cell.cart = True) are not supported; use spherical AOs")
     if mf.cell.dimension != 3:

@@ -31,7 +31,7 @@ from pyscf.scf.smearing import smearing_
 
 import ai2dft.smearing
 from ai2dft.bloch import phases
-from ai2dft.xc import canonical_xc
+from ai2dft.xc import canonical_xc, exact_exchange_fraction
 
 Block = dict  # {(R1, R2, R3, i, j): ndarray [n_ao(i), n_ao(j)]}, atoms 0-based, Hartree
 _DEFAULT_PSEUDO = {"lda": "gth-pade", "lda,vwn": "gth-pade", "pbe": "gth-pbe", "pbe,pbe": "gth-pbe"}
@@ -42,7 +42,7 @@ _SMEARING_METHODS = {"fermi": "fermi", "gaussian": "gaussian", "gauss": "gaussia
 class DFTSettings:
     """Level of theory of the labels.
 
-    basis, xc        PySCF basis name and functional (LDA/GGA; no hybrids for crystals)
+    basis, xc        PySCF basis name and functional (LDA/GGA; global hybrids pbe0, b3lyp for molecules only)
     grid_level       molecular integration grid (>= 5 for sub-0.1 meV labels, see DESIGN.md)
     conv_tol         SCF energy convergence, Hartree
     density_fit      density-fitted Coulomb for molecules
@@ -261,6 +261,9 @@ def _run_krks(cell, settings: DFTSettings):
 
 def crystal_labels(structure, settings: DFTSettings) -> CrystalLabels:
     """Run KRKS on ``settings.kmesh``; return unaliased real-space H(R), S(R) and D(R) (see CrystalLabels)."""
+    if exact_exchange_fraction(settings.xc):
+        raise ValueError(f"xc={settings.xc!r} is a hybrid functional: periodic exact exchange is not implemented "
+                         f"in the DFT layer (ai2dft), so crystal labels need an LDA or GGA")
     cell = build_cell(structure, settings)
     S_direct = direct_overlaps(cell, settings.overlap_tol, structure.pbc, vacuum_tol=settings.alias_tol)
     keys = _kept_keys(cell, S_direct, settings.overlap_tol)
