@@ -133,15 +133,47 @@ def test_in_memory_fit_with_exponential_schedule_equals_the_bare_step_loop(setup
     assert rows["mae"][-1] < rows["mae"][0]
 
 
-def test_resume_reaches_the_same_parameters(setup, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])  # without an EMA the checkpoint holds no copy of it
+def test_resume_reaches_the_same_parameters(setup, tmp_path, ema_decay):
     basis, apply, params = setup["basis"], setup["apply"], setup["params"]
     batches = [collate([ex], basis) for ex in setup["examples"][:2]]
-    full = fit(apply, params, batches, batches[:1], _config(tmp_path, "full", 3))
-    interrupted = fit(apply, params, batches, batches[:1], _config(tmp_path, "cut", 3), stop_after_steps=3)
+
+    def config(name):
+        return dataclasses.replace(_config(tmp_path, name, 3), optim=dataclasses.replace(OPTIM, ema_decay=ema_decay))
+
+    full = fit(apply, params, batches, batches[:1], config("full"))
+    interrupted = fit(apply, params, batches, batches[:1], config("cut"), stop_after_steps=3)
     assert int(interrupted.step) == 3
-    resumed = fit(apply, params, batches, batches[:1], _config(tmp_path, "cut", 3))
+    resumed = fit(apply, params, batches, batches[:1], config("cut"))
     assert int(resumed.step) == int(full.step) == 6
-    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
+    kept = [jax.tree.leaves((s.params, s.ema_params)) for s in (full, resumed)]
+    for a, b in zip(*kept, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    first_params, first_ema = jax.tree.leaves(full.params)[0], jax.tree.leaves(full.ema_params)[0]
+    assert np.array_equal(np.asarray(first_params), np.asarray(first_ema)) == (ema_decay == 0)
+
+
+def test_checkpoints_hold_one_training_state_and_the_best_validated_parameters(setup, tmp_path):
+    """A save every epoch keeps one latest step (what resume needs) and, in best/, the parameters alone of the
+    epoch with the lowest validation loss: those of a run stopped at that step."""
+    import csv
+
+    basis, apply, params = setup["basis"], setup["apply"], setup["params"]
+    batches = [collate([ex], basis) for ex in setup["examples"][:2]]
+    config = dataclasses.replace(_config(tmp_path, "kept", 4), checkpoint_seconds=0.0, validate_every_epochs=1)
+    fit(apply, params, batches, batches[1:], config)
+    checkpoints = tmp_path / "kept" / "checkpoints"
+    assert [p.name for p in (checkpoints / "latest").iterdir()] == [str(4 * STEPS_PER_EPOCH)]
+    with open(tmp_path / "kept" / "metrics.csv") as fh:
+        best_row = min(csv.DictReader(fh), key=lambda r: float(r["val_loss"]))
+    checkpointer = Checkpointer(config.run_dir)
+    assert checkpointer.best_step() == int(best_row["step"])
+    assert checkpointer.best_path() == checkpoints / "best" / best_row["step"]
+    best = checkpointer.restore_best(params)
+    checkpointer.close()
+    at_best = fit(apply, params, batches, batches[1:], _config(tmp_path, "short", 4),
+                  stop_after_steps=int(best_row["step"]))
+    for a, b in zip(jax.tree.leaves(at_best.params), jax.tree.leaves(best), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 

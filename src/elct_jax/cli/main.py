@@ -7,15 +7,21 @@ Commands run with JAX's float64 mode on (``ai2dft.enable_float64``), as the DFT 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 
-def _demo(args) -> None:
+def _demo(args) -> int:
     from elct_jax.cli.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out_dir=args.out, n_structures=args.n_structures, supervised_epochs=args.epochs,
-                        finetune_epochs=args.finetune_epochs, n_workers=args.workers))
+    try:
+        with _sigterm_interrupts():
+            run_demo(DemoConfig(out_dir=args.out, n_structures=args.n_structures, supervised_epochs=args.epochs,
+                                finetune_epochs=args.finetune_epochs, n_workers=args.workers))
+    except KeyboardInterrupt as err:
+        return _stopped("demo", err, f"the finished structures and the training checkpoints under {args.out} are kept")
+    return 0
 
 
 def _generate(args) -> int:
@@ -34,7 +40,8 @@ def _generate(args) -> int:
                         supercell=tuple(args.supercell), dft=dft)
         manifest = generate_dataset(args.structure, recipe, args.out, args.n, n_workers=args.workers, seed=args.seed)
     except KeyboardInterrupt as err:
-        return _interrupted("generate", err, args.out)
+        return _stopped("data generate", err,
+                        f"every finished structure is listed in the manifest(s) under {args.out}")
     return _report("generate", {Path(args.out): manifest}, args.n)
 
 
@@ -56,16 +63,6 @@ def _report(command: str, manifests: dict[Path, dict], n: int) -> int:
     return 1 if entries else 0
 
 
-def _interrupted(command: str, err: KeyboardInterrupt, out: str) -> int:
-    """Report a stop by SIGINT (Ctrl-C) or SIGTERM; the exit status 128 + signal number, the shell's."""
-    import signal
-
-    signum = getattr(err, "signum", signal.SIGINT)  # a plain KeyboardInterrupt: Ctrl-C before generation began
-    print(f"elct data {command}: stopped by {signal.Signals(signum).name}; every finished structure is listed "
-          f"in the manifest(s) under {out}; run the same command again to resume", file=sys.stderr)
-    return 128 + signum
-
-
 def _benchmark_data(args) -> int:
     if args.n == 0:
         print(f"elct data benchmark: --n 0: nothing to do ({args.out} is neither created nor changed)")
@@ -76,7 +73,8 @@ def _benchmark_data(args) -> int:
         manifests = generate_benchmark(args.name, args.out, n_workers=args.workers,
                                        threads_per_worker=args.threads, n_structures=args.n)
     except KeyboardInterrupt as err:
-        return _interrupted("benchmark", err, args.out)
+        return _stopped("data benchmark", err,
+                        f"every finished structure is listed in the manifest(s) under {args.out}")
     n = get_dataset(args.name).n_structures if args.n is None else args.n
     status = _report("benchmark", {Path(args.out) / folder: m for folder, m in manifests.items()}, n)
     print(f"split in {Path(args.out) / 'split.json'}")
@@ -89,12 +87,52 @@ def _add_h0(args) -> None:
     print(f"{args.data}: added H0 to {add_baseline(args.data)} record(s)")
 
 
-def _train(args) -> None:
+def _train(args) -> int:
+    """Train (a signal stops training after the current step, with a checkpoint); ends with the run's summary."""
+    import time
+
     from elct_jax.config import load_run_config
     from elct_jax.train.run import train
+    from elct_jax.train.summary import run_summary
 
-    state, _, _ = train(load_run_config(args.config))
-    print(f"finished at step {int(state.step)}")
+    config = load_run_config(args.config)
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        with _sigterm_interrupts():
+            state, _, _ = train(config)
+    except KeyboardInterrupt as err:
+        return _stopped("train", err, f"the training state is in {config.train.run_dir}/checkpoints/latest")
+    print("elct train: " + run_summary(config.train.run_dir, int(state.step), time.perf_counter() - wall,
+                                       time.process_time() - cpu))
+    return 0
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM raises ``Interrupted`` (a KeyboardInterrupt) in the block, as SIGINT does: one clean path for both
+    (the generation and training loops install their own graceful handlers inside)."""
+    import signal
+
+    from elct_jax.data.workers import Interrupted
+
+    def terminate(signum, frame):
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(command: str, err: KeyboardInterrupt, kept: str) -> int:
+    """Report a stop by SIGINT (Ctrl-C) or SIGTERM in one line; the exit status 128 + signal number."""
+    import signal
+
+    signum = getattr(err, "signum", signal.SIGINT)  # a plain KeyboardInterrupt: Ctrl-C
+    print(f"elct {command}: stopped by {signal.Signals(signum).name}; {kept}; run the same command again to resume",
+          file=sys.stderr)
+    return 128 + signum
 
 
 def _evaluate(args) -> None:

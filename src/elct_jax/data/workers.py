@@ -22,10 +22,11 @@ from typing import Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SHUTDOWN_TIMEOUT_S = 30.0
+FINISH_TASKS = "finishing the structure(s) in progress, starting no new ones"
 
 
 class Interrupted(KeyboardInterrupt):
-    """Generation stopped by signal ``signum`` (SIGINT: Ctrl-C, or SIGTERM)."""
+    """Generation or training (``train.loop.fit``) stopped by signal ``signum`` (SIGINT: Ctrl-C, or SIGTERM)."""
 
     def __init__(self, signum: int):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
@@ -34,10 +35,10 @@ class Interrupted(KeyboardInterrupt):
 
 class StopRequest:
     """Signal handler: ``signum`` is the first stop signal received (None: none yet); a second signal
-    raises :class:`Interrupted`."""
+    raises :class:`Interrupted`. ``doing``: what the first signal starts, as its message says."""
 
-    def __init__(self):
-        self.signum = None
+    def __init__(self, doing: str = FINISH_TASKS):
+        self.signum, self.doing = None, doing
 
     def __call__(self, signum, frame) -> None:
         if self.signum is not None:
@@ -45,15 +46,14 @@ class StopRequest:
         self.signum = signum
         name = signal.Signals(signum).name
         # os.write, not print: a handler may run inside the main thread's own write to stderr
-        os.write(2, f"\n{name} received: finishing the structure(s) in progress, starting no new ones "
-                    f"({name} again aborts them)\n".encode())
+        os.write(2, f"\n{name} received: {self.doing} ({name} again stops at once)\n".encode())
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
-    """A StopRequest that SIGINT and SIGTERM set while the block runs (Python lets only the main
+def stop_on_signals(doing: str = FINISH_TASKS) -> Iterator[StopRequest]:
+    """A StopRequest(doing) that SIGINT and SIGTERM set while the block runs (Python lets only the main
     thread install handlers: elsewhere the request is never set)."""
-    stop = StopRequest()
+    stop = StopRequest(doing)
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return

@@ -1,11 +1,15 @@
-"""orbax checkpoints of the training state: ``latest`` (every save) and ``best`` (lowest validation loss).
+"""orbax checkpoints of a run: ``latest`` (the training state, every save) and ``best`` (the validated
+parameters with the lowest validation loss).
 
 Layout under the run directory::
 
-    checkpoints/latest/<step>/   the last two saves (resume from the newest)
-    checkpoints/best/<step>/     the best one by validation loss
+    checkpoints/latest/<step>/   what resume needs: parameters, optimizer state, step (and the EMA if one is kept)
+    checkpoints/best/<step>/     the parameters that were validated (the EMA when one is kept)
 
-A NaN state is never saved: the loop checks the loss before calling :meth:`Checkpointer.save`.
+Only one of each is kept: orbax deletes the previous step after the new one is committed (renamed into
+place), so a write that is cut short leaves the previous checkpoint. Without an EMA the ``ema_params``
+of a TrainState equal its ``params`` and are not written. A NaN state is never saved: the loop checks the
+loss before calling :meth:`Checkpointer.save`.
 """
 from __future__ import annotations
 
@@ -16,12 +20,15 @@ import orbax.checkpoint as ocp
 
 
 class Checkpointer:
-    """Saves and restores a pytree training state with orbax (no pickle)."""
+    """Saves and restores a run's TrainState and best parameters with orbax (no pickle).
 
-    def __init__(self, run_dir: str | Path):
+    ema: whether the run keeps a parameter EMA (``OptimConfig.ema_decay > 0``)."""
+
+    def __init__(self, run_dir: str | Path, ema: bool = False):
         root = Path(run_dir).absolute() / "checkpoints"
+        self._ema = ema
         self._latest = ocp.CheckpointManager(
-            root / "latest", options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+            root / "latest", options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
         )
         self._best = ocp.CheckpointManager(
             root / "best",
@@ -31,13 +38,13 @@ class Checkpointer:
         )
 
     def save(self, step: int, state) -> None:
-        """Save ``state`` as the latest checkpoint of ``step``; returns once the arrays are copied, the
-        files are written in the background (:meth:`wait` or :meth:`close` to finish)."""
-        self._latest.save(step, args=ocp.args.StandardSave(state), force=True)
+        """Save the TrainState ``state`` as the latest checkpoint of ``step``; returns once the arrays are copied,
+        the files are written in the background (:meth:`wait` or :meth:`close` to finish)."""
+        self._latest.save(step, args=ocp.args.StandardSave(self._stored(state)), force=True)
 
-    def save_best(self, step: int, state, val_loss: float) -> None:
-        """Offer ``state`` as the best checkpoint; orbax keeps the one with the lowest ``val_loss``."""
-        self._best.save(step, args=ocp.args.StandardSave(state), metrics={"val_loss": float(val_loss)}, force=True)
+    def save_best(self, step: int, params, val_loss: float) -> None:
+        """Offer ``params`` (those validated) as the best checkpoint; orbax keeps the lowest ``val_loss``."""
+        self._best.save(step, args=ocp.args.StandardSave(params), metrics={"val_loss": float(val_loss)}, force=True)
 
     def wait(self) -> None:
         self._latest.wait_until_finished()
@@ -46,15 +53,28 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._latest.latest_step()
 
-    def restore(self, abstract_state, which: str = "latest", step: int | None = None):
-        """Restore into the structure/dtypes of ``abstract_state`` (a pytree of arrays or ShapeDtypeStructs)."""
-        manager = {"latest": self._latest, "best": self._best}[which]
+    def best_step(self) -> int | None:
+        return self._best.best_step()
+
+    def best_path(self) -> Path | None:
+        """The folder of the best checkpoint (None: there is none)."""
+        step = self.best_step()
+        return None if step is None else Path(self._best.directory) / str(step)
+
+    def restore(self, state):
+        """The latest checkpoint as a TrainState of the structure/dtypes of ``state`` (arrays or ShapeDtypeStructs)."""
+        step = self.latest_step()
         if step is None:
-            step = manager.best_step() if which == "best" else manager.latest_step()
+            raise FileNotFoundError(f"no checkpoint under {self._latest.directory}")
+        stored = self._latest.restore(step, args=ocp.args.StandardRestore(_abstract(self._stored(state))))
+        return state.__class__(**{**stored, "ema_params": stored["ema_params"] if self._ema else stored["params"]})
+
+    def restore_best(self, params):
+        """The best checkpoint's parameters, in the structure/dtypes of ``params``."""
+        step = self.best_step()
         if step is None:
-            raise FileNotFoundError(f"no {which!r} checkpoint under {manager.directory}")
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-        return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            raise FileNotFoundError(f"no best checkpoint under {self._best.directory}")
+        return self._best.restore(step, args=ocp.args.StandardRestore(_abstract(params)))
 
     def close(self) -> None:
         """Finish pending writes and release the managers (also after Ctrl-C: orbax commits a checkpoint
@@ -62,3 +82,12 @@ class Checkpointer:
         self.wait()
         self._latest.close()
         self._best.close()
+
+    def _stored(self, state) -> dict:
+        """What is written of a TrainState: its fields, less ``ema_params`` when no EMA is kept."""
+        fields = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
+        return {**fields, "ema_params": state.ema_params} if self._ema else fields
+
+
+def _abstract(tree):
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)

@@ -4,13 +4,17 @@ The one loop of the project: ``elct train``, the demo and the experiments call :
 pure function of (seed, epoch), so a run resumed from the checkpoint of step s replays exactly the batches
 an uninterrupted run would have seen after step s. A fixed budget of n steps on one batch is
 ``epochs = n`` (one step per epoch); callbacks see the state after every epoch (per-step metrics then);
-``run_dir = ""`` trains in memory (no checkpoints, logs or resume).
+``run_dir = ""`` trains in memory (no checkpoints, logs or resume). SIGINT (Ctrl-C) or SIGTERM stops it
+after the current step with a checkpoint of that step. The progress bar starts after the first step, whose
+compilation is announced and timed on its own, so its rate and ETA are those of the steps.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import ctypes
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from elct_jax.config import TrainConfig
+from elct_jax.data.workers import Interrupted, stop_on_signals
 from elct_jax.train.checkpoint import Checkpointer
 from elct_jax.train.optim import current_learning_rate, make_optimizer
 from elct_jax.train.step import LOSS_NAMES, TrainState, init_state, make_eval_step, make_train_step
@@ -79,11 +84,12 @@ class MetricsLog:
 
 
 class RunFiles:
-    """A run directory's files: checkpoints (latest, best by validation loss) and metrics logs."""
+    """A run directory's files: checkpoints (latest, best by validation loss) and metrics logs.
+    ema: whether the run keeps a parameter EMA (then written with the latest state)."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, ema: bool):
         run_dir.mkdir(parents=True, exist_ok=True)
-        self._checkpointer, self._log, self._best = Checkpointer(run_dir), MetricsLog(run_dir), _BestState()
+        self._checkpointer, self._log, self._best = Checkpointer(run_dir, ema), MetricsLog(run_dir), _BestState()
 
     def restore(self, state: TrainState) -> TrainState:
         """The latest checkpoint (the structure of ``state``), or ``state`` when there is none."""
@@ -92,16 +98,17 @@ class RunFiles:
     def kept(self) -> str:
         return f"the last good checkpoint (step {self._checkpointer.latest_step()}) is kept"
 
-    def offer_best(self, loss: float | None, state: TrainState) -> None:
-        self._best.offer(loss, state)
+    def offer_best(self, loss: float | None, step: int, params) -> None:
+        """``params`` validated at ``step`` with validation ``loss``: kept (written at the next save) if the best."""
+        self._best.offer(loss, step, params)
 
     def write_row(self, epoch: int, step: int, row: dict) -> None:
         self._log.write(epoch, step, row)
 
-    def save(self, step: int, state: TrainState, with_best: bool = True) -> None:
+    def save(self, step: int, state: TrainState) -> None:
+        """The latest checkpoint, and the best state since the last save if there is a new one."""
         self._checkpointer.save(step, state)
-        if with_best:
-            self._best.write(self._checkpointer)
+        self._best.write(self._checkpointer)
 
     def close(self) -> None:
         self._log.close()
@@ -117,13 +124,13 @@ class InMemory:
     def kept(self) -> str:
         return "nothing is saved (train.run_dir is empty)"
 
-    def offer_best(self, loss: float | None, state: TrainState) -> None:
+    def offer_best(self, loss: float | None, step: int, params) -> None:
         pass
 
     def write_row(self, epoch: int, step: int, row: dict) -> None:
         pass
 
-    def save(self, step: int, state: TrainState, with_best: bool = True) -> None:
+    def save(self, step: int, state: TrainState) -> None:
         pass
 
     def close(self) -> None:
@@ -159,6 +166,8 @@ def fit(apply_fn: Callable, params, train_batches: Sequence, val_batches: Sequen
     callbacks: called after every epoch with an :class:`EpochEnd`; one returning True ends training.
     Steps are dispatched without waiting for their results: metrics reach the host once per epoch.
     Training ends after ``config.epochs``, a callback's stop or (plateau schedule) at the lr floor.
+    SIGINT (Ctrl-C) or SIGTERM ends it after the current step, with a checkpoint of that step (resuming
+    from it equals an uninterrupted run), raising ``Interrupted``; a second signal raises it at once.
     """
     steps_per_epoch = len(train_batches)
     if steps_per_epoch == 0:
@@ -168,55 +177,84 @@ def fit(apply_fn: Callable, params, train_batches: Sequence, val_batches: Sequen
     train_step = make_train_step(apply_fn, optimizer, config.optim.ema_decay, sc_iterations=config.sc_iterations)
     eval_step = make_eval_step(apply_fn, sc_iterations=config.sc_iterations)
     weights = config.weights.array()
-    files = RunFiles(Path(config.run_dir)) if config.run_dir else InMemory()
-    state = files.restore(init_state(params, optimizer))
-    step = int(state.step)
-    last_save = time.monotonic()
-    first_epoch, validated = step // steps_per_epoch, False
-    bar = tqdm(total=total_steps, initial=step, desc="training", unit="step", disable=not config.progress)
-    try:
-        for epoch in range(step // steps_per_epoch, config.epochs):
-            first = step
-            order = epoch_order(steps_per_epoch, config.seed, epoch)[step - epoch * steps_per_epoch :]
-            metrics = []
-            for b in order:
-                state, m = train_step(state, train_batches[b], weights)
-                if step == first and epoch == first_epoch:
-                    release_compile_memory(m)
-                step += 1
-                metrics.append(m)
-                bar.update(1)
-                if stop_after_steps is not None and step >= stop_after_steps:
-                    _epoch_means(metrics, first, files)
-                    files.save(step, state, with_best=False)
-                    return state
-            row = {f"train_{k}": v for k, v in _epoch_means(metrics, first, files).items()}
-            last_epoch = epoch + 1 == config.epochs
-            val = {}
-            if last_epoch or (epoch + 1) % config.validate_every_epochs == 0:
-                val = _validate(eval_step, _eval_params(state, config), val_batches, weights)
-                if not validated:
-                    release_compile_memory(val)
-                    validated = True
-                files.offer_best(val.get("loss"), state)
-            row.update({f"val_{k}": val.get(k, "") for k in (*LOSS_NAMES, "loss")})  # same columns every epoch
-            lr = float(current_learning_rate(state.opt_state, step, config.optim, total_steps))
-            row["lr"] = lr
-            files.write_row(epoch, step, row)
-            bar.set_postfix(epoch=epoch, train=f"{row['train_loss']:.3e}", val=f"{val.get('loss', float('nan')):.3e}",
-                            lr=f"{lr:.1e}")
-            stop = any([bool(cb(EpochEnd(epoch, step, state, row))) for cb in callbacks])
-            floor = config.optim.schedule == "plateau" and lr < config.optim.min_learning_rate
-            done = stop or floor or last_epoch
-            if done or time.monotonic() - last_save >= config.checkpoint_seconds:
-                files.save(step, state)
-                last_save = time.monotonic()
-            if done:
-                break
-    finally:
-        bar.close()
-        files.close()
+    files = RunFiles(Path(config.run_dir), config.optim.ema_decay > 0) if config.run_dir else InMemory()
+    bar, validated = None, False  # the bar is made after the first step: its rate and ETA leave the compilation out
+    saving = "saving a checkpoint of it" if config.run_dir else "nothing is saved: train.run_dir is empty"
+    with stop_on_signals(f"stopping after the current step, {saving}") as stop:
+        try:
+            state = files.restore(init_state(params, optimizer))
+            step = int(state.step)
+            last_save = time.monotonic()
+            if stop.signum is not None:  # while restoring: nothing new to save
+                raise Interrupted(stop.signum)
+            for epoch in range(step // steps_per_epoch, config.epochs):
+                first = step
+                order = epoch_order(steps_per_epoch, config.seed, epoch)[step - epoch * steps_per_epoch :]
+                metrics = []
+                for b in order:
+                    if bar is None:
+                        with timed_phase("first training step (compiles it)", config.progress):
+                            state, m = train_step(state, train_batches[b], weights)
+                            release_compile_memory(m)
+                        bar = tqdm(total=total_steps, initial=step, desc="training", unit="step",
+                                   disable=not config.progress)
+                    else:
+                        state, m = train_step(state, train_batches[b], weights)
+                    step += 1
+                    metrics.append(m)
+                    bar.update(1)
+                    if stop.signum is not None or (stop_after_steps is not None and step >= stop_after_steps):
+                        _epoch_means(metrics, first, files)
+                        files.save(step, state)
+                        if stop.signum is not None:
+                            raise Interrupted(stop.signum)
+                        return state
+                row = {f"train_{k}": v for k, v in _epoch_means(metrics, first, files).items()}
+                last_epoch = epoch + 1 == config.epochs
+                val = {}
+                if last_epoch or (epoch + 1) % config.validate_every_epochs == 0:
+                    validated_params = _eval_params(state, config)
+                    first_validation = config.progress and not validated
+                    with timed_phase("first validation (compiles the evaluation step)", first_validation):
+                        val = _validate(eval_step, validated_params, val_batches, weights)
+                        if not validated:
+                            release_compile_memory(val)
+                            validated = True
+                    files.offer_best(val.get("loss"), step, validated_params)
+                row.update({f"val_{k}": val.get(k, "") for k in (*LOSS_NAMES, "loss")})  # same columns every epoch
+                lr = float(current_learning_rate(state.opt_state, step, config.optim, total_steps))
+                row["lr"] = lr
+                files.write_row(epoch, step, row)
+                bar.set_postfix(epoch=epoch, train=f"{row['train_loss']:.3e}",
+                                val=f"{val.get('loss', float('nan')):.3e}", lr=f"{lr:.1e}")
+                stopped = any([bool(cb(EpochEnd(epoch, step, state, row))) for cb in callbacks])
+                floor = config.optim.schedule == "plateau" and lr < config.optim.min_learning_rate
+                done = stopped or floor or last_epoch or stop.signum is not None
+                if done or time.monotonic() - last_save >= config.checkpoint_seconds:
+                    files.save(step, state)
+                    last_save = time.monotonic()
+                if stop.signum is not None:
+                    raise Interrupted(stop.signum)
+                if done:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+            files.close()  # waits for the checkpoint being written
     return state
+
+
+@contextlib.contextmanager
+def timed_phase(what: str, say: bool = True, file=None):
+    """Print "<what> ..." before the block and "<what>: <wall time> s" after it, when ``say``; on ``file``
+    (default: stderr, with the progress bars)."""
+    file = sys.stderr if file is None else file
+    if say:
+        tqdm.write(f"{what} ...", file=file)
+    t0 = time.perf_counter()
+    yield
+    if say:
+        tqdm.write(f"{what}: {time.perf_counter() - t0:.1f} s", file=file)
 
 
 def release_compile_memory(result) -> None:
@@ -236,16 +274,17 @@ def _eval_params(state: TrainState, config: TrainConfig):
 
 
 class _BestState:
-    """The state with the lowest validation loss so far (held in memory; arrays are immutable)."""
+    """The validated parameters with the lowest validation loss so far, and their step (held in memory;
+    arrays are immutable)."""
 
     def __init__(self):
-        self.loss, self.state, self.written = math.inf, None, True
+        self.loss, self.step, self.params, self.written = math.inf, 0, None, True
 
-    def offer(self, loss: float | None, state: TrainState) -> None:
+    def offer(self, loss: float | None, step: int, params) -> None:
         if loss is not None and math.isfinite(loss) and loss < self.loss:
-            self.loss, self.state, self.written = loss, state, False
+            self.loss, self.step, self.params, self.written = loss, step, params, False
 
     def write(self, checkpointer: Checkpointer) -> None:
         if not self.written:
-            checkpointer.save_best(int(self.state.step), self.state, self.loss)
+            checkpointer.save_best(self.step, self.params, self.loss)
             self.written = True
