@@ -120,7 +120,7 @@ def _pad_density(D, nao_pad):
     return jnp.zeros((nao_pad, nao_pad)).at[: D.shape[0], : D.shape[1]].set(D)
 
 
-@pytest.mark.parametrize("xc", ["lda,vwn", "pbe"])
+@pytest.mark.parametrize("xc", ["lda,vwn", "pbe", "b3lyp"])
 def test_padded_system_same_energy_fock_and_free_energy(xc, references, jitted):
     mf, system = references[("H2O", xc)]
     nao, ngrid, naux = system.n_ao, system.weights.shape[0], system.cderi.shape[0]
