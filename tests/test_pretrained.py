@@ -232,3 +232,18 @@ def test_predict_writes_a_folder_deeph_tools_read_and_evaluate_scores_any_record
     assert "mean of 2" in capsys.readouterr().out
     assert main(["evaluate", "--model", str(root / "exported"), str(tmp_path / "ds"), "--split", "test"]) == 2
     assert "split.json: file is missing" in capsys.readouterr().err
+
+
+def test_elct_train_that_diverges_exits_1_with_one_message(exported, tmp_path, capsys):
+    """A learning rate of 1e30 makes the loss non-finite in the first epoch: `elct train` says so in one line
+    (TrainingDiverged, the step, that nothing was saved) and exits 1, no traceback."""
+    from elct_jax.cli.main import main
+
+    _, data, _ = exported
+    toml = tmp_path / "run.toml"
+    toml.write_text(f'[data]\npath = "{data}"\ncutoff_ang = 5.0\nbatch_size = 2\n[model]\npreset = "tiny"\n'
+                    f'l_max = 2\n[train]\nrun_dir = "{tmp_path / "run"}"\nepochs = 3\nprogress = false\n'
+                    f'[train.optim]\nlearning_rate = 1e30\n')
+    assert main(["train", str(toml)]) == 1
+    err = capsys.readouterr().err
+    assert "elct train: TrainingDiverged:" in err and "nothing was saved" in err and "Traceback" not in err

@@ -183,6 +183,8 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(setup, tmp_path):
     t_on, t_ed = good[0].targets["hamiltonian"]
     bad = dataclasses.replace(good[0], targets={**good[0].targets, "hamiltonian": (t_on * np.nan, t_ed)})
     config = _config(tmp_path, "nan", 1)
+    with pytest.raises(TrainingDiverged, match="no checkpoint had been written yet, so nothing was saved"):
+        fit(apply, params, [bad], good[:1], dataclasses.replace(config, run_dir=str(tmp_path / "fresh")))
     state = fit(apply, params, good, good[:1], config)
     with pytest.raises(TrainingDiverged, match="last good checkpoint"):
         fit(apply, params, [bad, bad], good[:1], dataclasses.replace(config, epochs=2))

@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--supercell", type=int, nargs=3, default=[1, 1, 1], metavar=("N1", "N2", "N3"),
                    help="supercell of the base, crystals")
     p.add_argument("--basis", default="def2-svp", help="PySCF basis (gth-* for crystals)")
-    p.add_argument("--xc", default="pbe", help="functional: lda,vwn | pbe | ... (LDA/GGA)")
+    p.add_argument("--xc", default="pbe", help="functional: lda,vwn | pbe | blyp | pbe0 | b3lyp | ... (LDA, GGA; global hybrids for molecules)")
     p.add_argument("--grid-level", type=int, default=5, help="molecular integration grid (>= 5 for sub-0.1 meV labels)")
     p.add_argument("--conv-tol", type=float, default=1e-10, help="SCF energy convergence, Hartree")
     p.add_argument("--max-cycle", type=int, default=100,
@@ -324,11 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     from ai2dft.precision import enable_float64
 
     enable_float64()
+    command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
     try:
         status = args.func(args)
     except (FileNotFoundError, ValueError, KeyError) as err:
-        print(f"elct {args.command}: error: {err}", file=sys.stderr)
+        print(f"elct {command}: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # TrainingDiverged, a failed SCF, ...: the message says what happened
+        print(f"elct {command}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
     return status or 0  # the commands that report an exit status return it
 
 

@@ -96,7 +96,10 @@ class RunFiles:
         return state if self._checkpointer.latest_step() is None else self._checkpointer.restore(state)
 
     def kept(self) -> str:
-        return f"the last good checkpoint (step {self._checkpointer.latest_step()}) is kept"
+        step = self._checkpointer.latest_step()
+        if step is None:
+            return "no checkpoint had been written yet, so nothing was saved"
+        return f"the last good checkpoint (step {step}) is kept"
 
     def offer_best(self, loss: float | None, step: int, params) -> None:
         """``params`` validated at ``step`` with validation ``loss``: kept (written at the next save) if the best."""
