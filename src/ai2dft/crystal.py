@@ -52,7 +52,7 @@ class CrystalSystem:
         ao_mask:     [nao] 1.0 for every AO (no padding for crystals yet).
         ao_atom, ao_l, ao_m: [nao] int32 atom index, l and m of each AO (PySCF order).
         mesh:        (n1, n2, n3) FFT mesh (static); n_grid = n1 n2 n3.
-        xc:          canonical functional name (static), see ``ai2dft.xc.FUNCTIONALS``.
+        xc:          canonical functional name (static), see ``ai2dft.xc.canonical_xc`` (LDA or GGA: no hybrids).
         smearing_kind: "fermi" or "gaussian" (static).
     """
 
