@@ -1,11 +1,14 @@
 """`elct demo`, the README's main job, end to end on a shortened schedule (slow: PySCF labels + two
 compilations of the `small` preset, minutes on 2 cores)."""
 import csv
+import re
 
+import jax
 import numpy as np
 import pytest
 
 from elct_jax.cli.main import main
+from elct_jax.train.saved_model import load_model
 
 
 @pytest.mark.slow
@@ -13,7 +16,8 @@ def test_demo_runs_end_to_end_and_fine_tuning_lowers_the_energy_error(tmp_path, 
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--n-structures", "5", "--epochs", "30", "--finetune-epochs", "10",
                  "--workers", "0"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     rows = {line[:26].strip(): line[26:].split() for line in printed.splitlines()
             if line.startswith(("supervised (MAE)", "+ label-free"))}
     assert set(rows) == {"supervised (MAE)", "+ label-free (Omega, SC)"}, printed
@@ -24,3 +28,15 @@ def test_demo_runs_end_to_end_and_fine_tuning_lowers_the_energy_error(tmp_path, 
         assert (out / run / "model.json").is_file() and (out / run / "checkpoints").is_dir()
         with (out / run / "metrics.csv").open() as fh:
             assert len(list(csv.DictReader(fh))) > 0
+        # checkpoints: one training state (params + two Adam moments) and the best parameters, ~4 copies in all
+        params_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(load_model(out / run).params))
+        on_disk = sum(f.stat().st_size for f in (out / run / "checkpoints").rglob("*") if f.is_file())
+        assert len(list((out / run / "checkpoints" / "latest").iterdir())) == 1
+        assert on_disk < 4.2 * params_bytes, (on_disk, params_bytes)
+    # every stage says what it does and how long it took; so do the Hessian and the first compilation
+    for stage in ("[1/4] PySCF labels", "[2/4] supervised training", "[3/4] label-free fine-tuning", "[4/4] test-set"):
+        assert re.search(re.escape(stage) + r".*: \d+\.\d s$", printed, re.MULTILINE), printed
+    assert "best validation: MAE" in printed and "best checkpoint: " in printed  # each run's summary
+    for phase in ("computing the Hessian of H2O", "first training step (compiles it): ",
+                  "reading the data and building the DFT system of each structure: "):
+        assert phase in captured.err, captured.err

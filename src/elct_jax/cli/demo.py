@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, Tra
 from elct_jax.data.generate import Recipe, generate_dataset
 from elct_jax.analysis.evaluate import structure_errors
 from elct_jax.geometry.structure import Structure
-from elct_jax.train.run import prepare_data, train
+from elct_jax.train.loop import timed_phase
+from elct_jax.train.run import Dataset, prepare_data, train
+from elct_jax.train.summary import run_summary
 from elct_jax.train.saved_model import load_model
 
 # DIIS steps of the self-consistency target: with one step (T = F[D(H)]) fine-tuning a supervised model that
@@ -68,29 +71,46 @@ def _table(rows: dict[str, list]) -> str:
 
 def run_demo(demo: DemoConfig = DemoConfig()) -> str:
     """Run the demo and return the results table (also printed). Switches on JAX's float64 mode (the
-    label-free step runs the DFT layer)."""
+    label-free step runs the DFT layer). Each stage says what it does and, at its end, its time."""
     enable_float64()
     t0 = time.time()
     out = Path(demo.out_dir)
     recipe = Recipe(kind="normal_modes", temperature_K=300.0, dft=DFTSettings(basis="def2-svp", xc="pbe", grid_level=3))
-    print(f"[1/4] PySCF labels for {demo.n_structures} water structures -> {out / 'data'}")
-    generate_dataset(WATER, recipe, out / "data", demo.n_structures, n_workers=demo.n_workers, seed=demo.seed)
+    with _stage(f"[1/4] PySCF labels for {demo.n_structures} water structures -> {out / 'data'}"):
+        generate_dataset(WATER, recipe, out / "data", demo.n_structures, n_workers=demo.n_workers, seed=demo.seed)
 
     sup = _run_config(demo, "supervised", demo.supervised_epochs, LossWeights(mae=1.0), lr=3e-3)
-    print(f"[2/4] supervised training ({demo.supervised_epochs} epochs) -> {sup.train.run_dir}")
-    _, dataset, _ = train(sup, prepare_data(sup, with_systems=False))
+    with _stage(f"[2/4] supervised training ({demo.supervised_epochs} epochs) -> {sup.train.run_dir}"):
+        dataset = _train(sup, with_systems=False)
 
     fine = _run_config(demo, "label_free", demo.finetune_epochs, LossWeights(mae=0.0, omega=1.0, sc=1.0), lr=1e-4,
                        init_from=sup.train.run_dir, sc_iterations=FINETUNE_SC_ITERATIONS)
-    print(f"[3/4] label-free fine-tuning on Omega(H) + |H - T(H)|, T = {FINETUNE_SC_ITERATIONS} DIIS steps from H "
-          f"({demo.finetune_epochs} epochs) -> {fine.train.run_dir}")
-    train(fine, prepare_data(fine, with_systems=True))
+    with _stage(f"[3/4] label-free fine-tuning on Omega(H) + |H - T(H)|, T = {FINETUNE_SC_ITERATIONS} DIIS steps "
+                f"from H ({demo.finetune_epochs} epochs) -> {fine.train.run_dir}"):
+        _train(fine, with_systems=True)
 
-    print("[4/4] test-set errors against PySCF")
     test = [dataset.records[i] for i in dataset.splits["test"]]
-    rows = {label: [structure_errors(load_model(cfg.train.run_dir), r) for r in test]
-            for label, cfg in (("supervised (MAE)", sup), ("+ label-free (Omega, SC)", fine))}
+    with _stage(f"[4/4] test-set errors against PySCF ({len(test)} structure(s), an SCF energy of each prediction)"):
+        rows = {label: [structure_errors(load_model(cfg.train.run_dir), r) for r in test]
+                for label, cfg in (("supervised (MAE)", sup), ("+ label-free (Omega, SC)", fine))}
     table = _table(rows)
     print(table)
     print(f"done in {time.time() - t0:.0f} s; runs under {out}")
     return table
+
+
+def _stage(what: str):
+    """A demo stage: its line before, its wall time after (on stdout, with the results)."""
+    return timed_phase(what, file=sys.stdout)
+
+
+def _train(config: RunConfig, with_systems: bool) -> Dataset:
+    """Prepare the data (with the DFT systems the label-free loss needs: grids, density fitting), train and print
+    the run's summary. Returns the dataset."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    what = "reading the data and building the DFT system of each structure" if with_systems else "reading the data"
+    with timed_phase(what):
+        dataset = prepare_data(config, with_systems=with_systems)
+    state, _, _ = train(config, dataset)
+    print(run_summary(config.train.run_dir, int(state.step), time.perf_counter() - wall, time.process_time() - cpu))
+    return dataset
