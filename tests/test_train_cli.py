@@ -81,6 +81,7 @@ def _params(run_dir: Path):
     return jax.tree.leaves(load_model(run_dir, which="latest").params)
 
 
+@pytest.mark.slow  # four elct processes, each compiling the step: ~2 min unloaded; run with -m slow
 def test_sigterm_and_ctrl_c_stop_cleanly_and_the_rerun_resumes_exactly(runs):
     full = _elct_train(runs / "full.toml")  # the uninterrupted run, alongside
     status, err = _stop_mid_run(runs / "cut.toml", runs / "cut", signal.SIGTERM, after_rows=2)
