@@ -296,3 +296,25 @@ def test_metrics_csv_keeps_one_header_when_validation_is_sparse(setup, tmp_path)
     table = [dict(zip(rows[0], r)) for r in rows[1:]]
     assert [r["val_loss"] == "" for r in table] == [True, False, False]  # epochs 2 and 3 (the last) validate
     assert float(table[1]["val_loss"]) > 0 and float(table[2]["lr"]) > 0
+
+
+@pytest.mark.parametrize("ema", [False, True])
+def test_best_checkpoint_of_an_older_run_directory_still_loads(setup, tmp_path, ema):
+    """Run directories written before the best checkpoint held parameters alone stored a whole training state
+    there (params, opt_state, ema_params, step): restore_best reads the parameters validation judged."""
+    import orbax.checkpoint as ocp
+
+    params = setup["params"]
+    ema_params = jax.tree.map(lambda x: x + 1.0, params)
+    state = {"params": params, "opt_state": make_optimizer(OPTIM, 1).init(params), "ema_params": ema_params,
+             "step": np.int32(7)}
+    old = ocp.CheckpointManager(tmp_path / "old" / "checkpoints" / "best",
+                                options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                                                     best_fn=lambda m: m["val_loss"], best_mode="min"))
+    old.save(7, args=ocp.args.StandardSave(state), metrics={"val_loss": 0.5})
+    old.close()
+    checkpointer = Checkpointer(tmp_path / "old", ema=ema)
+    restored = checkpointer.restore_best(params)
+    checkpointer.close()
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(ema_params if ema else params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 
@@ -74,7 +75,14 @@ class Checkpointer:
         step = self.best_step()
         if step is None:
             raise FileNotFoundError(f"no best checkpoint under {self._best.directory}")
-        return self._best.restore(step, args=ocp.args.StandardRestore(_abstract(params)))
+        try:
+            return self._best.restore(step, args=ocp.args.StandardRestore(_abstract(params)))
+        except ValueError:  # written before the best checkpoint held parameters only: a whole training state
+            stored = self._best.restore(step, args=ocp.args.StandardRestore())
+            if not isinstance(stored, dict) or "params" not in stored:
+                raise
+            old = stored["ema_params"] if self._ema else stored["params"]
+            return jax.tree.map(lambda a, p: jnp.asarray(a, p.dtype), old, params)
 
     def close(self) -> None:
         """Finish pending writes and release the managers (also after Ctrl-C: orbax commits a checkpoint
