@@ -240,8 +240,8 @@ def test_legacy_errors(legacy_folder, tmp_path):
     (legacy_folder / "lat.dat").unlink()
     with pytest.raises(DeepHFormatError, match="lat.dat: file is missing"):
         read_deeph_legacy(legacy_folder)
-    edit_json(pristine / "info.json", isspinful=True)
-    with pytest.raises(DeepHFormatError, match="spinful"):
+    edit_json(pristine / "info.json", isspinful=True)  # spinless blocks in a folder marked spinful
+    with pytest.raises(DeepHFormatError, match=r"spinful data need 2 x \(14, 14\) = \(28, 28\)"):
         read_deeph_legacy(pristine)
 
 

@@ -16,6 +16,10 @@ convert/deeph/translate_old_dataset_to_new.py)::
         chunk_shapes     (N, 2) int   (n_orb(i), n_orb(j)) of each block
         entries          (M,) float   row-major flattened blocks, concatenated
 Orbital order: Wikipedia real spherical harmonics (= ``internal``); H in eV, S and D dimensionless.
+Spinful folders (``"spinful": true``: spin-orbit, non-collinear or collinear spin; deepx-dock's reader
+``compute/eigen/hamiltonian.py``): hamiltonian.h5 and density_matrix.h5 hold [2 n_i, 2 n_j] blocks, spin outer
+([[uu, ud], [du, dd]]), complex128 entries (real float64 for collinear spin, whose ud and du are zero); overlap.h5
+stays [n_i, n_j] real. Layout and the collinear convention: ``elct_jax.data.spinful``.
 A molecule is stored in a pseudo-cell (bounding box + MOLECULE_VACUUM_ANG, as DeepH-dock's PySCF hook
 does) with only R = 0 blocks; ``elct.pbc`` records that it is not periodic. DeepH's formats have no molecule
 flag, so a folder from another tool (no ``elct`` entry) is read as a molecule when it looks like one in those
@@ -38,6 +42,7 @@ import h5py
 import numpy as np
 
 from ai2dft.units import HARTREE_TO_EV
+from elct_jax.data.spinful import spin_factor
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.hamiltonian.blocks import BlockKey
 from elct_jax.geometry.structure import Structure
@@ -67,6 +72,8 @@ class DeepHRecord:
     fermi_energy_hartree  chemical potential, or None when unknown
     dft                   JSON-serializable level of theory needed to rebuild the DFT system: xc, charge,
                           pseudopotential, n_electrons, smearing ([method, width_hartree] or None), ...
+    spinful               the spin matrices (``spinful.SPIN_MATRICES``) have spin-outer [2 n_i, 2 n_j] blocks,
+                          complex or real (``elct_jax.data.spinful``); the overlap stays [n_i, n_j]
     """
 
     structure: Structure
@@ -74,6 +81,7 @@ class DeepHRecord:
     matrices: dict[str, dict[BlockKey, np.ndarray]]
     fermi_energy_hartree: float | None = None
     dft: dict = field(default_factory=dict)
+    spinful: bool = False
 
     def __post_init__(self):
         unknown = sorted(set(self.matrices) - set(MATRIX_NAMES))
@@ -81,8 +89,12 @@ class DeepHRecord:
             raise ValueError(f"unknown matrix name(s) {unknown}; expected a subset of {MATRIX_NAMES}")
         n_orb = atom_orbital_counts(self.basis, self.structure.symbols)
         for name, blocks in self.matrices.items():
+            spin = spin_factor(name, self.spinful)
             for key, block in blocks.items():
-                check_block(key, np.shape(block), n_orb, where=f"matrix {name!r}")
+                check_block(key, np.shape(block), n_orb, where=f"matrix {name!r}", spin=spin)
+                if spin == 1 and np.iscomplexobj(block):
+                    raise ValueError(f"matrix {name!r}: block {key} is complex; only the spin matrices of a "
+                                     "spinful record may be")
         object.__setattr__(self, "dft", dict(self.dft))
 
     def pair_keys(self) -> list[BlockKey]:
@@ -104,17 +116,20 @@ def atom_orbital_counts(basis: OrbitalBasis, symbols) -> list[int]:
         raise ValueError(f"unknown element: {err.args[0]}") from None
 
 
-def check_block(key, shape, n_orb: list[int], where: str) -> None:
-    """Raise if ``key`` is not (R1, R2, R3, i, j) with valid atoms or ``shape`` is not (n_orb[i], n_orb[j])."""
+def check_block(key, shape, n_orb: list[int], where: str, spin: int = 1) -> None:
+    """Raise if ``key`` is not (R1, R2, R3, i, j) with valid atoms or ``shape`` is not spin * (n_orb[i], n_orb[j])
+    (``spin`` 2 for the spin matrices of spinful data)."""
     if len(key) != 5:
         raise ValueError(f"{where}: block key {key} is not (R1, R2, R3, i, j)")
     i, j = int(key[3]), int(key[4])
     if not (0 <= i < len(n_orb) and 0 <= j < len(n_orb)):
         raise ValueError(f"{where}: block {tuple(key)} refers to an atom outside 0..{len(n_orb) - 1}")
-    if tuple(shape) != (n_orb[i], n_orb[j]):
+    if tuple(shape) != (spin * n_orb[i], spin * n_orb[j]):
+        spinful = f"spinful data need 2 x ({n_orb[i]}, {n_orb[j]}) = " if spin == 2 else ""
         raise ValueError(f"{where}: block {tuple(int(k) for k in key)} has shape {tuple(int(n) for n in shape)}, "
-                         f"but the orbital map gives "
-                         f"({n_orb[i]}, {n_orb[j]}): orbital counts inconsistent with the element map")
+                         f"but the orbital map gives {spinful}"
+                         f"({spin * n_orb[i]}, {spin * n_orb[j]}): orbital counts inconsistent with the element map"
+                         + (" (spin-up and spin-down orbitals of each atom)" if spin == 2 else ""))
 
 
 def pseudo_lattice(structure: Structure) -> np.ndarray:
@@ -176,7 +191,7 @@ def write_deeph_dock(directory: str | Path, record: DeepHRecord) -> Path:
         "atoms_quantity": len(symbols),
         "orbits_quantity": int(sum(n_orb)),
         "orthogonal_basis": False,
-        "spinful": False,
+        "spinful": record.spinful,
         "fermi_energy_eV": None if fermi is None else float(fermi) * HARTREE_TO_EV,
         "elements_orbital_map": {el: list(record.basis.shells[el]) for el in sorted(set(symbols))},
         **({"occupation": int(record.dft["n_electrons"])} if "n_electrons" in record.dft else {}),
@@ -234,7 +249,8 @@ def _write_poscar(path: Path, symbols, positions: np.ndarray, lattice: np.ndarra
 def _write_block_file(path: Path, keys: list[BlockKey], blocks: Mapping, scale: float) -> None:
     shapes = np.array([np.shape(blocks[k]) for k in keys], dtype=np.int64).reshape(-1, 2)
     boundaries = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])]).astype(np.int64)
-    entries = np.concatenate([np.asarray(blocks[k], dtype=np.float64).reshape(-1) for k in keys]) if keys else np.zeros(0)
+    dtype = np.result_type(np.float64, *(blocks[k] for k in keys))  # complex128 for spin-orbit blocks
+    entries = np.concatenate([np.asarray(blocks[k], dtype=dtype).reshape(-1) for k in keys]) if keys else np.zeros(0)
     with h5py.File(path, "w") as f:
         f.create_dataset("atom_pairs", data=np.array(keys, dtype=np.int64).reshape(-1, 5))
         f.create_dataset("chunk_boundaries", data=boundaries)
@@ -243,7 +259,7 @@ def _write_block_file(path: Path, keys: list[BlockKey], blocks: Mapping, scale: 
 
 
 def read_deeph_dock(directory: str | Path) -> DeepHRecord:
-    """Read a DeepH-dock folder written by this module or by DeepH-dock (non-spinful data)."""
+    """Read a DeepH-dock folder written by this module or by DeepH-dock (spinless or spinful data)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise DeepHFormatError(f"{directory}: not a directory")
@@ -252,8 +268,9 @@ def read_deeph_dock(directory: str | Path) -> DeepHRecord:
     for name in ("atoms_quantity", "orbits_quantity", "elements_orbital_map"):
         if name not in info:
             raise DeepHFormatError(f"{info_path}: missing field {name!r}")
-    if info.get("spinful", False):
-        raise DeepHFormatError(f"{info_path}: spinful data are not supported")
+    spinful = info.get("spinful", False)
+    if not isinstance(spinful, bool):
+        raise DeepHFormatError(f"{info_path}: 'spinful' must be true or false, got {spinful!r}")
     pbc, basis_name, dft = split_elct_metadata(info.get("elct", {}), info_path)
     basis_name = basis_name or (info["basis"] if isinstance(info.get("basis"), str) else None)
     if "n_electrons" not in dft and isinstance(info.get("occupation"), (int, float)):
@@ -271,12 +288,13 @@ def read_deeph_dock(directory: str | Path) -> DeepHRecord:
         path = directory / f"{name}.h5"
         if path.exists():
             scale = HARTREE_TO_EV if name in ENERGY_MATRICES else 1.0
-            matrices[name] = _read_block_file(path, n_orb, scale)
+            matrices[name] = _read_block_file(path, n_orb, scale, spin_factor(name, spinful))
     if pbc is None:
         pbc = infer_pbc(lattice, positions, [k for blocks in matrices.values() for k in blocks])
     structure = make_structure(symbols, positions, lattice, pbc, directory / "POSCAR")
     fermi = info.get("fermi_energy_eV")
-    return DeepHRecord(structure, basis, matrices, None if fermi is None else float(fermi) / HARTREE_TO_EV, dft)
+    return DeepHRecord(structure, basis, matrices, None if fermi is None else float(fermi) / HARTREE_TO_EV, dft,
+                       spinful)
 
 
 def read_json(path: Path) -> dict:
@@ -329,7 +347,8 @@ def _read_poscar(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     return atoms.get_chemical_symbols(), np.array(atoms.positions), np.array(atoms.cell)
 
 
-def _read_block_file(path: Path, n_orb: list[int], scale: float) -> dict[BlockKey, np.ndarray]:
+def _read_block_file(path: Path, n_orb: list[int], scale: float, spin: int = 1) -> dict[BlockKey, np.ndarray]:
+    """Blocks of one matrix file, divided by ``scale``; ``spin`` 2 for the spin matrices of spinful data."""
     try:
         with h5py.File(path, "r") as f:
             missing = [k for k in ("atom_pairs", "chunk_boundaries", "chunk_shapes", "entries") if k not in f]
@@ -345,8 +364,9 @@ def _read_block_file(path: Path, n_orb: list[int], scale: float) -> dict[BlockKe
     if pairs.shape != (n, 5) or bounds.shape != (n + 1,) or shapes.shape != (n, 2) or entries.ndim != 1:
         raise DeepHFormatError(f"{path}: inconsistent dataset shapes atom_pairs {pairs.shape}, chunk_boundaries "
                                f"{bounds.shape}, chunk_shapes {shapes.shape}, entries {entries.shape}")
-    if np.iscomplexobj(entries):
-        raise DeepHFormatError(f"{path}: complex entries (spin-orbit data) are not supported")
+    if np.iscomplexobj(entries) and spin == 1:
+        raise DeepHFormatError(f"{path}: complex entries, but info.json does not mark the data spinful "
+                               "(or this is the overlap, which is real)")
     if bounds[0] != 0 or np.any(np.diff(bounds) != shapes[:, 0] * shapes[:, 1]) or bounds[-1] != len(entries):
         raise DeepHFormatError(f"{path}: chunk_boundaries do not match chunk_shapes and {len(entries)} entries")
     bad = ~np.isfinite(entries)
@@ -358,7 +378,7 @@ def _read_block_file(path: Path, n_orb: list[int], scale: float) -> dict[BlockKe
     for pair, start, shape in zip(pairs.tolist(), bounds[:-1], shapes):
         key = tuple(int(v) for v in pair)
         try:
-            check_block(key, shape, n_orb, where=str(path))
+            check_block(key, shape, n_orb, where=str(path), spin=spin)
         except ValueError as err:
             raise DeepHFormatError(str(err)) from None
         if key in blocks:

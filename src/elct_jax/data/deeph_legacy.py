@@ -14,6 +14,9 @@ deeph/data.py) and DeepH-dock's converter (convert/deeph/translate_old_dataset_t
         openmx_get_data.jl writes density_matrixs.h5, which is read too)
         one dataset per block, named "[R1, R2, R3, i, j]" with 1-based atoms (Julia's ``string([...])``,
         parsed with json.loads), value the n_i x n_j block in OpenMX orbital order; H in eV.
+        With "isspinful": true (DeepH-pack's OpenMX converter, SpinP_switch = 3) the Hamiltonian and density
+        blocks are complex [2 n_i, 2 n_j], spin outer ([[uu, ud], [du, dd]]), each quadrant in OpenMX order;
+        overlaps stay n_i x n_j real (``elct_jax.data.spinful``). DeepH-pack has no collinear-spin format.
 A folder without our ``elct`` entry is read as a molecule or a crystal by ``deeph_dock.infer_pbc``.
 """
 from __future__ import annotations
@@ -39,6 +42,7 @@ from elct_jax.data.deeph_dock import (
     read_json,
     split_elct_metadata,
 )
+from elct_jax.data.spinful import map_quadrants, spin_factor
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.hamiltonian.blocks import reorder_blocks
 
@@ -66,14 +70,14 @@ def write_deeph_legacy(directory: str | Path, record: DeepHRecord) -> Path:
     info = {
         "nsites": len(symbols),
         "isorthogonal": False,
-        "isspinful": False,
+        "isspinful": record.spinful,
         "fermi_level": None if fermi is None else float(fermi) * HARTREE_TO_EV,
         "elct": elct_metadata(record),
     }
     (directory / "info.json").write_text(json.dumps(info, indent=2))
     for name, blocks in record.matrices.items():
         scale = HARTREE_TO_EV if name in ENERGY_MATRICES else 1.0
-        openmx = reorder_blocks(blocks, basis, symbols, "openmx", to_internal=False)
+        openmx = _reorder(blocks, basis, symbols, spin_factor(name, record.spinful), to_internal=False)
         with h5py.File(directory / LEGACY_FILES[name], "w") as f:
             for R1, R2, R3, i, j in keys:
                 f.create_dataset(f"[{R1}, {R2}, {R3}, {i + 1}, {j + 1}]", data=openmx[(R1, R2, R3, i, j)] * scale)
@@ -81,7 +85,7 @@ def write_deeph_legacy(directory: str | Path, record: DeepHRecord) -> Path:
 
 
 def read_deeph_legacy(directory: str | Path, basis_name: str | None = None) -> DeepHRecord:
-    """Read a legacy DeepH folder (non-spinful). Blocks come back in internal order, Hartree.
+    """Read a legacy DeepH folder (spinless or spinful). Blocks come back in internal order, Hartree.
 
     ``basis_name`` names the basis when info.json has no ``elct`` entry (OpenMX data: e.g. "openmx").
     """
@@ -90,8 +94,9 @@ def read_deeph_legacy(directory: str | Path, basis_name: str | None = None) -> D
         raise DeepHFormatError(f"{directory}: not a directory")
     info_path = directory / "info.json"
     info = read_json(info_path)
-    if info.get("isspinful", False):
-        raise DeepHFormatError(f"{info_path}: spinful data are not supported")
+    spinful = info.get("isspinful", False)
+    if not isinstance(spinful, bool):
+        raise DeepHFormatError(f"{info_path}: 'isspinful' must be true or false, got {spinful!r}")
     pbc, stored_name, dft = split_elct_metadata(info.get("elct", {}), info_path)
     lattice = _read_matrix(directory / "lat.dat", (3, 3)).T
     positions = _read_matrix(directory / "site_positions.dat", None).T
@@ -103,13 +108,22 @@ def read_deeph_legacy(directory: str | Path, basis_name: str | None = None) -> D
         path = next((directory / c for c in candidates if (directory / c).exists()), None)
         if path is not None:
             scale = HARTREE_TO_EV if name in ENERGY_MATRICES else 1.0
-            blocks = _read_legacy_h5(path, n_orb, scale)
-            matrices[name] = reorder_blocks(blocks, basis, symbols, "openmx", to_internal=True)
+            spin = spin_factor(name, spinful)
+            matrices[name] = _reorder(_read_legacy_h5(path, n_orb, scale, spin), basis, symbols, spin, to_internal=True)
     if pbc is None:
         pbc = infer_pbc(lattice, positions, [k for blocks in matrices.values() for k in blocks])
     structure = make_structure(symbols, positions, lattice, pbc, directory / "site_positions.dat")
     fermi = info.get("fermi_level")
-    return DeepHRecord(structure, basis, matrices, None if fermi is None else float(fermi) / HARTREE_TO_EV, dft)
+    return DeepHRecord(structure, basis, matrices, None if fermi is None else float(fermi) / HARTREE_TO_EV, dft,
+                       spinful)
+
+
+def _reorder(blocks: dict, basis: OrbitalBasis, symbols, spin: int, to_internal: bool) -> dict:
+    """OpenMX <-> internal orbital order of spinless blocks, or of each spin quadrant (``spin`` 2)."""
+    def reorder(b):
+        return reorder_blocks(b, basis, symbols, "openmx", to_internal=to_internal)
+
+    return map_quadrants(blocks, reorder) if spin == 2 else reorder(blocks)
 
 
 def _read_text(path: Path, **kwargs) -> np.ndarray:
@@ -168,20 +182,21 @@ def _parse_key(name: str, path: Path) -> tuple[int, int, int, int, int]:
     return key[0], key[1], key[2], key[3] - 1, key[4] - 1
 
 
-def _read_legacy_h5(path: Path, n_orb: list[int], scale: float) -> dict:
+def _read_legacy_h5(path: Path, n_orb: list[int], scale: float, spin: int) -> dict:
     blocks = {}
     try:
         with h5py.File(path, "r") as f:
             for name, dataset in f.items():
                 key = _parse_key(name, path)
                 value = dataset[()]
-                if np.iscomplexobj(value):
-                    raise DeepHFormatError(f"{path}: complex block {name} (spin-orbit data) is not supported")
+                if np.iscomplexobj(value) and spin == 1:
+                    raise DeepHFormatError(f"{path}: complex block {name}, but info.json does not mark the data "
+                                           "spinful (or this is the overlap, which is real)")
                 if not np.all(np.isfinite(value)):
                     raise DeepHFormatError(f"{path}: block {name} has {int(np.sum(~np.isfinite(value)))} non-finite "
                                            "(NaN/Inf) entries")
                 try:
-                    check_block(key, value.shape, n_orb, where=f"{path} dataset {name}")
+                    check_block(key, value.shape, n_orb, where=f"{path} dataset {name}", spin=spin)
                 except ValueError as err:
                     raise DeepHFormatError(str(err)) from None
                 blocks[key] = value / scale

@@ -29,6 +29,7 @@ from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data.baseline import BASELINE, subtract_baseline
 from elct_jax.data.batch_systems import grid_and_aux_sizes, padded_system
 from elct_jax.data.deeph_dock import DeepHRecord
+from elct_jax.data.spinful import spin_treatment
 from elct_jax.geometry.graph import batch_graphs, bucket_size, neighbor_graph, pad_graph
 from elct_jax.hamiltonian.blocks import BlockLayout, block_layout, blocks_from_dict
 
@@ -125,12 +126,24 @@ def check_level_of_theory(records: Sequence[DeepHRecord], names: Sequence[str]) 
                          f"{[n for n, _ in odd][:10]}; e.g. {name}: {diff} ({names[0]} vs {name})")
 
 
+def check_spinless(records: Sequence[DeepHRecord], names: Sequence[str]) -> None:
+    """Raise naming the spinful records (spin-orbit or collinear spin): the network predicts spinless blocks."""
+    spinful = [(n, r) for n, r in zip(names, records) if r.spinful]
+    if spinful:
+        name, record = spinful[0]
+        kind = spin_treatment(True, record.matrices.get("hamiltonian", {}))
+        raise ValueError(f"{len(spinful)} record(s) hold spinful data (blocks [2 n_i, 2 n_j] of spin-orbitals), which "
+                         f"the network cannot learn yet (it predicts spinless [n_i, n_j] blocks): "
+                         f"{[n for n, _ in spinful][:10]}; e.g. {name}: {kind} spin")
+
+
 def make_example(record: DeepHRecord, basis: OrbitalBasis, cutoff_ang: float, system: System | None = None,
                  baseline: bool = False) -> Example:
     """Graph of the record's structure (``cutoff_ang``) with its blocks as targets (and an optional System).
     With ``baseline`` the record's H0 is kept as target "hamiltonian_0" and "hamiltonian" becomes H - H0
     (what the network learns, ``elct_jax.data.baseline``); without it H0 is dropped."""
     symbols = record.structure.symbols
+    check_spinless([record], [f"the record of {symbols}"])
     graph = neighbor_graph(record.structure, cutoff_ang, species_index(basis))
     if baseline and BASELINE not in record.matrices:
         raise ValueError(f"record of {symbols} has no {BASELINE} (H0) blocks; run `elct data add-h0` on the dataset")

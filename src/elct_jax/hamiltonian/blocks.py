@@ -313,9 +313,10 @@ def dense_to_dict(dense: np.ndarray, basis: OrbitalBasis, symbols: Sequence[str]
 
 
 def dict_to_dense(blocks: Mapping[BlockKey, np.ndarray], basis: OrbitalBasis, symbols: Sequence[str], order: str = "pyscf") -> np.ndarray:
-    """Molecule's dense [n_ao, n_ao] matrix in ``order`` from blocks keyed (0, 0, 0, i, j); missing pairs are zero."""
+    """Molecule's dense [n_ao, n_ao] matrix in ``order`` from blocks keyed (0, 0, 0, i, j); missing pairs are zero.
+    Complex when the blocks are."""
     off = basis.ao_offsets(symbols)
-    m = np.zeros((off[-1], off[-1]))
+    m = np.zeros((off[-1], off[-1]), dtype=np.result_type(np.float64, *blocks.values()))
     for (r1, r2, r3, i, j), block in blocks.items():
         if (r1, r2, r3) != (0, 0, 0):
             raise ValueError(f"block {(r1, r2, r3, i, j)} has R != 0; a dense molecular matrix takes R = 0 only")

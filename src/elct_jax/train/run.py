@@ -44,6 +44,7 @@ from elct_jax.data.baseline import BASELINE, baseline_settings
 from elct_jax.data.dataset_dir import SPLIT_NAMES, dataset_folders, read_record, read_split_file
 from elct_jax.data.loader import (
     check_level_of_theory,
+    check_spinless,
     collate,
     common_pad_sizes,
     make_example,
@@ -87,6 +88,7 @@ def prepare_data(config: RunConfig, with_systems: bool | None = None, basis: Orb
         splits = dict(zip(SPLIT_NAMES, split_indices(len(folders), config.data.split_seed, config.data.split)))
     records = [read_record(f) for f in tqdm(folders, desc="reading", unit="record", disable=len(folders) < 200)]
     names = [f.relative_to(root).as_posix() for f in folders]
+    check_spinless(records, names)
     check_level_of_theory(records, names)
     if basis is None:
         basis = merged_basis(records, names)

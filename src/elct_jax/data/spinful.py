@@ -1,0 +1,87 @@
+"""Spinful (two-component) blocks as the DeepH formats store them, and the project's collinear-spin convention.
+
+A spinful matrix couples spin-orbitals. DeepH-dock (compute/eigen/hamiltonian.py, its converters), DeepH-pack
+(preprocess/openmx_get_data.jl) and DeepH-E3 (data.py) all store the block of atom pair (R, i, j) as one
+[2 n_i, 2 n_j] array with spin OUTER and orbitals inner::
+
+    [[M_ij(up, up),   M_ij(up, down)],
+     [M_ij(down, up), M_ij(down, down)]]      each quadrant [n_i, n_j], in the format's orbital order
+
+complex128 with spin-orbit coupling (in HDF5 the compound (r, i) that h5py reads as complex). Spinful are the
+Hamiltonian and the density matrix (:data:`SPIN_MATRICES`); the overlap stays spinless, [n_i, n_j] and real
+(the spin-orbital overlap is S x 1_2: deepx-dock builds [[S, 0], [0, S]] when it reads one). A dense matrix of
+a structure has the same spin-outer layout over all orbitals, [[M_uu, M_ud], [M_du, M_dd]] of [n_ao, n_ao]
+each: deepx-dock's AOMatrixObj and PySCF's GHF/GKS spin-orbital basis.
+
+Collinear spin: DeepH-pack's OpenMX converter refuses it ("Collinear spin is not supported currently"); deepx-dock
+writes it as a spinful folder whose up-down quadrants are zero and whose entries are real float64 (its PySCF hook
+for UKS/KUKS, its ABACUS converter for nspin = 2). The project uses the same convention: a collinear record is
+a spinful record with M_ud = M_du = 0 and real blocks (:func:`collinear_blocks`); :func:`spin_treatment` tells
+it from a non-collinear (spin-orbit) one.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from elct_jax.geometry.basis import OrbitalBasis
+from elct_jax.hamiltonian.blocks import BlockKey, dense_to_dict, dict_to_dense
+
+SPIN_MATRICES = ("hamiltonian", "density_matrix", "hamiltonian_0")  # spinful in a spinful record; overlap never
+Blocks = Mapping[BlockKey, np.ndarray]
+
+
+def spin_factor(name: str, spinful: bool) -> int:
+    """2 when matrix ``name`` of a (``spinful``) record has [2 n_i, 2 n_j] blocks, else 1."""
+    return 2 if spinful and name in SPIN_MATRICES else 1
+
+
+def quadrants(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(uu, ud, du, dd), each [n_i, n_j], of a spinful [2 n_i, 2 n_j] block."""
+    a, b = block.shape[0] // 2, block.shape[1] // 2
+    return block[:a, :b], block[:a, b:], block[a:, :b], block[a:, b:]
+
+
+def map_quadrants(blocks: Blocks, fn: Callable[[dict], dict]) -> dict[BlockKey, np.ndarray]:
+    """Apply ``fn`` (a map of spinless block dicts, e.g. an orbital reordering) to each spin quadrant."""
+    return _stacked([fn({key: quadrants(block)[q] for key, block in blocks.items()}) for q in range(4)])
+
+
+def _stacked(parts: Sequence[Blocks]) -> dict[BlockKey, np.ndarray]:
+    """Spinful blocks from the four quadrant dicts (uu, ud, du, dd) of one set of keys."""
+    return {key: np.block([[parts[0][key], parts[1][key]], [parts[2][key], parts[3][key]]]) for key in parts[0]}
+
+
+def collinear_blocks(up: Blocks, down: Blocks) -> dict[BlockKey, np.ndarray]:
+    """Spinful blocks [[up, 0], [0, down]] of a collinear matrix (deepx-dock's convention); same keys in both."""
+    if set(up) != set(down):
+        raise ValueError(f"spin-up and spin-down matrices have different blocks ({len(up)} and {len(down)})")
+    return {key: np.block([[up[key], np.zeros_like(up[key])], [np.zeros_like(down[key]), down[key]]]) for key in up}
+
+
+def spin_treatment(spinful: bool, blocks: Blocks) -> str:
+    """"none" (spinless), "collinear" (real blocks, zero up-down quadrants) or "noncollinear" (the rest)."""
+    if not spinful:
+        return "none"
+    for block in blocks.values():
+        _, ud, du, _ = quadrants(np.asarray(block))
+        if np.iscomplexobj(block) or np.any(ud != 0) or np.any(du != 0):
+            return "noncollinear"
+    return "collinear"
+
+
+def spinful_dense_to_dict(dense: np.ndarray, basis: OrbitalBasis, symbols: Sequence[str],
+                          order: str = "pyscf") -> dict[BlockKey, np.ndarray]:
+    """Spinful blocks (0, 0, 0, i, j) [2 n_i, 2 n_j], internal order, of a molecule's dense spin-outer
+    [2 n_ao, 2 n_ao] matrix (PySCF's GKS spin-orbital layout) whose orbitals follow ``order``."""
+    n = dense.shape[0] // 2
+    return _stacked([dense_to_dict(dense[s * n:(s + 1) * n, t * n:(t + 1) * n], basis, symbols, order)
+                     for s in (0, 1) for t in (0, 1)])
+
+
+def spinful_dict_to_dense(blocks: Blocks, basis: OrbitalBasis, symbols: Sequence[str], order: str = "pyscf") -> np.ndarray:
+    """Inverse of :func:`spinful_dense_to_dict`: the dense spin-outer [2 n_ao, 2 n_ao] matrix in ``order``."""
+    parts = [dict_to_dense({key: quadrants(np.asarray(b))[q] for key, b in blocks.items()}, basis, symbols, order)
+             for q in range(4)]
+    return np.block([[parts[0], parts[1]], [parts[2], parts[3]]])
