@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ai2dft import coulomb, exchange, xc
+from ai2dft import coulomb, exchange, grid_density, xc
 from ai2dft.hermitian import hermitian_part
 from ai2dft.system import System
 
@@ -28,13 +28,9 @@ Array = jax.Array
 
 
 def _density_on_grid(system: System, D: Array) -> tuple[Array, Array | None]:
-    """rho [ngrid] and, for GGAs, grad rho [3, ngrid] of a symmetric D."""
-    C = system.ao @ D  # [ngrid, nao]
-    rho = jnp.sum(C * system.ao, axis=-1)
-    if not xc.is_gga(system.xc):
-        return rho, None
-    # per direction, elementwise: XLA's einsum (and the transpose of a broadcast) is slower on CPU
-    return rho, 2.0 * jnp.stack([jnp.sum(system.ao_grad[x] * C, axis=-1) for x in range(3)])
+    """rho [ngrid] and, for GGAs, grad rho [3, ngrid] of a symmetric D (``grid_density``, custom VJP)."""
+    rows = grid_density.density(xc.is_gga(system.xc), system.ao, system.ao_grad, D)
+    return rows[0], (rows[1:] if xc.is_gga(system.xc) else None)
 
 
 def _sigma(grad_rho: Array | None) -> Array | None:
@@ -51,14 +47,10 @@ def xc_matrix(system: System, D: Array) -> Array:
     """[nao, nao] exchange-correlation potential matrix V_xc = dE_xc/dD (Hartree)."""
     rho, grad_rho = _density_on_grid(system, hermitian_part(D))
     _, vrho, vsigma = xc.potentials(system.xc, rho, _sigma(grad_rho))
-    # V = X + X^T with X = ao^T (w vrho ao / 2 + B), B_gi = sum_x 2 w vsigma d_x rho d_x phi_i
-    half = 0.5 * (system.weights * vrho)[:, None] * system.ao  # [ngrid, nao]
+    v = (system.weights * vrho)[None]  # [1 (+ 3), ngrid] d E_xc / d (rho, grad rho)
     if grad_rho is not None:
-        coef = 2.0 * system.weights * vsigma * grad_rho  # [3, ngrid]
-        # three fused terms: XLA's einsum or broadcast-sum over x is several times slower on CPU
-        half = half + sum(coef[x][:, None] * system.ao_grad[x] for x in range(3))
-    X = system.ao.T @ half
-    return X + X.T
+        v = jnp.concatenate([v, 2.0 * system.weights * vsigma * grad_rho])
+    return hermitian_part(grid_density.potential_matrix(grad_rho is not None, system.ao, system.ao_grad, v))
 
 
 def energy_terms(system: System, D: Array) -> dict[str, Array]:
