@@ -12,7 +12,7 @@ in the j-adapted spinor basis (``int1e_ovlp_spinor``), not a real-spherical x sp
 Level of theory (recorded in :attr:`SOCLabels.theory`): two-electron terms are non-relativistic (Coulomb and XC;
 no two-electron spin-orbit or Breit term, so spin-orbit splittings come out some 5-15 % too large for 4p/5p
 elements); the XC of the non-collinear magnetisation m(r) follows PySCF's ``collinear`` setting: "ncol"
-(Kubler's locally collinear XC of (n, |m|); LDA only in PySCF 2.14), "col" (XC of (n, m_z): any functional, not
+(Kubler's locally collinear XC of (n, |m|); LDA only in PySCF 2.14), "col" (XC of (n, m_z): not
 invariant under global spin rotations) or "mcol" (multi-collinear; needs the ``mcfun`` package, absent here).
 For a closed-shell molecule m = 0 at the solution and H is time-reversal symmetric: H_dd = conj(H_uu),
 H_du = -conj(H_ud).
