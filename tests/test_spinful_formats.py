@@ -201,6 +201,11 @@ def test_reads_and_rewrites_folder_written_like_deepx_dock(tmp_path, collinear):
             for s2 in (0, 1):
                 quadrant = block[s1 * ni : (s1 + 1) * ni, s2 * nj : (s2 + 1) * nj]
                 assert_within_1ulp(quadrant, labelled(s1, s2, key, collinear))
+    legacy = read_deeph_legacy(write_deeph_legacy(tmp_path / "legacy", record))
+    assert legacy.spinful and legacy.structure.pbc == (True,) * 3
+    for key in PAIRS:  # crystal blocks with R != 0 through the legacy format (OpenMX order per spin quadrant)
+        assert legacy.matrices["hamiltonian"][key].dtype == record.matrices["hamiltonian"][key].dtype
+        assert_within_1ulp(legacy.matrices["hamiltonian"][key], record.matrices["hamiltonian"][key])
     again = write_deeph_dock(tmp_path / "again", record)
     assert h5_arrays(again / "hamiltonian.h5")[3].dtype == h5_arrays(folder / "hamiltonian.h5")[3].dtype
     for name in ("hamiltonian", "overlap"):
