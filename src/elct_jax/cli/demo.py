@@ -22,6 +22,7 @@ from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, Tra
 from elct_jax.data.generate import Recipe, generate_dataset
 from elct_jax.analysis.evaluate import structure_errors
 from elct_jax.geometry.structure import Structure
+from elct_jax.train.checkpoint import drop_training_state, is_finished
 from elct_jax.train.loop import timed_phase
 from elct_jax.train.run import Dataset, prepare_data, train
 from elct_jax.train.summary import run_summary
@@ -105,12 +106,23 @@ def _stage(what: str):
 
 
 def _train(config: RunConfig, with_systems: bool) -> Dataset:
-    """Prepare the data (with the DFT systems the label-free loss needs: grids, density fitting), train and print
-    the run's summary. Returns the dataset."""
+    """Prepare the data (with the DFT systems the label-free loss needs: grids, density fitting), train, print the
+    run's summary and drop its training state (a finished demo run is not resumed; its best parameters stay, which
+    keeps the demo's checkpoints at one parameter copy per run). A run finished before is not trained again.
+    Returns the dataset."""
     wall, cpu = time.perf_counter(), time.process_time()
+    run_dir = config.train.run_dir
+    finished = is_finished(run_dir)
+    if finished:
+        print(f"already trained: {run_dir} (delete it to train again)")
+    with_systems = with_systems and not finished  # the test errors alone need no DFT systems
     what = "reading the data and building the DFT system of each structure" if with_systems else "reading the data"
     with timed_phase(what):
         dataset = prepare_data(config, with_systems=with_systems)
+    if finished:
+        return dataset
     state, _, _ = train(config, dataset)
-    print(run_summary(config.train.run_dir, int(state.step), time.perf_counter() - wall, time.process_time() - cpu))
+    print(run_summary(run_dir, int(state.step), time.perf_counter() - wall, time.process_time() - cpu))
+    freed = drop_training_state(run_dir)
+    print(f"run finished: its training state (for resuming, {freed / 1e6:.0f} MB) is deleted, the best parameters kept")
     return dataset

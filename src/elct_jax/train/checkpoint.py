@@ -13,6 +13,7 @@ loss before calling :meth:`Checkpointer.save`.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import jax
@@ -95,6 +96,30 @@ class Checkpointer:
         """What is written of a TrainState: its fields, less ``ema_params`` when no EMA is kept."""
         fields = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
         return {**fields, "ema_params": state.ema_params} if self._ema else fields
+
+
+def drop_training_state(run_dir: str | Path) -> int:
+    """Delete the run's ``latest`` checkpoint (what resuming needs), keeping the best parameters: for a finished
+    run that will not be trained further. A run without a best checkpoint (no validation) keeps its latest one,
+    its only model. Returns the bytes freed."""
+    checkpoints = Path(run_dir) / "checkpoints"
+    latest, best = checkpoints / "latest", checkpoints / "best"
+    if not latest.is_dir() or not _has_step(best):
+        return 0
+    freed = sum(f.stat().st_size for f in latest.rglob("*") if f.is_file())
+    shutil.rmtree(latest)
+    return freed
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """Whether the run has its best parameters and no training state left (see :func:`drop_training_state`;
+    an empty ``latest`` folder, as opening the run for reading leaves, holds none)."""
+    checkpoints = Path(run_dir) / "checkpoints"
+    return _has_step(checkpoints / "best") and not _has_step(checkpoints / "latest")
+
+
+def _has_step(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
 
 
 def _abstract(tree):
