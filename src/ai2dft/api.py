@@ -3,16 +3,17 @@
 ``energy`` and ``fock`` are the kinds' own functions (``ai2dft.kind``, dispatched on the system's
 Python type, so they work unchanged under ``jax.jit``, ``jax.grad`` and ``jax.vmap``); ``density_matrix``,
 ``free_energy``, ``scf`` and ``minimize_free_energy`` are written once on top of them. Importing this
-module registers the two kinds: ``ai2dft.molecule`` (``System``) and ``ai2dft.crystal_energy``
-(``CrystalSystem``). Shapes: H and D are [nao, nao] real for a molecule and [nk, nao, nao] complex for
-a crystal (H(k), D(k) not k-weighted); energies in Hartree (per cell).
+module registers the three kinds: ``ai2dft.molecule`` (``System``), ``ai2dft.crystal_energy``
+(``CrystalSystem``) and ``ai2dft.spin_molecule`` (``SpinSystem``). Shapes: H and D are [nao, nao] real for a
+molecule, [nk, nao, nao] complex for a crystal (H(k), D(k) not k-weighted) and [2, nao, nao] real (alpha, beta;
+D per spin) for a spin-polarized molecule; energies in Hartree (per cell).
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-from ai2dft import crystal_energy, molecule  # noqa: F401  (register the two kinds)
+from ai2dft import crystal_energy, molecule, spin_molecule  # noqa: F401  (register the three kinds)
 from ai2dft.density import validate_hamiltonian
 from ai2dft.kind import check_kind, density_and_entropy_of, energy, fock
 from ai2dft.scf import roothaan_diis, scf
@@ -29,7 +30,8 @@ def _validate(name: str, system, H) -> None:
 
 
 def density_matrix(system, H) -> jax.Array:
-    """D(H), same shape as H: the spin-summed density matrix with the system's smearing (crystals: in
+    """D(H), same shape as H: the spin-summed density matrix (per spin for a SpinSystem) with the system's
+    smearing (crystals: in
     the basis PySCF keeps after removing near linear dependencies). Raises ValueError for an H of the
     wrong shape, complex for a molecule, or non-Hermitian or non-finite (when H is concrete)."""
     _validate("density_matrix", system, H)

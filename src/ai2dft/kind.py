@@ -3,8 +3,8 @@
 Each function is a ``functools.singledispatch`` function of the system's Python type, so dispatch
 works unchanged under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` (a traced System is still a System).
 ``ai2dft.molecule`` implements it for ``System`` (H real [nao, nao]), ``ai2dft.crystal_energy`` for
-``CrystalSystem`` (H(k) complex [nk, nao, nao]); a new kind (e.g. spin-polarised, H [2, nao, nao])
-implements them in its own module, registered on import, and ``density_matrix``, ``free_energy``, ``scf``,
+``CrystalSystem`` (H(k) complex [nk, nao, nao]), ``ai2dft.spin_molecule`` for ``SpinSystem`` (H [2, nao, nao],
+alpha and beta); a new kind implements them in its own module, registered on import, and ``density_matrix``, ``free_energy``, ``scf``,
 ``roothaan_diis`` and ``minimize_free_energy`` take it unchanged. "H-shaped": the kind's shape of H. The interface: ``energy``,
 ``fock``, ``orthogonalizer``, ``density_and_entropy_of``, ``effective_hamiltonian``, ``kept_part`` (the
 kept basis: padding and dropped near-null directions of S excluded) and ``metric`` (the real inner product
@@ -23,7 +23,7 @@ Array = jax.Array
 
 def not_a_system(name: str, system: Any) -> NoReturn:
     """Raise the TypeError of a public function called with something that is not a system."""
-    raise TypeError(f"ai2dft.{name} needs an ai2dft.System or ai2dft.CrystalSystem as its first argument, "
+    raise TypeError(f"ai2dft.{name} needs an ai2dft.System, CrystalSystem or SpinSystem as its first argument, "
                     f"got {type(system).__name__}")
 
 
@@ -52,7 +52,7 @@ fock = _interface("fock", """(system, D) -> Kohn-Sham matrix F[D] = dE_KS/dD (Ha
 orthogonalizer = _interface("orthogonalizer", """(system) -> X, H-shaped: Loewdin S^-1/2 on the kept basis
     (padded AOs and dropped directions: identity).""")
 density_and_entropy_of = _interface("density_and_entropy_of", """(system, H, X=None) -> (D(H), entropy): the
-    spin-summed density matrix (H-shaped) and dimensionless smearing entropy at the system's electron count,
+    spin-summed (SpinSystem: per spin) density matrix (H-shaped) and dimensionless smearing entropy at the system's electron count,
     smearing and overlap; X = orthogonalizer(system) if precomputed.""")
 effective_hamiltonian = _interface("effective_hamiltonian", """(system, H) -> H as D(H) sees it: restricted to
     the kept basis, dropped directions at an unreachable level.""")

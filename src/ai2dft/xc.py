@@ -219,14 +219,20 @@ def canonical_xc(name: str) -> str:
     return f"{x},{c}"
 
 
-def _components(name: str) -> list[tuple[float, _Component]]:
-    """(weight, component) of the semi-local part."""
+def component_names(name: str) -> tuple[tuple[tuple[str, float], ...], tuple[tuple[str, float], ...]]:
+    """The semi-local part as ((exchange, weight), ...), ((correlation, weight), ...), in the canonical
+    part names (keys of the exchange and correlation tables, e.g. ``(("pbe", 0.75),), (("pbe", 1.0),)`` for pbe0)."""
     canonical = canonical_xc(name)
     if canonical in _HYBRIDS:
-        hybrid = _HYBRIDS[canonical]
-        return [(w, _EXCHANGE[x]) for x, w in hybrid.exchange] + [(w, _CORRELATION[c]) for c, w in hybrid.correlation]
+        return _HYBRIDS[canonical].exchange, _HYBRIDS[canonical].correlation
     x, c = canonical.split(",")
-    return ([(1.0, _EXCHANGE[x])] if x else []) + ([(1.0, _CORRELATION[c])] if c else [])
+    return (((x, 1.0),) if x else ()), (((c, 1.0),) if c else ())
+
+
+def _components(name: str) -> list[tuple[float, _Component]]:
+    """(weight, component) of the semi-local part."""
+    exchange, correlation = component_names(name)
+    return [(w, _EXCHANGE[x]) for x, w in exchange] + [(w, _CORRELATION[c]) for c, w in correlation]
 
 
 def is_gga(name: str) -> bool:

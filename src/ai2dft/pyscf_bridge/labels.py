@@ -31,6 +31,7 @@ from pyscf.scf.smearing import smearing_
 
 import ai2dft.smearing
 from ai2dft.bloch import phases
+from ai2dft.pyscf_bridge.spin_molecule import check_spin
 from ai2dft.xc import canonical_xc, exact_exchange_fraction
 
 Block = dict  # {(R1, R2, R3, i, j): ndarray [n_ao(i), n_ao(j)]}, atoms 0-based, Hartree
@@ -46,6 +47,8 @@ class DFTSettings:
     grid_level       molecular integration grid (>= 5 for sub-0.1 meV labels, see DESIGN.md)
     conv_tol         SCF energy convergence, Hartree
     density_fit      density-fitted Coulomb for molecules
+    spin             None: restricted closed shell (RKS); 2S = N_alpha - N_beta (multiplicity 2S + 1, held fixed, also
+                     with smearing) for collinear UKS labels of a molecule (``spin_labels.spin_molecule_labels``)
     smearing         None or (method, width in Hartree), method "fermi" | "gaussian"
     pseudo           GTH pseudopotential for crystals; None picks gth-pade (LDA) / gth-pbe (PBE)
     kmesh            SCF k-mesh of crystals (1 along non-periodic directions)
@@ -64,6 +67,7 @@ class DFTSettings:
     max_cycle: int = 100
     density_fit: bool = True
     charge: int = 0
+    spin: int | None = None
     smearing: tuple[str, float] | None = None
     pseudo: str | None = None
     kmesh: tuple[int, int, int] = (4, 4, 1)
@@ -87,6 +91,8 @@ class DFTSettings:
                 if len(mesh) != 3 or min(mesh) < 1:
                     raise ValueError(f"{name} must be three positive integers, got {mesh!r}")
                 object.__setattr__(self, name, mesh)
+        if self.spin is not None and (isinstance(self.spin, bool) or int(self.spin) != self.spin or self.spin < 0):
+            raise ValueError(f"spin must be None (closed shell) or 2S = N_alpha - N_beta >= 0, got {self.spin!r}")
         if self.on_alias not in ("error", "warn"):
             raise ValueError(f"on_alias must be 'error' or 'warn', got {self.on_alias!r}")
         try:
@@ -156,28 +162,38 @@ def _atoms(structure) -> list:
 
 
 def build_molecule(structure, settings: DFTSettings) -> gto.Mole:
-    """A PySCF molecule (Angstrom input) for an RKS calculation; odd electron counts are refused."""
+    """A PySCF molecule (Angstrom input): closed shell (``settings.spin`` None; odd electron counts are refused)
+    or with 2S = ``settings.spin`` (a spin impossible for the electron count is refused)."""
     if structure.lattice_ang is not None and any(structure.pbc):
         raise ValueError("build_molecule got a periodic structure; use crystal_labels")
     mol = gto.M(atom=_atoms(structure), basis=settings.basis, charge=settings.charge, spin=None,
                 unit="Angstrom", verbose=0)
-    if mol.nelectron % 2:
-        raise ValueError(f"{mol.nelectron} electrons (charge {settings.charge}): RKS labels need an even count")
+    if settings.spin is not None:
+        check_spin(mol.nelectron, settings.spin, settings.charge)
+        mol.spin = settings.spin  # PySCF derives (N_alpha, N_beta) from it on use
+    elif mol.nelectron % 2:
+        raise ValueError(f"{mol.nelectron} electrons (charge {settings.charge}): RKS labels need an even count; an "
+                         "odd count needs a spin setting, DFTSettings.spin = 2S = N_alpha - N_beta (UKS labels)")
     return mol
 
 
 def _run_rks(structure, settings: DFTSettings):
-    mf = _rks(structure, settings)
+    if settings.spin is not None:
+        raise ValueError(f"DFTSettings.spin = {settings.spin}: UKS labels come from spin_labels.spin_molecule_labels")
+    mf = kohn_sham(structure, settings)
     mf.kernel()
     return mf
 
 
-def _rks(structure, settings: DFTSettings):
-    mf = dft.RKS(build_molecule(structure, settings), xc=settings.xc)
+def kohn_sham(structure, settings: DFTSettings):
+    """The PySCF Kohn-Sham object of the label settings, not run: RKS, or UKS when ``settings.spin`` is set
+    (smearing then at fixed N_alpha, N_beta)."""
+    method = dft.RKS if settings.spin is None else dft.UKS
+    mf = method(build_molecule(structure, settings), xc=settings.xc)
     if settings.density_fit:
         mf = mf.density_fit()
     if settings.smearing is not None:
-        mf = smearing_(mf, sigma=settings.smearing[1], method=settings.smearing[0])
+        mf = smearing_(mf, sigma=settings.smearing[1], method=settings.smearing[0], fix_spin=settings.spin is not None)
     mf.grids.level = settings.grid_level
     mf.conv_tol = settings.conv_tol
     mf.max_cycle = settings.max_cycle
@@ -187,9 +203,9 @@ def _rks(structure, settings: DFTSettings):
 def zeroth_step_fock(structure, settings: DFTSettings, mf=None) -> np.ndarray:
     """[n_ao, n_ao] H0 = F[D0], PySCF AO order, Hartree: the Kohn-Sham matrix of the MINAO guess density
     D0 (a superposition of spherical atomic densities, PySCF's default SCF start) at the label settings:
-    the NextHAM "zeroth-step" Hamiltonian. Costs one Fock build, no SCF. ``mf``: an RKS object of these
-    settings to reuse (its grids and DF tensor)."""
-    mf = _rks(structure, settings) if mf is None else mf
+    the NextHAM "zeroth-step" Hamiltonian. Costs one Fock build, no SCF. ``mf``: a Kohn-Sham object of these
+    settings to reuse (its grids and DF tensor). With ``settings.spin``: [2, n_ao, n_ao] (alpha, beta)."""
+    mf = kohn_sham(structure, settings) if mf is None else mf
     return np.asarray(mf.get_fock(dm=mf.get_init_guess(key="minao")))
 
 
@@ -243,8 +259,9 @@ def build_cell(structure, settings: DFTSettings) -> pbc_gto.Cell:
     cell.build(a=np.asarray(structure.lattice_ang), atom=_atoms(structure), unit="Angstrom",
                basis=settings.basis, pseudo=settings.pseudopotential, charge=settings.charge,
                ke_cutoff=settings.ke_cutoff_Ha, verbose=0, dimension=3)
-    if cell.nelectron % 2:
-        raise ValueError(f"{cell.nelectron} valence electrons per cell: RKS labels need an even count")
+    if cell.nelectron % 2 or settings.spin is not None:
+        raise ValueError(f"{cell.nelectron} valence electrons per cell, DFTSettings.spin = {settings.spin}: crystal "
+                         "labels are RKS (even count, spin None; spin-polarized KUKS labels are not implemented)")
     return cell
 
 

@@ -41,7 +41,8 @@ def check_electron_count(n_electrons: int, charge: int) -> None:
     if n_electrons % 2:
         raise ValueError(
             f"{n_electrons} electrons (charge {charge}): this restricted closed-shell code needs an "
-            f"even number of electrons; use charge {charge - 1} or {charge + 1}"
+            f"even number of electrons; use charge {charge - 1} or {charge + 1}, or a spin-polarized "
+            f"ai2dft.SpinSystem (collinear UKS)"
         )
 
 
@@ -61,25 +62,34 @@ def build_mole(
     return gto.M(atom=atoms, basis=basis, charge=charge, unit="Angstrom", verbose=0)
 
 
-def _split(obj: Any) -> tuple[gto.Mole, dft.rks.RKS | None]:
-    """(mol, mf) from a ``Mole`` or a restricted Kohn-Sham object; anything else is an error."""
-    if isinstance(obj, dft.rks.RKS):
+def split(obj: Any, kind: type = dft.rks.RKS) -> tuple[gto.Mole, Any]:
+    """(mol, mf) from a ``Mole`` or a Kohn-Sham object of class ``kind`` (dft.RKS; dft.UKS for a spin-polarized
+    system), after checking the geometry and the AO basis; anything else is an error."""
+    if isinstance(obj, kind):
         mol, mf = obj.mol, obj
     elif isinstance(obj, gto.Mole):
         mol, mf = obj, None
     else:
-        raise TypeError(
-            f"expected a PySCF Mole or a restricted Kohn-Sham object (dft.RKS), got {type(obj).__name__}"
-        )
+        hint = " (for a UKS object use ai2dft.SpinSystem.from_pyscf)" if isinstance(obj, dft.uks.UKS) else ""
+        what = "an unrestricted Kohn-Sham object (dft.UKS)" if kind is dft.uks.UKS else \
+            "a restricted Kohn-Sham object (dft.RKS)"
+        raise TypeError(f"expected a PySCF Mole or {what}, got {type(obj).__name__}{hint}")
     if hasattr(mol, "lattice_vectors"):
         raise TypeError("periodic cells are not handled by the molecular bridge")
     if mol.cart:
         raise ValueError("Cartesian AO bases (mol.cart = True) are not supported; use spherical AOs")
     symbols = [mol.atom_symbol(i) for i in range(mol.natm)]
     check_geometry(symbols, mol.atom_coords(unit="Angstrom"))
+    return mol, mf
+
+
+def _split_restricted(obj: Any) -> tuple[gto.Mole, dft.rks.RKS | None]:
+    """``split`` for a closed shell: an even electron count and mol.spin = 0."""
+    mol, mf = split(obj)
     check_electron_count(mol.nelectron, mol.charge)
     if mol.spin != 0:
-        raise ValueError(f"mol.spin = {mol.spin}: this restricted closed-shell code needs spin 0")
+        raise ValueError(f"mol.spin = {mol.spin}: this restricted closed-shell code needs spin 0; "
+                         "use ai2dft.SpinSystem (collinear UKS)")
     return mol, mf
 
 
@@ -184,7 +194,12 @@ def molecule_arrays(
     Raises ``RuntimeError`` when JAX's float64 mode is off (``ai2dft.enable_float64()``).
     """
     require_float64()
-    mol, mf = _split(obj)
+    return system_arrays(*_split_restricted(obj), xc, smearing, grid_level, auxbasis)
+
+
+def system_arrays(mol: gto.Mole, mf: Any, xc: str | None, smearing: tuple[str, float] | None,
+                  grid_level: int | None, auxbasis: str | None) -> dict[str, Any]:
+    """``molecule_arrays`` of a checked (mol, mf) pair (``split``); mf (RKS, UKS or None) supplies what is not given."""
     if xc is None:
         if mf is None:
             raise ValueError("xc is required when building a System from a Mole")
