@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import ai2dft
+from ai2dft import exchange
 from ai2dft.exchange import exchange_matrix
 from ai2dft.pyscf_bridge.labels import DFTSettings, crystal_labels
 from ai2dft.scf import scf
@@ -35,6 +36,30 @@ def test_exchange_matrix_is_pyscfs_density_fitted_k(references):
     k_pyscf = mf.with_df.get_jk(D, hermi=1, with_j=False)[1]
     assert "jkfit" in mf.with_df.auxbasis
     np.testing.assert_allclose(np.asarray(exchange_matrix(system.cderi, jnp.asarray(D))), k_pyscf, atol=1e-12)
+
+
+def _unblocked_exchange_energy(cderi, D):
+    """-1/4 tr(D K) with K = sum_P L_P D L_P^T as two plain einsums, for autodiff."""
+    return -0.25 * jnp.sum(D * jnp.einsum("pil,pjl->ij", jnp.einsum("pik,kl->pil", cderi, D), cderi))
+
+
+@pytest.mark.parametrize("naux", [None, 37, 5])
+def test_blocked_exchange_and_its_vjp_equal_autodiff_of_the_unblocked_sum(naux, references):
+    """exchange_energy (K summed over AUX_CHUNK blocks, custom VJP) at a non-symmetric D: energy, D-gradient
+    (-K/2) and cderi-gradient equal autodiff of the plain einsums, also when naux is not a multiple of
+    AUX_CHUNK (the last block overlaps) or smaller than it; and under jax.vmap over two systems."""
+    mf, system = references["pbe0"]
+    cderi = system.cderi[:naux]
+    D = jnp.asarray(mf.make_rdm1() + 0.05 * np.random.default_rng(2).standard_normal((system.n_ao, system.n_ao)))
+    assert naux is None or naux % exchange.AUX_CHUNK != 0
+    got = jax.jit(jax.value_and_grad(exchange.exchange_energy, argnums=(0, 1)))(cderi, D)
+    want = jax.value_and_grad(_unblocked_exchange_energy, argnums=(0, 1))(cderi, D)
+    assert abs(float(got[0] - want[0])) < 1e-13 * abs(float(want[0]))
+    for g, w in zip(got[1], want[1]):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-13 * float(jnp.max(jnp.abs(w))))
+    batched = jax.jit(jax.vmap(jax.grad(exchange.exchange_energy, argnums=1)))(jnp.stack([cderi, cderi[::-1]]),
+                                                                            jnp.stack([D, D.T]))
+    np.testing.assert_allclose(batched[0], want[1][1], rtol=0, atol=1e-13 * float(jnp.max(jnp.abs(want[1][1]))))
 
 
 @pytest.mark.parametrize("xc", HYBRIDS)
