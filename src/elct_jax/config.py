@@ -27,6 +27,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 
 _DTYPES = ("float32", "float64", "bfloat16")
+SPIN_KINDS = ("none", "collinear", "soc")  # ModelConfig.spin
 
 
 def _check_keys(table: dict, known: set[str], where: str) -> None:
@@ -119,6 +120,10 @@ class ModelConfig(_Table):
                 ~100 Ha at 1, far from any physical H, and label-free training from there is slow:
                 ~0.05 starts it near physical size (experiments/unsupervised_na.py)
     dtype       parameter and compute dtype
+    spin        "none": spinless blocks [n, n_max, n_max]; "soc": spin-orbit spinor blocks [n, 2, 2, n_max, n_max]
+                (complex, time-reversal symmetric; needs l_max >= 2 * (highest orbital l) + 1); "collinear":
+                spin-up and spin-down blocks [n, 2, n_max, n_max] from the atoms' initial moments
+                (``elct_jax.hamiltonian.spinor``)
     """
 
     TABLE: ClassVar[str] = "model"
@@ -133,8 +138,11 @@ class ModelConfig(_Table):
     radial: RadialConfig = field(default_factory=RadialConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     dtype: str = "float32"
+    spin: str = "none"
 
     def __post_init__(self):
+        if self.spin not in SPIN_KINDS:
+            raise ValueError(f"ModelConfig.spin must be one of {SPIN_KINDS}, got {self.spin!r}")
         if self.l_max < 0:
             raise ValueError(f"ModelConfig.l_max must be >= 0, got {self.l_max}")
         if self.m_max is not None and not 0 <= self.m_max <= self.l_max:

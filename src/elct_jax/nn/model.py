@@ -7,8 +7,12 @@
   -> n_blocks x ELCTBlock (edge update + attention vertex update, in edge frames)
   -> Wigner-Eckart heads: on-site blocks from atoms (weights per species, symmetrised), edge blocks
      from edges (weights per species pair, H_ji(-R) = H_ij(R)^T enforced through ``reverse``).
+     ``config.spin`` "soc" adds two l1 x l2 x 1e heads (B of H = A x 1 + i B.sigma, antisymmetrised) and
+     returns spinor blocks (``elct_jax.hamiltonian.spinor``); a spinless model's parameters and output
+     do not depend on the option.
 
-Output (see ``elct_jax.hamiltonian.blocks``): onsite [n_node, n_max, n_max], edge_blocks [n_edge, n_max, n_max];
+Output (see ``elct_jax.hamiltonian.blocks``): onsite [n_node, n_max, n_max], edge_blocks [n_edge, n_max, n_max]
+(spin "soc": [n, 2, 2, n_max, n_max] complex);
 the species' orbitals occupy the leading rows/columns, zeros elsewhere and on padding edges.
 Padding edges are recognised by r_ij = 0 (a real edge never has it) and masked out of every softmax
 and sum, so they cannot change real outputs even when they point at a real atom. Padding nodes
@@ -28,6 +32,7 @@ from elct_jax.nn.attention import ELCTBlock
 from elct_jax.geometry.basis import LAB_TO_E3NN, OrbitalBasis
 from elct_jax.config import ModelConfig
 from elct_jax.hamiltonian.blocks import max_orbitals, symmetrize_edges, symmetrize_onsite
+from elct_jax.hamiltonian.spinor import antisymmetrize_edges, antisymmetrize_onsite, spinor_blocks
 from elct_jax.nn.head import WignerEckartHead
 from elct_jax.nn.layers import MLP, EquivariantRMSNorm, gaussian_basis
 from elct_jax.nn.so2 import eps_parity_index
@@ -80,7 +85,14 @@ class ELCT(nn.Module):
         edge_blocks = WignerEckartHead(pair_rows, pair_cols, n_max, param_dtype=dt, init_scale=cfg.edge_init_scale,
                                        name="edge_head")(e, pair)
         edge_blocks = symmetrize_edges(edge_blocks, jnp.asarray(graph.edges["reverse"]))
-        return symmetrize_onsite(onsite), edge_blocks * real_edge[:, None, None]
+        onsite, edge_blocks = symmetrize_onsite(onsite), edge_blocks * real_edge[:, None, None]
+        if cfg.spin == "soc":
+            b_on = WignerEckartHead(shells, shells, n_max, param_dtype=dt, spin_rank=1, name="onsite_soc_head")(v, species)
+            b_ed = WignerEckartHead(pair_rows, pair_cols, n_max, param_dtype=dt, init_scale=cfg.edge_init_scale,
+                                    spin_rank=1, name="edge_soc_head")(e, pair)
+            b_ed = antisymmetrize_edges(b_ed, jnp.asarray(graph.edges["reverse"])) * real_edge[:, None, None, None]
+            return spinor_blocks(onsite, antisymmetrize_onsite(b_on)), spinor_blocks(edge_blocks, b_ed)
+        return onsite, edge_blocks
 
     def _embed_edges(self, radial: jnp.ndarray, wigner) -> jnp.ndarray:
         """Invariant edge embedding into every (l, m = 0, eps = +1) frame component, rotated back:
