@@ -20,8 +20,8 @@ from elct_jax.data import (
     write_deeph_dock,
     write_deeph_legacy,
 )
-from elct_jax.data.loader import check_spinless, make_example
-from elct_jax.data.spinful import collinear_blocks, spin_treatment, spinful_dense_to_dict, spinful_dict_to_dense
+from elct_jax.data.loader import make_example
+from elct_jax.data.spinful import check_spin, collinear_blocks, spin_treatment, spinful_dense_to_dict, spinful_dict_to_dense
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.geometry.structure import Structure
 from elct_jax.hamiltonian.blocks import dense_to_dict
@@ -262,9 +262,10 @@ def test_complex_or_odd_spin_flags_are_refused(tmp_path, hbr_soc):
         DeepHRecord(record.structure, record.basis, {"hamiltonian": {k: b + 0j for k, b in record.matrices["overlap"].items()}})
 
 
-def test_training_path_refuses_spinful_records(hbr_soc):
+def test_training_path_refuses_spinful_records_for_a_spinless_model(hbr_soc):
     record, _, _ = hbr_soc
-    with pytest.raises(ValueError, match=r"1 record\(s\) hold spinful data .*\['mol/7'\]; e.g. mol/7: noncollinear spin"):
-        check_spinless([record], ["mol/7"])
-    with pytest.raises(ValueError, match=r"spinful data .*the record of \('H', 'Br'\)"):
+    with pytest.raises(ValueError, match=r"1 record\(s\) do not hold the data a model with spin = 'none' learns "
+                                         r"\(spinless.*\['mol/7'\]; e.g. mol/7: non-collinear .*spin = 'soc'"):
+        check_spin([record], ["mol/7"], "none")
+    with pytest.raises(ValueError, match=r"the record of \('H', 'Br'\).*spin = 'soc'"):
         make_example(record, record.basis, cutoff_ang=5.0)

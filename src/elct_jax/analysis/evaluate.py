@@ -128,8 +128,9 @@ class BlockErrors:
         self.counts: dict[tuple[str, str], int] = {}
 
     def add(self, onsite, edges, batch) -> None:
-        """Add one batch: predictions onsite [n_node, n_max, n_max], edges [n_edge, n_max, n_max] against
-        its "hamiltonian" target, over the labelled entries only."""
+        """Add one batch: predictions onsite [n_node, n_max, n_max], edges [n_edge, n_max, n_max] (spinful: the spin
+        axes after the first, ``hamiltonian.spinor``) against its "hamiltonian" target, over the labelled entries
+        only; complex entries count their real and imaginary parts."""
         (t_on, t_ed), (m_on, m_ed) = batch.targets["hamiltonian"], batch.target_masks["hamiltonian"]
         species = np.asarray(batch.graph.nodes["species"])
         senders, receivers = np.asarray(batch.graph.senders), np.asarray(batch.graph.receivers)
@@ -137,8 +138,12 @@ class BlockErrors:
         self._accumulate("offsite", species[senders], species[receivers], edges, t_ed, m_ed)
 
     def _accumulate(self, kind, s1, s2, pred, target, mask) -> None:
-        err = np.abs(np.asarray(pred, np.float64) - np.asarray(target, np.float64)) * np.asarray(mask)
-        per_block, n_block = err.sum(axis=(1, 2)), np.asarray(mask).sum(axis=(1, 2))
+        cplx = np.iscomplexobj(pred) or np.iscomplexobj(target)  # spin-orbit: real and imaginary parts, as in training
+        diff = np.asarray(pred, np.complex128 if cplx else np.float64) - np.asarray(target)
+        mask = np.asarray(mask)
+        err = (np.abs(diff.real) + np.abs(diff.imag) if cplx else np.abs(diff)) * mask
+        axes = tuple(range(1, err.ndim))  # orbital (and spin) axes of each block
+        per_block, n_block = err.sum(axis=axes), (2 if cplx else 1) * mask.sum(axis=axes)
         lo, hi = np.minimum(s1, s2), np.maximum(s1, s2)
         for a, b in set(zip(lo[n_block > 0].tolist(), hi[n_block > 0].tolist())):
             sel = (lo == a) & (hi == b)

@@ -29,7 +29,7 @@ from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data.baseline import BASELINE, subtract_baseline
 from elct_jax.data.batch_systems import grid_and_aux_sizes, padded_system
 from elct_jax.data.deeph_dock import DeepHRecord
-from elct_jax.data.spinful import spin_treatment
+from elct_jax.data.spinful import SPIN_MATRICES, check_spin, initial_moments, padded_spin_blocks
 from elct_jax.geometry.graph import batch_graphs, bucket_size, neighbor_graph, pad_graph
 from elct_jax.hamiltonian.blocks import BlockLayout, block_layout, blocks_from_dict
 
@@ -37,7 +37,8 @@ from elct_jax.hamiltonian.blocks import BlockLayout, block_layout, blocks_from_d
 @dataclass(frozen=True, eq=False)
 class Example:
     """One structure. targets[name] = (onsite [n_atoms, n_max, n_max], edges [n_edges, n_max, n_max]),
-    internal order, Hartree; edge_found [n_edges] is False where the record has no block for an edge
+    internal order, Hartree (the spin matrices of spinful data: [n, 2, 2, n_max, n_max] complex for spin-orbit,
+    [n, 2, n_max, n_max] for collinear spin, ``elct_jax.hamiltonian.spinor``); edge_found [n_edges] is False where the record has no block for an edge
     (that target is zero and masked out). An unlabelled structure has no "hamiltonian" target.
     system: the ai2dft System (molecule) or CrystalSystem (crystal) of the structure for label-free
     (Omega, self-consistency) training, or None."""
@@ -67,7 +68,7 @@ class Batch:
     graph        jraph batch padded to bucket sizes, B + 1 graphs (the last is padding)
     layout       batched BlockLayout for dense [B, n_ao_pad, n_ao_pad] matrices
     targets      name -> (onsite [n_node, n_max, n_max], edges [n_edge, n_max, n_max]), zero on padding
-                 and on structures without that target
+                 and on structures without that target (spin matrices of spinful data: spin axes after the first)
     target_masks name -> (onsite, edge) bool masks of the same shapes: entries that carry a label
     onsite_mask  [n_node, n_max, n_max] bool: a real orbital pair of a real atom
     edge_mask    [n_edge, n_max, n_max] bool: a real orbital pair of a real edge whose block is known
@@ -126,32 +127,31 @@ def check_level_of_theory(records: Sequence[DeepHRecord], names: Sequence[str]) 
                          f"{[n for n, _ in odd][:10]}; e.g. {name}: {diff} ({names[0]} vs {name})")
 
 
-def check_spinless(records: Sequence[DeepHRecord], names: Sequence[str]) -> None:
-    """Raise naming the spinful records (spin-orbit or collinear spin): the network predicts spinless blocks."""
-    spinful = [(n, r) for n, r in zip(names, records) if r.spinful]
-    if spinful:
-        name, record = spinful[0]
-        kind = spin_treatment(True, record.matrices.get("hamiltonian", {}))
-        raise ValueError(f"{len(spinful)} record(s) hold spinful data (blocks [2 n_i, 2 n_j] of spin-orbitals), which "
-                         f"the network cannot learn yet (it predicts spinless [n_i, n_j] blocks): "
-                         f"{[n for n, _ in spinful][:10]}; e.g. {name}: {kind} spin")
-
-
 def make_example(record: DeepHRecord, basis: OrbitalBasis, cutoff_ang: float, system: System | None = None,
-                 baseline: bool = False) -> Example:
+                 baseline: bool = False, spin: str = "none") -> Example:
     """Graph of the record's structure (``cutoff_ang``) with its blocks as targets (and an optional System).
     With ``baseline`` the record's H0 is kept as target "hamiltonian_0" and "hamiltonian" becomes H - H0
-    (what the network learns, ``elct_jax.data.baseline``); without it H0 is dropped."""
+    (what the network learns, ``elct_jax.data.baseline``); without it H0 is dropped. ``spin``: the model's
+    ``ModelConfig.spin``, which the record must match (``spinful.check_spin``); spinful matrices become targets
+    in the network's spin layout (``spinful.padded_spin_blocks``), supervised only (no baseline, no system);
+    collinear records give their atoms' initial moments as ``graph.nodes["magmom"]`` (``spinful.initial_moments``)."""
     symbols = record.structure.symbols
-    check_spinless([record], [f"the record of {symbols}"])
+    check_spin([record], [f"the record of {symbols}"], spin)
+    if spin != "none" and (baseline or system is not None):
+        raise ValueError(f"the record of {symbols}: spinful data train supervised only (no H0 baseline, no DFT system)")
     graph = neighbor_graph(record.structure, cutoff_ang, species_index(basis))
+    if spin == "collinear":
+        graph = graph._replace(nodes={**graph.nodes, "magmom": initial_moments(record)})
     if baseline and BASELINE not in record.matrices:
         raise ValueError(f"record of {symbols} has no {BASELINE} (H0) blocks; run `elct data add-h0` on the dataset")
     targets, found = {}, np.ones(len(graph.senders), dtype=bool)
     for name, blocks in record.matrices.items():
         if name == BASELINE and not baseline:
             continue
-        onsite, edges, present = blocks_from_dict(blocks, basis, symbols, graph)
+        if record.spinful and name in SPIN_MATRICES:
+            onsite, edges, present = padded_spin_blocks(blocks, basis, symbols, graph, spin)
+        else:
+            onsite, edges, present = blocks_from_dict(blocks, basis, symbols, graph)
         targets[name] = (onsite, edges)
         found &= present
     return Example(symbols, graph, subtract_baseline(targets), found, system)
@@ -234,21 +234,27 @@ def collate(examples: Sequence[Example], basis: OrbitalBasis, n_graph: int | Non
     edge_mask = (layout.edge_dest["internal"] != dump) & found[:, None, None]
     targets, target_masks = {}, {}
     for name in sorted(set.union(*(set(ex.targets) for ex in examples))):
-        n_max = onsite_mask.shape[-1]
-        onsite = [_target_or_zeros(ex, name, 0, len(ex.symbols), n_max) for ex in examples]
-        edges = [_target_or_zeros(ex, name, 1, len(ex.graph.senders), n_max) for ex in examples]
+        like = next(ex.targets[name][0] for ex in examples if name in ex.targets)
+        onsite = [_target_or_zeros(ex, name, 0, len(ex.symbols), like) for ex in examples]
+        edges = [_target_or_zeros(ex, name, 1, len(ex.graph.senders), like) for ex in examples]
         present = [np.full(len(ex.symbols), name in ex.targets) for ex in examples]
         present_edge = [np.full(len(ex.graph.senders), name in ex.targets) for ex in examples]
         targets[name] = (_stack(onsite, len(onsite_mask)), _stack(edges, len(edge_mask)))
-        target_masks[name] = (onsite_mask & _stack(present, len(onsite_mask))[:, None, None],
-                              edge_mask & _stack(present_edge, len(edge_mask))[:, None, None])
+        target_masks[name] = (_spread(onsite_mask & _stack(present, len(onsite_mask))[:, None, None], like.shape),
+                              _spread(edge_mask & _stack(present_edge, len(edge_mask))[:, None, None], like.shape))
     systems, has_system = _stack_systems(examples, sizes)
     return Batch(graph, layout, targets, target_masks, onsite_mask, edge_mask, systems, has_system)
 
 
-def _target_or_zeros(ex: Example, name: str, part: int, n: int, n_max: int) -> np.ndarray:
-    """The example's target blocks (part 0 on-site, 1 edges), or zeros [n, n_max, n_max] if it has none."""
-    return ex.targets[name][part] if name in ex.targets else np.zeros((n, n_max, n_max))
+def _target_or_zeros(ex: Example, name: str, part: int, n: int, like: np.ndarray) -> np.ndarray:
+    """The example's target blocks (part 0 on-site, 1 edges), or zeros [n, *like.shape[1:]] if it has none."""
+    return ex.targets[name][part] if name in ex.targets else np.zeros((n,) + like.shape[1:], like.dtype)
+
+
+def _spread(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """mask [n, n_max, n_max] broadcast over the spin axes of targets of ``shape`` [n, *spin, n_max, n_max]."""
+    return np.broadcast_to(mask.reshape(mask.shape[:1] + (1,) * (len(shape) - 3) + mask.shape[1:]),
+                           mask.shape[:1] + shape[1:])
 
 
 def _stack_systems(examples: Sequence[Example], sizes: PadSizes) -> tuple[System | CrystalSystem | None, np.ndarray]:

@@ -26,7 +26,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from elct_jax.geometry.basis import OrbitalBasis
-from elct_jax.hamiltonian.blocks import BlockKey, dense_to_dict, dict_to_dense
+from elct_jax.hamiltonian.blocks import BlockKey, blocks_from_dict, dense_to_dict, dict_to_dense
 
 SPIN_MATRICES = ("hamiltonian", "density_matrix", "hamiltonian_0")  # spinful in a spinful record; overlap never
 Blocks = Mapping[BlockKey, np.ndarray]
@@ -85,3 +85,60 @@ def spinful_dict_to_dense(blocks: Blocks, basis: OrbitalBasis, symbols: Sequence
     parts = [dict_to_dense({key: quadrants(np.asarray(b))[q] for key, b in blocks.items()}, basis, symbols, order)
              for q in range(4)]
     return np.block([[parts[0], parts[1]], [parts[2], parts[3]]])
+
+
+SPIN_OF_MODEL = {"none": "none", "collinear": "collinear", "soc": "noncollinear"}  # ModelConfig.spin -> spin_treatment
+_DATA = {"none": "spinless data, blocks [n_i, n_j]",
+         "collinear": "collinear spin, spinful blocks [2 n_i, 2 n_j] with zero up-down quadrants",
+         "noncollinear": "non-collinear (spin-orbit) spin, complex spinful blocks [2 n_i, 2 n_j]"}
+
+
+def check_spin(records: Sequence, names: Sequence[str], spin: str) -> None:
+    """Raise naming the records (``DeepHRecord``) whose :func:`spin_treatment` is not the one a network with
+    ``ModelConfig.spin`` = ``spin`` learns: spinless data for "none", collinear for "collinear", non-collinear
+    (spin-orbit) for "soc"."""
+    want = SPIN_OF_MODEL[spin]
+    kinds = [spin_treatment(r.spinful, r.matrices.get("hamiltonian", {})) for r in records]
+    odd = [(n, k) for n, k in zip(names, kinds) if k != want]
+    if odd:
+        name, kind = odd[0]
+        model_spin = {v: k for k, v in SPIN_OF_MODEL.items()}[kind]
+        raise ValueError(f"{len(odd)} record(s) do not hold the data a model with spin = {spin!r} learns "
+                         f"({_DATA[want]}): {[n for n, _ in odd][:10]}; e.g. {name}: {_DATA[kind]}; "
+                         f"such data need [model] spin = {model_spin!r}")
+
+
+def padded_spin_blocks(blocks: Blocks, basis: OrbitalBasis, symbols: Sequence[str], graph,
+                       spin: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spinful blocks {key: [2 n_i, 2 n_j]} (internal order) on ``graph`` in the network's layout
+    (``elct_jax.hamiltonian.spinor``): ``spin`` "soc": onsite [n_node, 2, 2, n_max, n_max] and edges
+    [n_edge, 2, 2, n_max, n_max] complex; "collinear": [n, 2, n_max, n_max] real (the uu and dd quadrants).
+    Also found [n_edge] as ``blocks_from_dict`` gives it."""
+    shape = {"soc": (2, 2), "collinear": (2,)}[spin]
+    onsite, edges = [], []
+    for q in ((0, 1, 2, 3) if spin == "soc" else (0, 3)):
+        part = {key: quadrants(np.asarray(block))[q] for key, block in blocks.items()}
+        on, ed, found = blocks_from_dict({k: b.real for k, b in part.items()}, basis, symbols, graph)
+        if spin == "soc":
+            on_im, ed_im, _ = blocks_from_dict({k: b.imag for k, b in part.items()}, basis, symbols, graph)
+            on, ed = on + 1j * on_im, ed + 1j * ed_im
+        onsite.append(on)
+        edges.append(ed)
+    stacked = [np.stack(x, axis=1).reshape((len(x[0]),) + shape + x[0].shape[1:]) for x in (onsite, edges)]
+    return stacked[0], stacked[1], found
+
+
+MAGMOM = "magmom"  # key of DeepHRecord.dft (info.json's level of theory): initial moment of each atom
+
+
+def initial_moments(record) -> np.ndarray:
+    """[n_atoms] float64 initial moments (Bohr magnetons along z) of a ``DeepHRecord``'s atoms: ``record.dft["magmom"]``,
+    the magnetic configuration its labels were computed from (as VASP's MAGMOM or ABACUS' atom magnetisation; it picks
+    the state where the structure does not, e.g. ferro- or antiferromagnetic), stored with the level of theory in
+    info.json; zeros when absent. The collinear model's input (``graph.nodes["magmom"]``)."""
+    n = len(record.structure.symbols)
+    moments = np.asarray(record.dft.get(MAGMOM, np.zeros(n)), dtype=np.float64)
+    if moments.shape != (n,):
+        raise ValueError(f"the record of {record.structure.symbols}: dft['{MAGMOM}'] has shape {moments.shape}, "
+                         f"expected one initial moment per atom ({n},)")
+    return moments

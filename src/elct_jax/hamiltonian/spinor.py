@@ -4,7 +4,9 @@ Layout (spin axes before the orbital axes, each orbital square padded to n_max a
   spin-orbit  [n, 2, 2, n_max, n_max] complex: [s, t] is the (s, t) spin quadrant, s, t = up, down (spin along
               lab z); entry [s, t, i, j] is element (s n_i + i, t n_j + j) of the record's spin-outer
               [2 n_i, 2 n_j] block [[uu, ud], [du, dd]] (``elct_jax.data.spinful``)
-  collinear   [n, 2, n_max, n_max] real: the (up, up) and (down, down) quadrants; the others are zero
+  collinear   [n, 2, n_max, n_max] real: the (up, up) and (down, down) quadrants; the others are zero. Spin up is
+              along the atoms' initial moments (``graph.nodes["magmom"]``, Bohr magnetons along z, scalars: in a
+              collinear calculation without spin-orbit coupling spin space does not rotate with the lattice)
 
 Spin-orbit block of a time-reversal symmetric (non-magnetic) system:
     H_ij = A_ij x 1_2 + i sum_a B_ij^a x sigma_a,     A, B^a real,  a = x, y, z (lab)
@@ -57,3 +59,20 @@ def spinor_to_dense(onsite, edge_blocks, layout: BlockLayout, order: str = "pysc
     quadrant = [[blocks_to_dense(onsite[:, s, t], edge_blocks[:, s, t], layout, order=order,
                                  pad_diagonal=PAD_LEVEL_HARTREE if s == t else 0.0) for t in (0, 1)] for s in (0, 1)]
     return jnp.concatenate([jnp.concatenate(row, axis=-1) for row in quadrant], axis=-2)
+
+
+def spin_independent(blocks):
+    """The spin-independent part [n, n_max, n_max] of padded blocks: A = Re(H_uu + H_dd) / 2 of spin-orbit blocks
+    [n, 2, 2, n_max, n_max], (H_up + H_down) / 2 of collinear ones [n, 2, n_max, n_max]; spinless ones as they are."""
+    if blocks.ndim == 5:
+        return jnp.real(blocks[:, 0, 0] + blocks[:, 1, 1]) / 2
+    return (blocks[:, 0] + blocks[:, 1]) / 2 if blocks.ndim == 4 else blocks
+
+
+def collinear_blocks_from_parts(parts, parts_flipped):
+    """Collinear blocks [n, 2, n_max, n_max] (up, down) from the network's (charge, spin) parts [n, 2, n_max, n_max]
+    at the initial moments m and at -m: H_c = (c(m) + c(-m)) / 2 is even and H_s = (s(m) - s(-m)) / 2 odd under
+    reversing every moment, so H_up = H_c + H_s and H_down = H_c - H_s swap exactly when all moments flip."""
+    charge = 0.5 * (parts[:, 0] + parts_flipped[:, 0])
+    spin = 0.5 * (parts[:, 1] - parts_flipped[:, 1])
+    return jnp.stack([charge + spin, charge - spin], axis=1)

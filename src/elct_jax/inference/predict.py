@@ -33,6 +33,9 @@ def predict_blocks(model, structure: Structure, dense: bool = False):
     dense=True (molecules only): [n_ao, n_ao] float64 in PySCF AO order.
     """
     model.check_elements(structure.symbols)
+    if model.config.spin != "none":
+        raise NotImplementedError(f"{model.name} predicts {model.config.spin} spin blocks; prediction from a structure "
+                                  "is wired for spinless models only (spinful: the network's output, hamiltonian.spinor)")
     graph = neighbor_graph(structure, model.cutoff_ang, species_index(model.basis))
     padded = pad_to_bucket(graph)
     onsite, edges = (np.array(x, dtype=np.float64) for x in apply_model(model.apply, model.params, padded))

@@ -8,11 +8,14 @@
   -> Wigner-Eckart heads: on-site blocks from atoms (weights per species, symmetrised), edge blocks
      from edges (weights per species pair, H_ji(-R) = H_ij(R)^T enforced through ``reverse``).
      ``config.spin`` "soc" adds two l1 x l2 x 1e heads (B of H = A x 1 + i B.sigma, antisymmetrised) and
-     returns spinor blocks (``elct_jax.hamiltonian.spinor``); a spinless model's parameters and output
-     do not depend on the option.
+     returns spinor blocks (``elct_jax.hamiltonian.spinor``); "collinear" adds the atoms' initial moments to
+     their scalar embedding and two spinless heads for the spin part H_s, and ``make_predict_fn`` returns
+     H_up, H_down = H_c +- H_s made exactly even/odd under reversing all moments (two passes, m and -m).
+     A spinless model's parameters and output do not depend on the option.
 
 Output (see ``elct_jax.hamiltonian.blocks``): onsite [n_node, n_max, n_max], edge_blocks [n_edge, n_max, n_max]
-(spin "soc": [n, 2, 2, n_max, n_max] complex);
+(spin "soc": [n, 2, 2, n_max, n_max] complex; "collinear": [n, 2, n_max, n_max] up and down from
+``make_predict_fn``);
 the species' orbitals occupy the leading rows/columns, zeros elsewhere and on padding edges.
 Padding edges are recognised by r_ij = 0 (a real edge never has it) and masked out of every softmax
 and sum, so they cannot change real outputs even when they point at a real atom. Padding nodes
@@ -32,7 +35,8 @@ from elct_jax.nn.attention import ELCTBlock
 from elct_jax.geometry.basis import LAB_TO_E3NN, OrbitalBasis
 from elct_jax.config import ModelConfig
 from elct_jax.hamiltonian.blocks import max_orbitals, symmetrize_edges, symmetrize_onsite
-from elct_jax.hamiltonian.spinor import antisymmetrize_edges, antisymmetrize_onsite, spinor_blocks
+from elct_jax.hamiltonian.spinor import (antisymmetrize_edges, antisymmetrize_onsite, collinear_blocks_from_parts,
+                                         spinor_blocks)
 from elct_jax.nn.head import WignerEckartHead
 from elct_jax.nn.layers import MLP, EquivariantRMSNorm, gaussian_basis
 from elct_jax.nn.so2 import eps_parity_index
@@ -70,6 +74,9 @@ class ELCT(nn.Module):
         e = self._embed_edges(radial, wigner)
         v = jnp.zeros((species.shape[0],) + e.shape[1:], dt)
         v = v.at[:, 0, 0, :].set(nn.Embed(n_sp, cfg.channels, param_dtype=dt, name="species_node")(species))
+        if cfg.spin == "collinear":
+            v = v.at[:, 0, 0, :].add(nn.Dense(cfg.channels, use_bias=False, param_dtype=dt, name="moment_embedding")(
+                _moments(graph)[:, None].astype(dt)))
         e = e * real_edge[:, None, None, None]
         v = v + jax.ops.segment_sum(e, receivers, species.shape[0]) / cfg.avg_num_neighbors
 
@@ -86,13 +93,28 @@ class ELCT(nn.Module):
                                        name="edge_head")(e, pair)
         edge_blocks = symmetrize_edges(edge_blocks, jnp.asarray(graph.edges["reverse"]))
         onsite, edge_blocks = symmetrize_onsite(onsite), edge_blocks * real_edge[:, None, None]
+        if cfg.spin == "none":
+            return onsite, edge_blocks
+        return self._spin_blocks(v, e, (shells, pair_rows, pair_cols), species, pair, graph.edges["reverse"],
+                                 real_edge, onsite, edge_blocks)
+
+    def _spin_blocks(self, v, e, shells, species, pair, reverse, real_edge, onsite, edge_blocks):
+        """Spin "soc": spinor blocks [n, 2, 2, n_max, n_max] A x 1 + i B.sigma (A: the spinless blocks, B: the
+        l1 x l2 x 1e heads, antisymmetrised). Spin "collinear": the (charge, spin) parts [n, 2, n_max, n_max],
+        charge the spinless blocks and spin from two more spinless heads (``make_predict_fn`` turns them into
+        up and down blocks)."""
+        cfg, dt, n_max = self.config, self.config.jnp_dtype, onsite.shape[-1]
+        (node_shells, pair_rows, pair_cols), reverse = shells, jnp.asarray(reverse)
+        rank, kind = (1, "soc") if cfg.spin == "soc" else (0, "spin")
+        s_on = WignerEckartHead(node_shells, node_shells, n_max, param_dtype=dt, spin_rank=rank,
+                                name=f"onsite_{kind}_head")(v, species)
+        s_ed = WignerEckartHead(pair_rows, pair_cols, n_max, param_dtype=dt, init_scale=cfg.edge_init_scale,
+                                spin_rank=rank, name=f"edge_{kind}_head")(e, pair)
         if cfg.spin == "soc":
-            b_on = WignerEckartHead(shells, shells, n_max, param_dtype=dt, spin_rank=1, name="onsite_soc_head")(v, species)
-            b_ed = WignerEckartHead(pair_rows, pair_cols, n_max, param_dtype=dt, init_scale=cfg.edge_init_scale,
-                                    spin_rank=1, name="edge_soc_head")(e, pair)
-            b_ed = antisymmetrize_edges(b_ed, jnp.asarray(graph.edges["reverse"])) * real_edge[:, None, None, None]
-            return spinor_blocks(onsite, antisymmetrize_onsite(b_on)), spinor_blocks(edge_blocks, b_ed)
-        return onsite, edge_blocks
+            s_ed = antisymmetrize_edges(s_ed, reverse) * real_edge[:, None, None, None]
+            return spinor_blocks(onsite, antisymmetrize_onsite(s_on)), spinor_blocks(edge_blocks, s_ed)
+        s_ed = symmetrize_edges(s_ed, reverse) * real_edge[:, None, None]
+        return jnp.stack([onsite, symmetrize_onsite(s_on)], axis=1), jnp.stack([edge_blocks, s_ed], axis=1)
 
     def _embed_edges(self, radial: jnp.ndarray, wigner) -> jnp.ndarray:
         """Invariant edge embedding into every (l, m = 0, eps = +1) frame component, rotated back:
@@ -122,7 +144,23 @@ def make_predict_fn(
     def apply(params: dict, graph: jraph.GraphsTuple) -> tuple[jnp.ndarray, jnp.ndarray]:
         return model.apply({"params": params}, graph)
 
-    return init, apply
+    def apply_collinear(params: dict, graph: jraph.GraphsTuple) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """(up, down) blocks [n, 2, n_max, n_max], exactly swapped when every initial moment is reversed."""
+        def at(sign):
+            return apply(params, graph._replace(nodes={**graph.nodes, "magmom": sign * _moments(graph)}))
+
+        (on, ed) = jax.vmap(at)(jnp.array([1.0, -1.0], _moments(graph).dtype))
+        return collinear_blocks_from_parts(on[0], on[1]), collinear_blocks_from_parts(ed[0], ed[1])
+
+    return init, apply_collinear if config.spin == "collinear" else apply
+
+
+def _moments(graph: jraph.GraphsTuple) -> jnp.ndarray:
+    """[n_node] initial moments (Bohr magnetons along z) of a collinear model's graph; raises if it has none."""
+    if "magmom" not in graph.nodes:
+        raise ValueError("a collinear-spin model needs the atoms' initial moments as graph.nodes['magmom'] "
+                         "(make_example(..., spin='collinear') adds them from the record)")
+    return jnp.asarray(graph.nodes["magmom"])
 
 
 def count_parameters(params) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.hamiltonian.blocks import max_orbitals, symmetrize_onsite
+from elct_jax.hamiltonian.spinor import spin_independent
 from elct_jax.nn.head import WignerEckartHead
 
 
@@ -45,7 +46,8 @@ def _n_cols(head, n_sp, n_max, dtype) -> int:
 
 def fit_onsite_bias(params: dict, apply_fn: Callable, batches: Sequence, basis: OrbitalBasis) -> dict:
     """Return ``params`` with ``onsite_head.bias_0e`` set so that the mean on-site residual of the labelled
-    atoms in ``batches`` vanishes in the least-squares sense (per species). Unlabelled data: unchanged."""
+    atoms in ``batches`` vanishes in the least-squares sense (per species). Unlabelled data: unchanged.
+    Spinful models: the residual of the spin-independent part (``hamiltonian.spinor.spin_independent``)."""
     bias = params["onsite_head"]["bias_0e"]
     n_sp, n_max = len(basis.elements), max_orbitals(basis)
     sums = np.zeros((n_sp, n_max * n_max))
@@ -54,8 +56,9 @@ def fit_onsite_bias(params: dict, apply_fn: Callable, batches: Sequence, basis: 
         if "hamiltonian" not in batch.targets:
             continue
         onsite, _ = apply_fn(params, batch.graph)
-        target, mask = batch.targets["hamiltonian"][0], batch.target_masks["hamiltonian"][0]
-        residual = (np.asarray(target) - np.asarray(onsite)) * mask
+        target, mask = batch.targets["hamiltonian"][0], np.asarray(batch.target_masks["hamiltonian"][0])
+        mask = mask.reshape(len(mask), -1, n_max, n_max)[:, 0]  # the same for every spin quadrant
+        residual = (np.asarray(spin_independent(target)) - np.asarray(spin_independent(onsite))) * mask
         species = np.asarray(batch.graph.nodes["species"])
         for s in range(n_sp):
             sel = species == s

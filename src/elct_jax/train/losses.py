@@ -1,6 +1,7 @@
 """Loss terms of the training step, for a batch of B structures of one kind (molecules or crystals).
 
-    mae    mean |H_pred - H_ref| over the real orbital pairs of labelled structures (Hartree)
+    mae    mean |H_pred - H_ref| over the real orbital pairs of labelled structures (Hartree); complex (spin-orbit)
+           entries count as two real numbers: the mean of |Re| and |Im| of the error over all entries
     omega  mean over structures with a DFT system of Omega(H_pred) / n_electrons (Hartree per electron;
            both per cell for crystals)
     sc     mean over those structures of the size of the self-consistency residual r = H - T(H) (Hartree),
@@ -58,7 +59,11 @@ TARGET_TOL = 1e-10  # Hartree: the target's DIIS stops early once its commutator
 
 
 def block_mae(pred, target, mask):
-    """Masked mean absolute error of arrays of one shape; mask 1 where labelled, 0 elsewhere."""
+    """Masked mean absolute error of arrays of one shape; mask 1 where labelled, 0 elsewhere. Complex arrays: the
+    mean over the real and the imaginary parts of every labelled entry (each entry counts twice)."""
+    if jnp.iscomplexobj(pred) or jnp.iscomplexobj(target):
+        parts = lambda x: jnp.stack([jnp.real(x), jnp.imag(x)])
+        pred, target, mask = parts(pred), parts(target), jnp.stack([mask, mask])
     return jnp.sum(jnp.abs(pred - target) * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 

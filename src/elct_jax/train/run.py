@@ -42,9 +42,9 @@ from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.config import RunConfig
 from elct_jax.data.baseline import BASELINE, baseline_settings
 from elct_jax.data.dataset_dir import SPLIT_NAMES, dataset_folders, read_record, read_split_file
+from elct_jax.data.spinful import check_spin
 from elct_jax.data.loader import (
     check_level_of_theory,
-    check_spinless,
     collate,
     common_pad_sizes,
     make_example,
@@ -88,17 +88,21 @@ def prepare_data(config: RunConfig, with_systems: bool | None = None, basis: Orb
         splits = dict(zip(SPLIT_NAMES, split_indices(len(folders), config.data.split_seed, config.data.split)))
     records = [read_record(f) for f in tqdm(folders, desc="reading", unit="record", disable=len(folders) < 200)]
     names = [f.relative_to(root).as_posix() for f in folders]
-    check_spinless(records, names)
+    check_spin(records, names, config.model.spin)
     check_level_of_theory(records, names)
     if basis is None:
         basis = merged_basis(records, names)
         if start is not None:  # the fine-tuned network's species are the start model's elements
             start.check_basis(basis)
             basis = start.basis
-    use_baseline = _use_baseline(config.data.baseline, records, names)
+    spin = config.model.spin
+    use_baseline = _use_baseline(config.data.baseline if spin == "none" else "none", records, names)
     with_systems = config.label_free if with_systems is None else with_systems
+    if spin != "none" and (with_systems or config.data.baseline == "h0"):
+        raise ValueError(f"a model with spin = {spin!r} trains supervised only, on H itself (train.weights omega = "
+                         "sc = 0, data.baseline 'none' or 'auto'): the label-free terms and H0 are spinless")
     examples = [make_example(r, basis, config.data.cutoff_ang, system_from_record(r) if with_systems else None,
-                             baseline=use_baseline) for r in records]
+                             baseline=use_baseline, spin=spin) for r in records]
     groups = {name: pack_groups([examples[i] for i in idx], config.data.batch_size) for name, idx in splits.items()}
     every = [g for gs in groups.values() for g in gs]
     sizes, n_graph = common_pad_sizes(every, basis), max(len(g) for g in every) + 1

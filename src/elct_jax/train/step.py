@@ -49,13 +49,15 @@ def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
 
 def hamiltonian_mae(onsite, edges, batch: Batch):
     """[] MAE (Hartree) over every labelled entry of the batch's "hamiltonian" target (0 if none); the
-    network output against H - H0 when the batch carries a baseline H0 (the same error as H against H)."""
+    network output against H - H0 when the batch carries a baseline H0 (the same error as H against H).
+    Spinful blocks (``elct_jax.hamiltonian.spinor``) the same way; complex ones over real and imaginary parts."""
+    real = jnp.real(onsite).dtype
     if "hamiltonian" not in batch.targets:
-        return jnp.zeros((), onsite.dtype)
+        return jnp.zeros((), real)
     (t_on, t_ed), (m_on, m_ed) = batch.targets["hamiltonian"], batch.target_masks["hamiltonian"]
     pred = jnp.concatenate([onsite.reshape(-1), edges.reshape(-1)])
     target = jnp.concatenate([t_on.reshape(-1), t_ed.reshape(-1)]).astype(pred.dtype)
-    mask = jnp.concatenate([m_on.reshape(-1), m_ed.reshape(-1)]).astype(pred.dtype)
+    mask = jnp.concatenate([m_on.reshape(-1), m_ed.reshape(-1)]).astype(real)
     return block_mae(pred, target, mask)
 
 
