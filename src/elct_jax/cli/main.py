@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data.add_parser("benchmark", help="generate a named benchmark dataset (resumable; writes split.json)",
                         epilog=GENERATION_EXIT)
-    p.add_argument("name", help="water-md17 | graphene-300k | g2-mol | g2-heldout (see elct_jax.data.benchmarks)")
+    p.add_argument("name", help="water-md17 | graphene-300k | g2-mol | g2-heldout | g2-b3lyp (see elct_jax.data.benchmarks)")
     p.add_argument("--out", type=_output_dir, required=True, help="dataset directory (with split.json)")
     p.add_argument("--n", type=int, default=None,
                    help="only the first N structures (default: all; 0: nothing to do, exits 0 and writes nothing)")

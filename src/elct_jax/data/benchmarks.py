@@ -22,6 +22,11 @@ Each dataset is regenerated from nothing by one command (resumable, data outside
                 Na-Cl (ionic and open-shell species dropped) less the held-out ones, 14 Gaussian-displaced
                 structures each (0.04 A per coordinate, about the thermal spread of bonds at 300-500 K) at
                 PBE/def2-SVP, grid level 3; folder per molecule, split per molecule 12 / 1 / 1.
+``g2-b3lyp``    QH9's level of theory (B3LYP/def2-SVP; PySCF's B3LYP, VWN_RPA) on the 73 closed-shell G2 molecules made of
+                QH9's elements H, C, N, O, F (2-14 atoms), 4 Gaussian-displaced structures each (0.04 A), grid
+                level 3, density-fitted Coulomb and exchange; split per molecule 2 / 1 / 1 (test geometries of
+                molecules seen at other geometries: QH9-dynamic's "geo" kind of split, not QH9-stable-id's
+                unseen molecules).
 ``g2-heldout``  five ring and heteroatom molecules of G2 kept out of ``g2-mol`` (pyrrole, pyridine, furan,
                 thiophene, acetamide), 24 structures each, same recipe, split per molecule 16 / 2 / 6: the
                 zero-shot test of the pretrained model (its test part) and the fine-tuning family.
@@ -98,6 +103,7 @@ class BenchmarkDataset:
 
 
 _G2_RECIPE = Recipe(kind="random", sigma_ang=0.04, dft=DFTSettings(basis="def2-svp", xc="pbe", grid_level=3))
+QH9_ELEMENTS = frozenset("H C N O F".split())
 DATASETS = {
     "water-md17": BenchmarkDataset(
         "water-md17", {"": WATER},
@@ -112,6 +118,10 @@ DATASETS = {
     "g2-mol": BenchmarkDataset(
         "g2-mol", {k: v for k, v in g2_molecules().items() if k not in HELD_OUT}, _G2_RECIPE,
         n_structures=14, seed=2, split=(12, 1)),
+    "g2-b3lyp": BenchmarkDataset(
+        "g2-b3lyp", {k: v for k, v in g2_molecules().items() if set(v.symbols) <= QH9_ELEMENTS and len(v.symbols) > 1},
+        Recipe(kind="random", sigma_ang=0.04, dft=DFTSettings(basis="def2-svp", xc="b3lyp", grid_level=3)),
+        n_structures=4, seed=9, split=(2, 1)),
     "g2-heldout": BenchmarkDataset("g2-heldout", g2_molecules(HELD_OUT), _G2_RECIPE, n_structures=24, seed=3,
                                    split=(16, 2)),
 }
