@@ -10,9 +10,16 @@ A hybrid with exact-exchange fraction alpha adds alpha E_x^HF to the energy and 
 Fock matrix. K is accumulated over blocks of ``AUX_CHUNK`` auxiliary functions (two GEMMs per
 block, naux nao^3 multiply-adds each in all), so the only temporaries are [AUX_CHUNK, nao, nao]; the
 energy carries a custom VJP whose D-cotangent is the K of the forward pass (the gradient costs no
-second K build). Memory: L itself, naux nao^2 float64 (def2-SVP with its JK fit: naux ~ 3.3 nao), is
-what grows fastest; see the README's functional list for the measured peak of value + gradient and
-the largest molecule that fits in 24 GiB.
+second K build).
+
+Memory: L itself, naux nao^2 float64 (def2-SVP with def2-svp-jkfit: naux ~ 4.6 nao), plus [AUX_CHUNK, nao, nao]
+and K. What else lives at the peak of value + gradient of Omega(H) (XLA's compiled memory analysis,
+benchmarks/exchange_memory.py, B3LYP/def2-SVP, level-3 grid): the AO values and gradients on the grid
+[4, ngrid, nao] and one [ngrid, nao] temporary. C8H18 (202 AOs, 924 aux, 289,488 points): 2.5 GiB in all,
+L 0.28 GiB, AO grid values 1.74 GiB. Extrapolated linearly per CH2 for the shapes (compiled sizes, not
+fits of memory): C23H48 (562 AOs) needs 22.9 GiB (L 6.1, AO grid values 13.3, temporaries 3.4) and is
+the largest alkane in 24 GiB. The dense AO values on the grid, not L, set that limit; L overtakes them
+beyond ~50 heavy atoms.
 """
 from __future__ import annotations
 
