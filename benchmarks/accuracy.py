@@ -11,6 +11,7 @@ evaluating the curve is not counted). Then it loads the best checkpoint (by vali
 the test H MAE pooled, per block kind (on-site / off-site) and per element pair, in meV and uHa, and the
 energy error E_KS[D(H_pred)] - E_KS[D(H_DFT)] on test molecules, beside the published anchors.
 Rerunning continues from the last checkpoint and the curve. ``--plot`` writes the curve to docs/.
+Against DeepH-E3 at equal CPU seconds on the same split: ``benchmarks/deephe3_race.py`` (scores its curve).
 """
 from __future__ import annotations
 

@@ -149,6 +149,32 @@ def score(data: Path, work: Path, curve: Path, n_test: int, h0_cpu_s: float) -> 
         print(f"| {mark} | {cell(ours)} | {cell(elct_at(rows, mark * 60, h0_cpu_s))} | {d_cell} | {own} | {ratio} |")
 
 
+def plot(curve: Path, work: Path, out_png: Path, h0_cpu_s: float) -> None:
+    """Both learning curves, test MAE (uHa, log) against training CPU minutes; DeepH-E3 scored by its driver."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_curve(curve)
+    cpu = np.array([float(r["train_cpu_s"]) for r in rows]) / 60
+    mae = np.array([float(r["test_mae_hartree"]) for r in rows]) * HARTREE_TO_UHA
+    marks = json.loads((work / "marks.json").read_text())
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(cpu, mae, "o-", ms=3, label="ELCT (default recipe)")
+    if h0_cpu_s:
+        ax.semilogy(cpu + h0_cpu_s / 60, mae, ":", color="C0", lw=1, label="ELCT, H0 preparation counted")
+    ax.semilogy([m["cpu_s"] / 60 for m in marks], [m["mae_eV"] / HARTREE_TO_EV * 1e6 for m in marks], "s-",
+                color="C3", label="DeepH-E3 (default config)")
+    ax.set_xlabel("training CPU minutes (one thread each)")
+    ax.set_ylabel("test H MAE (uHa)")
+    ax.set_title("water-md17, 500 training waters: ELCT vs DeepH-E3")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    print(f"wrote {out_png}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,11 +189,14 @@ def main() -> None:
     p.add_argument("--test", type=int, default=100, help="test structures scored (the first of the test split)")
     p.add_argument("--elct-h0-cpu-s", type=float, default=0.0,
                    help="CPU seconds of ELCT's H0 baseline for the train and val structures (a second column)")
+    p.add_argument("--plot", type=Path, default=None, help="PNG of both curves (e.g. docs/deephe3_race_water.png)")
     args = parser.parse_args()
     if args.command == "export":
         export(args.data, args.out, args.test)
     else:
         score(args.data, args.work, args.elct_curve, args.test, args.elct_h0_cpu_s)
+        if args.plot:
+            plot(args.elct_curve, args.work, args.plot, args.elct_h0_cpu_s)
 
 
 if __name__ == "__main__":
