@@ -4,7 +4,8 @@ Each function is a ``functools.singledispatch`` function of the system's Python 
 works unchanged under ``jax.jit``, ``jax.grad`` and ``jax.vmap`` (a traced System is still a System).
 ``ai2dft.molecule`` implements it for ``System`` (H real [nao, nao]), ``ai2dft.crystal_energy`` for
 ``CrystalSystem`` (H(k) complex [nk, nao, nao]), ``ai2dft.spin_molecule`` for ``SpinSystem`` (H [2, nao, nao],
-alpha and beta); a new kind implements them in its own module, registered on import, and ``density_matrix``, ``free_energy``, ``scf``,
+alpha and beta), ``ai2dft.spin_crystal_energy`` for ``SpinCrystalSystem`` (H(k) [2, nk, nao, nao]); a new kind
+implements them in its own module, registered on import, and ``density_matrix``, ``free_energy``, ``scf``,
 ``roothaan_diis`` and ``minimize_free_energy`` take it unchanged. "H-shaped": the kind's shape of H. The interface: ``energy``,
 ``fock``, ``orthogonalizer``, ``density_and_entropy_of``, ``effective_hamiltonian``, ``kept_part`` (the
 kept basis: padding and dropped near-null directions of S excluded) and ``metric`` (the real inner product
@@ -23,8 +24,8 @@ Array = jax.Array
 
 def not_a_system(name: str, system: Any) -> NoReturn:
     """Raise the TypeError of a public function called with something that is not a system."""
-    raise TypeError(f"ai2dft.{name} needs an ai2dft.System, CrystalSystem or SpinSystem as its first argument, "
-                    f"got {type(system).__name__}")
+    raise TypeError(f"ai2dft.{name} needs an ai2dft.System, CrystalSystem, SpinSystem or SpinCrystalSystem as its "
+                    f"first argument, got {type(system).__name__}")
 
 
 def check_kind(name: str, system: Any) -> None:

@@ -231,12 +231,13 @@ def overlap_and_orthogonalizer(cell, kpts) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def _smearing_of(mf) -> tuple[str, float]:
-    """(kind, sigma in Hartree) of a PySCF object; ("fermi", 0.0) without smearing."""
+    """(kind, sigma in Hartree) of a PySCF object; ("fermi", 0.0) without smearing. ``fix_spin`` (one chemical
+    potential per spin) only with a KUKS (``ai2dft.SpinCrystalSystem``)."""
     sigma = getattr(mf, "sigma", None)
     method = getattr(mf, "smearing_method", None)
     if not sigma or not method:
         return "fermi", 0.0
-    if getattr(mf, "mu0", None) is not None or getattr(mf, "fix_spin", False):
+    if getattr(mf, "mu0", None) is not None or (getattr(mf, "fix_spin", False) and not mf.istype("KUHF")):
         raise ValueError("smearing with a fixed chemical potential (mu0) or fix_spin is not supported")
     return _check_smearing((method, sigma))
 
