@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ai2dft.system import System
+from ai2dft.system import System, pad_system
 
 Array = jax.Array
 
@@ -54,6 +54,11 @@ class SpinSystem:
         return self.base.sigma
 
     @property
+    def n_electrons(self) -> Array:
+        """[] total electron count N_alpha + N_beta."""
+        return self.base.n_electrons
+
+    @property
     def spin_electrons(self) -> Array:
         """[2] (N_alpha, N_beta) of a fixed magnetisation."""
         if self.spin is None:
@@ -81,3 +86,9 @@ class SpinSystem:
 
         arrays, spin = spin_molecule_arrays(obj, xc, smearing, grid_level, auxbasis, magnetisation)
         return cls(System.from_arrays(**arrays), None if spin is None else jnp.asarray(spin))
+
+
+def pad_spin_system(system: SpinSystem, nao_pad: int, ngrid_pad: int, naux_pad: int) -> SpinSystem:
+    """``system`` with its base padded as ``ai2dft.pad_system`` pads a System (padded AOs never occupied, in
+    either spin); the spin is unchanged."""
+    return dataclasses.replace(system, base=pad_system(system.base, nao_pad, ngrid_pad, naux_pad))

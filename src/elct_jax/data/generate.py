@@ -23,12 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.linalg
 from tqdm import tqdm
 
-from ai2dft.pyscf_bridge.labels import DFTSettings, crystal_labels, molecule_hessian, molecule_labels
+from ai2dft.pyscf_bridge.labels import DFTSettings, build_molecule, crystal_labels, molecule_hessian, molecule_labels
+from ai2dft.pyscf_bridge.spin_labels import spin_molecule_labels
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data import sampling
 from elct_jax.data.deeph_dock import DeepHRecord, read_deeph_dock, write_deeph_dock
+from elct_jax.data.spinful import collinear_blocks, molecule_moments
 from elct_jax.data.workers import Interrupted, StopRequest, run_tasks, stop_on_signals
 from elct_jax.hamiltonian.blocks import dense_to_dict, reorder_blocks
 from elct_jax.geometry.structure import Structure
@@ -95,7 +98,7 @@ def sample_structure(base: Structure, recipe: Recipe, rng: np.random.Generator,
 
 def label_record(structure: Structure, settings: DFTSettings) -> tuple[DeepHRecord, bool]:
     """PySCF labels of one structure as a DeepH record (internal order, Hartree) and the SCF's
-    converged flag."""
+    converged flag (``settings.spin`` set: UKS labels of a molecule as a collinear record, :func:`spin_label_record`)."""
     basis = OrbitalBasis.from_pyscf(settings.basis, structure.symbols)
     symbols = structure.symbols
     common = dict(xc=settings.xc, charge=settings.charge,
@@ -109,6 +112,8 @@ def label_record(structure: Structure, settings: DFTSettings) -> tuple[DeepHReco
                    realspace_kmesh=list(labels.realspace_kmesh), ke_cutoff_Ha=settings.ke_cutoff_Ha,
                    overlap_tol=settings.overlap_tol, max_overlap_deviation=labels.max_overlap_deviation,
                    density_matrix="D(H) on realspace_kmesh")
+    elif settings.spin is not None:
+        return spin_label_record(structure, settings, basis, common)
     else:
         labels = molecule_labels(structure, settings)
         dense = {"hamiltonian": labels.H, "overlap": labels.S, "density_matrix": labels.D, "hamiltonian_0": labels.H0}
@@ -117,6 +122,31 @@ def label_record(structure: Structure, settings: DFTSettings) -> tuple[DeepHReco
                    density_fit=settings.density_fit)
     dft.update(n_electrons=labels.n_electrons, e_tot_hartree=labels.e_tot, converged=labels.converged)
     return DeepHRecord(structure, basis, matrices, labels.fermi_energy, dft), labels.converged
+
+
+def spin_label_record(structure: Structure, settings: DFTSettings, basis: OrbitalBasis,
+                      common: dict) -> tuple[DeepHRecord, bool]:
+    """UKS labels (``settings.spin`` = 2S) of a molecule as a collinear spinful record: H, D and H0 with spin-outer
+    blocks [[up, 0], [0, down]] (up = alpha), spinless S. Its level of theory adds spin (2S), multiplicity,
+    spin_treatment, the initial moments ``magmom`` (``spinful.molecule_moments``: the collinear model's input),
+    the electrons and chemical potential of each spin; the record's Fermi energy is midway between the highest
+    occupied and the lowest empty level of both spins (eigenvalues of (H_s, S), N_s per spin)."""
+    labels = spin_molecule_labels(structure, settings)
+    symbols = structure.symbols
+    per_spin = {"hamiltonian": labels.H, "density_matrix": labels.D, "hamiltonian_0": labels.H0}
+    matrices = {name: collinear_blocks(*(dense_to_dict(m[s], basis, symbols, "pyscf") for s in (0, 1)))
+                for name, m in per_spin.items()}
+    matrices["overlap"] = dense_to_dict(labels.S, basis, symbols, "pyscf")
+    levels = [scipy.linalg.eigh(labels.H[s], labels.S, eigvals_only=True) for s in (0, 1)]
+    homo = max(levels[s][n - 1] for s, n in enumerate(labels.n_electrons) if n > 0)
+    lumo = min(levels[s][n] for s, n in enumerate(labels.n_electrons) if n < len(levels[s]))
+    dft = dict(common, pseudopotential=None, grid_level=settings.grid_level, density_fit=settings.density_fit,
+               spin=settings.spin, multiplicity=settings.spin + 1, spin_treatment="collinear (UKS, fixed 2S)",
+               magmom=molecule_moments(len(symbols), settings.spin).tolist(),
+               n_electrons=sum(labels.n_electrons), n_electrons_per_spin=list(labels.n_electrons),
+               fermi_energy_hartree_per_spin=list(labels.fermi_energy), e_tot_hartree=labels.e_tot,
+               converged=labels.converged)
+    return DeepHRecord(structure, basis, matrices, 0.5 * float(homo + lumo), dft, spinful=True), labels.converged
 
 
 def generate_dataset(base: Structure | str | Path, recipe: Recipe, out_dir: str | Path, n_structures: int,
@@ -133,6 +163,8 @@ def generate_dataset(base: Structure | str | Path, recipe: Recipe, out_dir: str 
     if (recipe.kind == "crystal_random") != base.is_periodic or (recipe.kind == "normal_modes" and base.is_periodic):
         raise ValueError(f"recipe kind {recipe.kind!r} does not fit a {'periodic' if base.is_periodic else 'molecular'} "
                          f"base structure ('crystal_random' is for crystals, 'normal_modes' for molecules)")
+    if not base.is_periodic:
+        _check_spin(base, recipe.dft)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = _open_manifest(out_dir, base, recipe, seed)
@@ -198,6 +230,16 @@ def generate_one(task: dict) -> dict:
     except Exception as err:  # recorded in the manifest and retried on the next run
         return {"status": "failed", "error": f"{type(err).__name__}: {err}",
                 "seconds": round(time.perf_counter() - start, 3)}
+
+
+def _check_spin(base: Structure, settings: DFTSettings) -> None:
+    """Raise before any work if the molecule's electron count does not fit ``settings.spin`` (an odd count without a
+    spin, a 2S impossible for the count): the message names the count, and the CLI options that set the spin."""
+    try:
+        build_molecule(base, settings)
+    except ValueError as err:
+        raise ValueError(f"{base.to_ase().get_chemical_formula()}: {err} (elct data generate: --spin 2S or "
+                         f"--multiplicity 2S+1)") from None
 
 
 def _write_record_atomic(out_dir: Path, index: int, record: DeepHRecord) -> None:

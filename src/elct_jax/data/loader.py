@@ -24,6 +24,7 @@ import jraph
 import numpy as np
 
 from ai2dft.crystal import CrystalSystem
+from ai2dft.spin_system import SpinSystem
 from ai2dft.system import System
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data.baseline import BASELINE, subtract_baseline
@@ -40,14 +41,14 @@ class Example:
     internal order, Hartree (the spin matrices of spinful data: [n, 2, 2, n_max, n_max] complex for spin-orbit,
     [n, 2, n_max, n_max] for collinear spin, ``elct_jax.hamiltonian.spinor``); edge_found [n_edges] is False where the record has no block for an edge
     (that target is zero and masked out). An unlabelled structure has no "hamiltonian" target.
-    system: the ai2dft System (molecule) or CrystalSystem (crystal) of the structure for label-free
+    system: the ai2dft System (molecule), SpinSystem (spin-polarized molecule) or CrystalSystem (crystal) of the structure for label-free
     (Omega, self-consistency) training, or None."""
 
     symbols: tuple[str, ...]
     graph: jraph.GraphsTuple
     targets: dict[str, tuple[np.ndarray, np.ndarray]]
     edge_found: np.ndarray
-    system: System | CrystalSystem | None = None
+    system: System | SpinSystem | CrystalSystem | None = None
 
     def __post_init__(self):
         n_node, n_edge = int(np.sum(self.graph.n_node)), len(self.graph.senders)
@@ -111,12 +112,12 @@ def merged_basis(records: Sequence[DeepHRecord], names: Sequence[str] | None = N
     return OrbitalBasis(basis_names[0] if len(basis_names) == 1 else "+".join(basis_names), shells)
 
 
-THEORY_KEYS = ("xc", "grid_level", "density_fit", "smearing", "pseudopotential", "kmesh", "ke_cutoff_Ha")
+THEORY_KEYS = ("xc", "grid_level", "density_fit", "smearing", "pseudopotential", "kmesh", "ke_cutoff_Ha", "spin")
 
 
 def check_level_of_theory(records: Sequence[DeepHRecord], names: Sequence[str]) -> None:
     """Raise naming the records whose level of theory (xc, basis, grid, smearing, pseudopotential,
-    k-mesh, cutoff; from the ``elct`` info.json entry) differs from the first record's."""
+    k-mesh, cutoff, spin 2S; from the ``elct`` info.json entry) differs from the first record's."""
     theories = [{"basis": r.basis.name, **{k: r.dft.get(k) for k in THEORY_KEYS}} for r in records]
     ref = theories[0]
     odd = [(n, t) for n, t in zip(names, theories) if t != ref]
@@ -133,12 +134,20 @@ def make_example(record: DeepHRecord, basis: OrbitalBasis, cutoff_ang: float, sy
     With ``baseline`` the record's H0 is kept as target "hamiltonian_0" and "hamiltonian" becomes H - H0
     (what the network learns, ``elct_jax.data.baseline``); without it H0 is dropped. ``spin``: the model's
     ``ModelConfig.spin``, which the record must match (``spinful.check_spin``); spinful matrices become targets
-    in the network's spin layout (``spinful.padded_spin_blocks``), supervised only (no baseline, no system);
-    collinear records give their atoms' initial moments as ``graph.nodes["magmom"]`` (``spinful.initial_moments``)."""
+    in the network's spin layout (``spinful.padded_spin_blocks``), without an H0 baseline; a collinear record's
+    system is an ``ai2dft.SpinSystem`` (label-free terms), a spin-orbit record has none (supervised only: no
+    differentiable spin-orbit Omega); collinear records give their atoms' initial moments as ``graph.nodes["magmom"]`` (``spinful.initial_moments``)."""
     symbols = record.structure.symbols
     check_spin([record], [f"the record of {symbols}"], spin)
-    if spin != "none" and (baseline or system is not None):
-        raise ValueError(f"the record of {symbols}: spinful data train supervised only (no H0 baseline, no DFT system)")
+    if spin != "none" and baseline:
+        raise ValueError(f"the record of {symbols}: spinful data train without an H0 baseline (H0 is spinless)")
+    if spin == "soc" and system is not None:
+        raise ValueError(f"the record of {symbols}: spin-orbit data train supervised only (no DFT system: there is no "
+                         "differentiable spin-orbit Omega this round)")
+    if (spin == "collinear") != isinstance(system, SpinSystem) and system is not None:
+        raise ValueError(f"the record of {symbols}: a model with spin = {spin!r} takes "
+                         f"{'an ai2dft.SpinSystem' if spin == 'collinear' else 'a spinless system'}, got "
+                         f"{type(system).__name__}")
     graph = neighbor_graph(record.structure, cutoff_ang, species_index(basis))
     if spin == "collinear":
         graph = graph._replace(nodes={**graph.nodes, "magmom": initial_moments(record)})

@@ -26,7 +26,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from elct_jax.geometry.basis import OrbitalBasis
-from elct_jax.hamiltonian.blocks import BlockKey, blocks_from_dict, dense_to_dict, dict_to_dense
+from elct_jax.hamiltonian.blocks import BlockKey, blocks_from_dict, blocks_to_dict, dense_to_dict, dict_to_dense
 
 SPIN_MATRICES = ("hamiltonian", "density_matrix", "hamiltonian_0")  # spinful in a spinful record; overlap never
 Blocks = Mapping[BlockKey, np.ndarray]
@@ -128,6 +128,16 @@ def padded_spin_blocks(blocks: Blocks, basis: OrbitalBasis, symbols: Sequence[st
     return stacked[0], stacked[1], found
 
 
+def spin_blocks_to_dict(onsite, edges, basis: OrbitalBasis, symbols: Sequence[str], graph) -> dict[BlockKey, np.ndarray]:
+    """Inverse of :func:`padded_spin_blocks`: spinful blocks {key: [2 n_i, 2 n_j]} (internal order) of the network's
+    spin layout, collinear onsite [n_node, 2, n_max, n_max] (real, zero up-down quadrants) or spin-orbit
+    [n_node, 2, 2, n_max, n_max] (complex); edges alike."""
+    onsite, edges = np.asarray(onsite), np.asarray(edges)
+    if onsite.ndim == 4:  # collinear (up, down)
+        return collinear_blocks(*(blocks_to_dict(onsite[:, s], edges[:, s], basis, symbols, graph) for s in (0, 1)))
+    return _stacked([blocks_to_dict(onsite[:, s, t], edges[:, s, t], basis, symbols, graph) for s in (0, 1) for t in (0, 1)])
+
+
 MAGMOM = "magmom"  # key of DeepHRecord.dft (info.json's level of theory): initial moment of each atom
 
 
@@ -142,3 +152,10 @@ def initial_moments(record) -> np.ndarray:
         raise ValueError(f"the record of {record.structure.symbols}: dft['{MAGMOM}'] has shape {moments.shape}, "
                          f"expected one initial moment per atom ({n},)")
     return moments
+
+
+def molecule_moments(n_atoms: int, spin: int) -> np.ndarray:
+    """[n_atoms] initial moments (Bohr magnetons along z) of a molecule labelled with 2S = ``spin``: the total moment
+    2S spread evenly over its atoms (PySCF's UKS starts from the molecule's 2S, not from moments per atom). What
+    ``elct data generate --spin`` stores as ``dft["magmom"]`` and ``elct predict --spin`` gives the model."""
+    return np.full(n_atoms, float(spin) / n_atoms)

@@ -1,6 +1,7 @@
 """Rebuild the ai2dft Kohn-Sham system of a dataset record from the level of theory stored with it.
 
-Molecules give an ``ai2dft.System``, crystals an ``ai2dft.crystal.CrystalSystem`` built on the SCF
+Molecules give an ``ai2dft.System`` (collinear spinful records labelled with a spin 2S: an ``ai2dft.SpinSystem``
+at that fixed 2S), crystals an ``ai2dft.crystal.CrystalSystem`` built on the SCF
 k-mesh, plane-wave cutoff, pseudopotential, functional and smearing of the record's labels (the
 ``elct`` entry of its info.json, written by ``elct_jax.data.generate``). The PySCF cell is the one
 the label generator builds (``ai2dft.pyscf_bridge.labels.build_cell``), so labels and system agree.
@@ -8,18 +9,23 @@ the label generator builds (``ai2dft.pyscf_bridge.labels.build_cell``), so label
 from __future__ import annotations
 
 from ai2dft.crystal import CrystalSystem
+from ai2dft.spin_system import SpinSystem
 from ai2dft.system import System
 from elct_jax.data.deeph_dock import DeepHRecord
 
 _CRYSTAL_SETTINGS = ("xc", "kmesh", "pseudopotential", "ke_cutoff_Ha", "smearing")
 
 
-def system_from_record(record: DeepHRecord, chunk_size: int = 2048) -> System | CrystalSystem:
+def system_from_record(record: DeepHRecord, chunk_size: int = 2048) -> System | SpinSystem | CrystalSystem:
     """The Kohn-Sham system of ``record``: :func:`molecule_system_from_record` for molecules,
-    :func:`crystal_system_from_record` for periodic structures (``chunk_size`` applies to crystals)."""
+    :func:`spin_molecule_system_from_record` for spinful (collinear) molecules, :func:`crystal_system_from_record`
+    for periodic structures (``chunk_size`` applies to crystals)."""
     if record.structure.is_periodic:
+        if record.spinful:
+            raise ValueError("a spinful crystal record: the DFT system of a spin-polarized crystal is not wired into "
+                             "training (label-free spin training is for molecules)")
         return crystal_system_from_record(record, chunk_size)
-    return molecule_system_from_record(record)
+    return spin_molecule_system_from_record(record) if record.spinful else molecule_system_from_record(record)
 
 
 def molecule_system_from_record(record: DeepHRecord) -> System:
@@ -33,6 +39,22 @@ def molecule_system_from_record(record: DeepHRecord) -> System:
         record.structure.symbols, record.structure.positions_ang, record.basis.name, dft["xc"],
         charge=int(dft.get("charge", 0)), grid_level=dft.get("grid_level"), smearing=smearing,
     )
+
+
+def spin_molecule_system_from_record(record: DeepHRecord) -> SpinSystem:
+    """The SpinSystem of a collinear spinful molecule labelled by UKS at 2S = ``dft["spin"]`` (held fixed; same
+    basis, xc, charge, grid level, smearing as its labels). Raises ``ValueError`` without that spin."""
+    from ai2dft.pyscf_bridge.labels import DFTSettings, build_molecule
+
+    dft = _settings(record, ("xc",))
+    if dft.get("spin") is None:
+        raise ValueError("a spinful molecule record has no 'spin' (2S = N_alpha - N_beta) in its info.json 'elct' "
+                         "settings; cannot rebuild its spin-polarized DFT system (label it with elct data generate "
+                         "--spin)")
+    smearing = tuple(dft["smearing"]) if dft.get("smearing") else None
+    settings = DFTSettings(basis=record.basis.name, xc=dft["xc"], charge=int(dft.get("charge", 0)), spin=int(dft["spin"]))
+    return SpinSystem.from_pyscf(build_molecule(record.structure, settings), xc=dft["xc"], smearing=smearing,
+                                 grid_level=dft.get("grid_level"), magnetisation="fixed")
 
 
 def crystal_system_from_record(record: DeepHRecord, chunk_size: int = 2048) -> CrystalSystem:

@@ -6,12 +6,14 @@
            both per cell for crystals)
     sc     mean over those structures of the size of the self-consistency residual r = H - T(H) (Hartree),
            T(H) = the Fock matrix after ``sc_iterations`` Roothaan-DIIS steps from H (1: T = F[D(H)]):
-           molecules: mean_ij |r_ij| over real AO pairs;
+           molecules: mean_ij |r_ij| over real AO pairs (spin-polarized: also the mean over both spins);
            crystals:  sum_k w_k (mean_ij |r_ij(k)| + mean_ij |(X^+ r X)_ij(k)|), X(k) = P S(k)^-1/2 P the
                       orthogonalizer of the basis PySCF keeps
 
 The network's blocks become the system's H through one extension point, ``system_hamiltonians``
 (dispatched on the system type): the dense real H [B, nao, nao] of ``blocks_to_dense`` for molecules,
+(H_alpha, H_beta) [B, 2, nao, nao] from a collinear model's (up, down) blocks for spin-polarized molecules
+(``ai2dft.SpinSystem``),
 H(k) = sum_R H(R) exp(2 pi i k.R) [B, nk, nao, nao] at each crystal's k-points for crystals (PySCF
 order). Omega and T are ai2dft's, for either kind (``ai2dft.free_energy``, ``ai2dft.api.roothaan_diis``);
 the size of the residual is the other per-kind choice (``residual_size``).
@@ -52,6 +54,7 @@ import jax.numpy as jnp
 from ai2dft.api import free_energy, roothaan_diis
 from ai2dft.crystal import CrystalSystem
 from ai2dft.hermitian import dagger
+from ai2dft.spin_system import SpinSystem
 from ai2dft.system import System
 from elct_jax.hamiltonian.blocks import BlockLayout, bloch_sum, blocks_to_dense, structure_layout
 
@@ -87,6 +90,15 @@ def dense_hamiltonians(systems: System, onsite, edges, layout: BlockLayout) -> j
 
 
 @system_hamiltonians.register
+def spin_hamiltonians(systems: SpinSystem, onsite, edges, layout: BlockLayout) -> jax.Array:
+    """[B, 2, nao_pad, nao_pad] dense real (H_alpha, H_beta) of each spin-polarized molecule from a collinear
+    model's blocks onsite [n_node, 2, n_max, n_max], edges [n_edge, 2, n_max, n_max] (spin up = alpha: the
+    majority spin along positive initial moments)."""
+    H = [blocks_to_dense(onsite[:, s], edges[:, s], layout, order="pyscf") for s in (0, 1)]
+    return jnp.stack(H, axis=1).astype(systems.base.overlap.dtype)
+
+
+@system_hamiltonians.register
 def bloch_hamiltonians(systems: CrystalSystem, onsite, edges, layout: BlockLayout) -> jax.Array:
     """[B, nk, nao, nao] H(k) of every crystal at its systems' k-points. The layout's padded AO slots
     (uncoupled) are cut off: nao is the systems' AO count."""
@@ -115,6 +127,11 @@ def residual_size(system, r) -> jax.Array:
 def _(system: System, r) -> jax.Array:
     pair = system.ao_mask[:, None] * system.ao_mask[None, :]
     return jnp.sum(jnp.abs(r) * pair) / jnp.sum(pair)
+
+
+@residual_size.register
+def _(system: SpinSystem, r) -> jax.Array:
+    return 0.5 * (residual_size(system.base, r[0]) + residual_size(system.base, r[1]))  # mean over both spins
 
 
 @residual_size.register
