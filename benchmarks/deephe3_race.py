@@ -36,6 +36,7 @@ from elct_jax.analysis.curve import read_curve
 from elct_jax.data.dataset_dir import read_record
 from elct_jax.data.deeph_legacy import write_deeph_legacy
 from elct_jax.hamiltonian.blocks import dict_to_dense, reorder_blocks
+from machine import describe
 
 MARKS_MIN = (5, 10, 20, 30, 45, 60)
 
@@ -109,9 +110,11 @@ def own_mae_ev(mark: dict, names: list[str]) -> float:
 
 def elct_at(rows: list[dict], mark_s: float, offset_s: float = 0.0) -> dict | None:
     """The last ELCT curve row whose training CPU seconds plus ``offset_s`` are at most ``mark_s`` (+1 %, so a
-    point logged a fraction of a second late still counts); None when there is none."""
-    before = [r for r in rows if float(r["train_cpu_s"]) + offset_s <= 1.01 * mark_s]
-    return before[-1] if before else None
+    point logged a fraction of a second late still counts); None when there is none or the curve ends before
+    the mark (a run stopped early)."""
+    cpu = [float(r["train_cpu_s"]) + offset_s for r in rows]
+    before = [r for r, c in zip(rows, cpu) if c <= 1.01 * mark_s]
+    return before[-1] if before and max(cpu) >= 0.99 * mark_s else None
 
 
 def cell(row: dict | None) -> str:
@@ -132,6 +135,7 @@ def score(data: Path, work: Path, curve: Path, n_test: int, h0_cpu_s: float) -> 
           f"({worst * HARTREE_TO_MEV:.2e} meV: float32 eV rounding)")
     marks = json.loads((work / "marks.json").read_text())
     rows = read_curve(curve)
+    print(f"machine: {describe()}")
     print(f"test H MAE over all entries of {len(records)} test waters ({names[0]}..{names[-1]}), uHa (meV)")
     print(f"| CPU-min | ELCT | ELCT, H0 ({h0_cpu_s:.0f} CPU-s) counted | DeepH-E3 | DeepH-E3, its own MAE, meV "
           "| DeepH-E3 / ELCT |")
