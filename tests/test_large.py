@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from ai2dft.pyscf_bridge.labels import DFTSettings, build_cell, direct_overlaps
+from ai2dft.pyscf_bridge.labels import DFTSettings, build_cell
+from ai2dft.pyscf_bridge.realspace import direct_overlaps
 from ai2dft.pyscf_bridge.overlap import pair_overlaps
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.config import preset

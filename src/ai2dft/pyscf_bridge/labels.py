@@ -10,13 +10,12 @@ H_ij(R) = <i, 0|F|j, R> are then obtained from the Fock matrix of the converged 
 non-self-consistently on a second, denser k-mesh whose Born-von Karman supercell covers the whole
 interaction range (chosen from direct real-space overlaps), so that the inverse Bloch transform is not
 aliased. The transformed S(R) is checked against ``gto.intor_cross`` overlaps with translated copies
-of the cell. Convention: H(k) = sum_R exp(i k.R) H(R) (PySCF's and DeepH's). H, S and D share one
-set of blocks (the DeepH formats need that): those with non-negligible overlap.
+of the cell (``ai2dft.pyscf_bridge.realspace``). Convention: H(k) = sum_R exp(i k.R) H(R) (PySCF's and
+DeepH's). H, S and D share one set of blocks (the DeepH formats need that): those with non-negligible overlap.
+Spin-polarized (KUKS) crystal labels: ``spin_labels.spin_crystal_labels``.
 """
 from __future__ import annotations
 
-import itertools
-import warnings
 from dataclasses import dataclass
 
 import jax
@@ -30,11 +29,10 @@ from pyscf.pbc.scf.smearing import smearing_ as pbc_smearing_
 from pyscf.scf.smearing import smearing_
 
 import ai2dft.smearing
-from ai2dft.bloch import phases
+from ai2dft.pyscf_bridge.realspace import Block, blocks_from_kmesh, real_space_mesh
 from ai2dft.pyscf_bridge.spin_molecule import check_spin
 from ai2dft.xc import canonical_xc, exact_exchange_fraction
 
-Block = dict  # {(R1, R2, R3, i, j): ndarray [n_ao(i), n_ao(j)]}, atoms 0-based, Hartree
 _DEFAULT_PSEUDO = {"lda": "gth-pade", "lda,vwn": "gth-pade", "pbe": "gth-pbe", "pbe,pbe": "gth-pbe"}
 _SMEARING_METHODS = {"fermi": "fermi", "gaussian": "gaussian", "gauss": "gaussian"}  # alias -> canonical
 
@@ -48,7 +46,8 @@ class DFTSettings:
     conv_tol         SCF energy convergence, Hartree
     density_fit      density-fitted Coulomb for molecules
     spin             None: restricted closed shell (RKS); 2S = N_alpha - N_beta (multiplicity 2S + 1, held fixed, also
-                     with smearing) for collinear UKS labels of a molecule (``spin_labels.spin_molecule_labels``)
+                     with smearing) for collinear UKS labels of a molecule (``spin_labels.spin_molecule_labels``);
+                     crystals: 2S per cell, KUKS labels (``spin_labels.spin_crystal_labels``), fixed or free moment
     smearing         None or (method, width in Hartree), method "fermi" | "gaussian"
     pseudo           GTH pseudopotential for crystals; None picks gth-pade (LDA) / gth-pbe (PBE)
     kmesh            SCF k-mesh of crystals (1 along non-periodic directions)
@@ -257,11 +256,17 @@ def build_cell(structure, settings: DFTSettings) -> pbc_gto.Cell:
             raise ValueError(f"direction {d} is not periodic but kmesh={settings.kmesh} samples it")
     cell = pbc_gto.Cell()
     cell.build(a=np.asarray(structure.lattice_ang), atom=_atoms(structure), unit="Angstrom",
-               basis=settings.basis, pseudo=settings.pseudopotential, charge=settings.charge,
+               basis=settings.basis, pseudo=settings.pseudopotential, charge=settings.charge, spin=settings.spin,
                ke_cutoff=settings.ke_cutoff_Ha, verbose=0, dimension=3)
-    if cell.nelectron % 2 or settings.spin is not None:
-        raise ValueError(f"{cell.nelectron} valence electrons per cell, DFTSettings.spin = {settings.spin}: crystal "
-                         "labels are RKS (even count, spin None; spin-polarized KUKS labels are not implemented)")
+    nk = int(np.prod(settings.kmesh))  # PySCF's KUKS fills the Born-von Karman supercell: whole N_s * nk
+    if settings.spin is not None and (not 0 <= settings.spin <= cell.nelectron or (cell.nelectron + settings.spin) * nk % 2):
+        raise ValueError(f"spin 2S = {settings.spin} per cell is impossible for {cell.nelectron} valence electrons per "
+                         f"cell (charge {settings.charge}) on the {settings.kmesh} k-mesh: 0 <= 2S <= N, and N_alpha = "
+                         f"(N + 2S) / 2 per cell times the {nk} k-points must be a whole number")
+    if settings.spin is None and cell.nelectron % 2:
+        raise ValueError(f"{cell.nelectron} valence electrons per cell (charge {settings.charge}): RKS crystal labels "
+                         "need an even count; an odd count needs a spin setting, DFTSettings.spin = 2S = N_alpha - "
+                         "N_beta per cell (KUKS labels: spin_labels.spin_crystal_labels)")
     return cell
 
 
@@ -281,22 +286,18 @@ def crystal_labels(structure, settings: DFTSettings) -> CrystalLabels:
     if exact_exchange_fraction(settings.xc):
         raise ValueError(f"xc={settings.xc!r} is a hybrid functional: periodic exact exchange is not implemented "
                          f"in the DFT layer (ai2dft), so crystal labels need an LDA or GGA")
+    if settings.spin is not None:
+        raise ValueError(f"DFTSettings.spin = {settings.spin}: KUKS labels come from spin_labels.spin_crystal_labels")
     cell = build_cell(structure, settings)
-    S_direct = direct_overlaps(cell, settings.overlap_tol, structure.pbc, vacuum_tol=settings.alias_tol)
-    keys = _kept_keys(cell, S_direct, settings.overlap_tol)
-    mesh = settings.realspace_kmesh or _covering_mesh(keys)
-    kpts_rs = cell.make_kpts(mesh)
-    S_rs = np.asarray(cell.pbc_intor("int1e_ovlp", hermi=1, kpts=kpts_rs))
-    S = _blocks_from_kmesh(cell, S_rs, mesh, keys, settings.alias_tol)
-    deviation = _check_aliasing(cell, S, S_direct, mesh, settings)  # before the SCF: fail fast
+    rs = real_space_mesh(cell, structure.pbc, settings)  # before the SCF: fail fast on aliasing
     mf = _run_krks(cell, settings)
-    fock_rs = np.asarray(mf.get_hcore(cell, kpts_rs)
-                         + mf.get_veff(cell, mf.make_rdm1(), kpts=mf.kpts, kpts_band=kpts_rs))
-    H = _blocks_from_kmesh(cell, fock_rs, mesh, keys, settings.alias_tol)
-    D_rs, mu = _density_on_mesh(fock_rs, S_rs, cell.nelectron, settings.smearing)
-    D = _blocks_from_kmesh(cell, D_rs, mesh, keys, settings.alias_tol)
-    return CrystalLabels(H, S, D, float(mf.e_tot), bool(mf.converged), int(cell.nelectron), mu,
-                         settings.kmesh, mesh, deviation)
+    fock_rs = np.asarray(mf.get_hcore(cell, rs.kpts)
+                         + mf.get_veff(cell, mf.make_rdm1(), kpts=mf.kpts, kpts_band=rs.kpts))
+    H = blocks_from_kmesh(cell, fock_rs, rs.mesh, rs.keys, settings.alias_tol)
+    D_rs, mu = _density_on_mesh(fock_rs, rs.S_k, cell.nelectron, settings.smearing)
+    D = blocks_from_kmesh(cell, D_rs, rs.mesh, rs.keys, settings.alias_tol)
+    return CrystalLabels(H, rs.S, D, float(mf.e_tot), bool(mf.converged), int(cell.nelectron), mu,
+                         settings.kmesh, rs.mesh, rs.max_overlap_deviation)
 
 
 def _density_on_mesh(fock_k: np.ndarray, S_k: np.ndarray, n_electrons: int, smearing):
@@ -305,96 +306,3 @@ def _density_on_mesh(fock_k: np.ndarray, S_k: np.ndarray, n_electrons: int, smea
     eps, coeffs = zip(*(scipy.linalg.eigh(f, s) for f, s in zip(fock_k, S_k)))
     occ, mu = occupations(np.array(eps), n_electrons, smearing)
     return np.einsum("kim,km,kjm->kij", np.array(coeffs), occ, np.array(coeffs).conj()), mu
-
-
-def direct_overlaps(cell, tol: float, pbc=(True, True, True), vacuum_tol: float = 1e-6) -> dict:
-    """{R: S(R) [n_ao, n_ao]} = <i, 0|j, R> from molecular integrals between the cell and its copy
-    translated by R (integer lattice coordinates). Shells of growing max |R_a| (periodic directions
-    only) are added until one whole shell has max |S| <= tol. Raises when an image across a
-    non-periodic (vacuum) direction overlaps by more than vacuum_tol."""
-    overlap = _translated_overlap(cell)
-    out, n = {}, 0
-    while True:
-        ranges = [range(-n, n + 1) if p else range(1) for p in pbc]
-        shell = [R for R in itertools.product(*ranges) if max(map(abs, R)) == n]
-        out.update({R: overlap(R) for R in shell})
-        if max(np.abs(out[R]).max() for R in shell) <= tol:
-            break
-        n += 1
-    across = [R for R in itertools.product(*[range(-n, n + 1) if p else (-1, 1) for p in pbc])]
-    worst = max((np.abs(overlap(R)).max(), R) for R in across) if not all(pbc) else (0.0, None)
-    if worst[0] > vacuum_tol:
-        raise ValueError(f"the vacuum is too thin: overlap {worst[0]:.2e} with the periodic image at "
-                         f"R={worst[1]} across a non-periodic direction (tolerance {vacuum_tol:.0e}); "
-                         f"lengthen that lattice vector")
-    return out
-
-
-def _translated_overlap(cell):
-    """Function R -> [n_ao, n_ao] overlap of the cell's AOs with those of the cell shifted by R."""
-    mol = cell.to_mol()
-    coords, lattice = cell.atom_coords(), cell.lattice_vectors()
-    shifted = mol.copy()
-
-    def overlap(R):
-        shifted.set_geom_(coords + np.asarray(R) @ lattice, unit="Bohr")
-        return gto.intor_cross("int1e_ovlp", mol, shifted)
-
-    return overlap
-
-
-def _kept_keys(cell, S_direct: dict, tol: float) -> list:
-    pairs = list(itertools.product(range(cell.natm), repeat=2))
-    return [(*R, i, j) for R, s in S_direct.items() for i, j in pairs
-            if np.abs(_atom_block(cell, s, i, j)).max() > tol]
-
-
-def _covering_mesh(keys: list) -> tuple[int, int, int]:
-    """Smallest k-mesh whose Born-von Karman supercell holds every kept R exactly once."""
-    R = np.array([k[:3] for k in keys])
-    return tuple(int(n) for n in R.max(axis=0) - R.min(axis=0) + 1)
-
-
-def _phases(cell, mesh, R: np.ndarray) -> np.ndarray:
-    """[n_k, n_R] exp(i k.R) for the Gamma-centred mesh of cell.make_kpts(mesh)."""
-    frac = cell.get_scaled_kpts(cell.make_kpts(mesh))  # [n_k, 3], k in units of reciprocal vectors
-    return phases(frac, R)
-
-
-def _blocks_from_kmesh(cell, mat_k: np.ndarray, mesh, keys: list, imag_tol: float) -> Block:
-    """Inverse Bloch transform M(R) = 1/N_k sum_k exp(-i k.R) M(k) of mat_k [n_k, n_ao, n_ao] at the
-    R of ``keys``, cut into atom blocks. Raises if an imaginary part exceeds imag_tol."""
-    R_list = sorted({k[:3] for k in keys})
-    phase = _phases(cell, mesh, np.array(R_list))  # [n_k, n_R]
-    mat_R = np.einsum("kr,kij->rij", phase.conj(), mat_k) / len(mat_k)
-    if np.abs(mat_R.imag).max() > imag_tol:  # M(-k) != conj(M(k)): integration noise of the mesh
-        raise RuntimeError(f"real-space matrices have imaginary parts up to {np.abs(mat_R.imag).max():.2e} "
-                           f"(tolerance {imag_tol:.0e}): the FFT/multigrid mesh is too coarse for matrix "
-                           f"elements this accurate; raise ke_cutoff_Ha")
-    index = {R: n for n, R in enumerate(R_list)}
-    return {k: _atom_block(cell, mat_R[index[k[:3]]].real, k[3], k[4]) for k in keys}
-
-
-def _atom_block(cell, matrix: np.ndarray, i: int, j: int) -> np.ndarray:
-    """[n_ao(i), n_ao(j)] copy of the atom-(i, j) block of a cell matrix [..., n_ao, n_ao]."""
-    off = cell.aoslice_by_atom()[:, 2:4]
-    return np.array(matrix[..., off[i, 0]:off[i, 1], off[j, 0]:off[j, 1]])
-
-
-def _check_aliasing(cell, S: Block, S_direct: dict, mesh, settings: DFTSettings) -> float:
-    """Max |S(R) transformed - S(R) direct| over the kept blocks; error or warn above alias_tol."""
-    worst, where = 0.0, None
-    for key, block in S.items():
-        dev = float(np.abs(block - _atom_block(cell, S_direct[key[:3]], key[3], key[4])).max())
-        if dev > worst:
-            worst, where = dev, key
-    if worst > settings.alias_tol:
-        bigger = tuple(2 * n if n > 1 else 1 for n in mesh)
-        message = (f"real-space overlaps from the {mesh} k-mesh differ from direct real-space overlaps by "
-                   f"{worst:.3e} (block {where}, tolerance {settings.alias_tol:.1e}): the Born-von Karman "
-                   f"supercell does not cover the interaction range, H(R) is aliased; use a larger "
-                   f"realspace_kmesh (e.g. {bigger}) or leave it None to choose one automatically")
-        if settings.on_alias == "error":
-            raise ValueError(message)
-        warnings.warn(message, stacklevel=3)
-    return worst

@@ -2,7 +2,7 @@
 
 Molecules: ``molecule_overlap`` is ``mol.intor("int1e_ovlp")``. Structures of any size (molecules or
 crystals): ``pair_overlaps`` evaluates S_ij(R) = <i, 0 | j, R> for a given list of atom pairs, the
-way ``labels.direct_overlaps`` does (molecular integrals between atoms and translated atoms), but in
+way ``realspace.direct_overlaps`` does (molecular integrals between atoms and translated atoms), but in
 chunks of sender atoms: each chunk is one ``intor_cross``-style call between the chunk's atoms and
 the (translated) atoms its pairs reach, so memory stays bounded by the chunk, whatever the size of
 the structure. The libcint environments are assembled directly from a per-element template (no

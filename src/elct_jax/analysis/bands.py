@@ -13,6 +13,7 @@ Eigenvalues are sorted at every k. Energies in Hartree; plots and files also giv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import scipy.linalg
@@ -143,7 +144,7 @@ class BandSolver:
     def matrices(self, k_frac) -> tuple[scipy.sparse.csr_matrix, scipy.sparse.csr_matrix]:
         """H(k), S(k) as CSR; real at k = 0, complex Hermitian elsewhere."""
         hk, sk = self.h.bloch(k_frac), self.s.bloch(k_frac)
-        if not np.any(np.asarray(k_frac)):
+        if not np.any(np.asarray(k_frac)) and not np.iscomplexobj(self.h.m.onsite):  # spin-orbit H: complex at Gamma
             hk, sk = hk.real.tocsr(), sk.real.tocsr()
         return hk, sk
 
@@ -183,29 +184,35 @@ def _nearest_window(e: np.ndarray, nbands: int, sigma: float | None) -> np.ndarr
     return idx
 
 
-def fermi_level(solver: BandSolver, n_electrons: int, kpts_frac=((0.0, 0.0, 0.0),), method: str = "auto",
-                guess: float | None = None, nbands: int = 24, max_iter: int = 8) -> float:
-    """Zero-temperature Fermi level (Hartree) of ``n_electrons`` per cell (spin-degenerate levels,
-    equal k weights): midway between the highest occupied and lowest empty level over ``kpts_frac``
-    (the level itself when they are degenerate), as ``ai2dft.pyscf_bridge.labels.occupations``.
+def fermi_level(solver: BandSolver | Sequence[BandSolver], n_electrons: int, kpts_frac=((0.0, 0.0, 0.0),),
+                method: str = "auto", guess: float | None = None, nbands: int = 24, max_iter: int = 8,
+                electrons_per_level: int = 2) -> float:
+    """Zero-temperature Fermi level (Hartree) of ``n_electrons`` per cell (equal k weights): midway between the
+    highest occupied and lowest empty level over ``kpts_frac`` (the level itself when they are degenerate), as
+    ``ai2dft.pyscf_bridge.labels.occupations``. Levels hold ``electrons_per_level``: 2 for spinless H (spin-degenerate),
+    1 for spinor (spin-orbit) H and for the solvers of the two spins of a collinear magnet (a sequence: one Fermi
+    level shared by all their levels).
 
     dense: all eigenvalues. sparse: shift-invert windows of ``nbands`` levels with inertia counts,
     moved until they hold the occupation edge (1 to 3 factorizations per k typically); ``guess``
     is the first shift (default: from the on-site energies).
     """
+    solvers = [solver] if isinstance(solver, BandSolver) else list(solver)
     kpts = np.atleast_2d(np.asarray(kpts_frac, dtype=np.float64))
-    if n_electrons % 2:
+    if n_electrons % electrons_per_level:
         raise ValueError(f"{n_electrons} electrons: spin-degenerate levels need an even count")
-    target = n_electrons // 2 * len(kpts)  # doubly occupied levels over all k
-    if target < 1 or n_electrons // 2 >= solver.n_ao:
-        raise ValueError(f"cannot place {n_electrons} electrons in {solver.n_ao} orbitals per k")
-    if solver.choose(method) == "dense":
-        levels = np.sort(np.concatenate([dense_eigenvalues(*solver.matrices(k)) for k in kpts]))
+    per_k = n_electrons // electrons_per_level  # occupied levels per k, over all solvers
+    target = per_k * len(kpts)
+    if target < 1 or per_k >= sum(s.n_ao for s in solvers):
+        raise ValueError(f"cannot place {n_electrons} electrons in {sum(s.n_ao for s in solvers)} levels per k "
+                         f"holding {electrons_per_level} each")
+    if solvers[0].choose(method) == "dense":
+        levels = np.sort(np.concatenate([dense_eigenvalues(*s.matrices(k)) for s in solvers for k in kpts]))
         return float(0.5 * (levels[target - 1] + levels[target]))
-    sigma = _onsite_guess(solver, n_electrons // 2) if guess is None else float(guess)
+    sigma = _onsite_guess(solvers[0], max(per_k // len(solvers), 1)) if guess is None else float(guess)
     bracket = [-np.inf, np.inf]  # shifts known to lie below / above the occupation edge
     for _ in range(max_iter):
-        windows = [ShiftInvert(*solver.matrices(k), sigma) for k in kpts]
+        windows = [ShiftInvert(*s.matrices(k), sigma) for s in solvers for k in kpts]
         if any(w.n_below is None for w in windows):
             raise RuntimeError("the LDL^T factorization pivoted off the diagonal: no inertia count; "
                                "give the Fermi level or use the dense solver")
@@ -274,20 +281,23 @@ def _next_shift(windows, levels, target: int, bracket: list) -> float:
     return nxt
 
 
-def dos(energies: np.ndarray, grid: np.ndarray, width: float, weights: np.ndarray | None = None) -> np.ndarray:
-    """Gaussian-broadened density of states [n_grid] (states per Hartree per cell, spin included) of
-    energies [n_k, n_bands] (Hartree) with k weights [n_k] (default equal, summing to 1)."""
+def dos(energies: np.ndarray, grid: np.ndarray, width: float, weights: np.ndarray | None = None,
+        degeneracy: int = 2) -> np.ndarray:
+    """Gaussian-broadened density of states [n_grid] (states per Hartree per cell) of energies [n_k, n_bands]
+    (Hartree) with k weights [n_k] (default equal, summing to 1); each level counts ``degeneracy`` states: 2 for
+    spinless H (spin included), 1 for one spin of a collinear magnet (spin-resolved DOS) or spinor bands."""
     energies = np.atleast_2d(energies)
     weights = np.full(len(energies), 1.0 / len(energies)) if weights is None else np.asarray(weights)
     x = (np.asarray(grid)[:, None, None] - energies[None]) / width
     g = np.exp(-0.5 * x * x) / (width * np.sqrt(2 * np.pi))
-    return 2.0 * np.einsum("gkn,k->g", g, weights)
+    return float(degeneracy) * np.einsum("gkn,k->g", g, weights)
 
 
 def plot_bands(path: BandPath, bands: Bands, out_png, title: str = "", window_ev: float | None = None,
-               reference: Bands | None = None) -> None:
+               reference: Bands | None = None, names: tuple[str, str] | None = None) -> None:
     """Bands (eV relative to the Fermi level) along ``path``; lines join equal absolute band indices
-    (sorted columns where indices are unknown). ``reference`` is drawn dashed on top."""
+    (sorted columns where indices are unknown). ``reference`` (e.g. the spin-down bands) is drawn dashed on top;
+    ``names`` label the two in a legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -299,8 +309,9 @@ def plot_bands(path: BandPath, bands: Bands, out_png, title: str = "", window_ev
         if b is None:
             continue
         marker = dict(marker="o", ms=2.5) if len(path.x) < 20 else {}  # few k-points: show them
-        for line in _band_lines(b):
-            ax.plot(path.x, (line - shift) * HARTREE_TO_EV, **style, **marker)
+        for n, line in enumerate(_band_lines(b)):
+            label = names[0 if b is bands else 1] if names is not None and n == 0 else None
+            ax.plot(path.x, (line - shift) * HARTREE_TO_EV, **style, **marker, label=label)
     for t in path.ticks:
         ax.axvline(t, color="0.7", lw=0.6)
     ax.axhline(0.0, color="0.4", lw=0.6, ls=":")
@@ -310,6 +321,8 @@ def plot_bands(path: BandPath, bands: Bands, out_png, title: str = "", window_ev
     if window_ev is not None:
         ax.set_ylim(-window_ev, window_ev)
     ax.set_title(title, fontsize=9)
+    if names is not None:
+        ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(out_png)
     plt.close(fig)

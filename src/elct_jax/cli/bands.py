@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from elct_jax.analysis.bands import BandSolver, band_path, fermi_level, plot_bands, save_bands
+from elct_jax.analysis.spin_bands import BandChannels, band_channels
 from ai2dft.units import HARTREE_TO_EV
 
 
@@ -48,25 +49,22 @@ def run_bands(model, structure, out_dir: str | Path, request: BandsRequest = Ban
     s = overlap_like(h, structure, model.basis)
     times["overlap_s"] = time.perf_counter() - t0
     n_el = request.n_electrons or valence_electrons(structure.symbols, model.basis.name, request.xc, request.pseudo)
-    return _bands_report(h, s, structure, n_el, out_dir, request, times)
+    return _bands_report(BandChannels("none", ("",), (BandSolver(h, s),), 2), structure, n_el, out_dir, request, times)
 
 
 def run_bands_from_folder(folder: str | Path, out_dir: str | Path, request: BandsRequest = BandsRequest()) -> dict:
     """As :func:`run_bands` for the H(R) and S(R) of a DeepH folder (``elct predict --out`` output, DFT labels,
     or any DeepH-dock/legacy folder); the electron count is ``request.n_electrons`` or the folder's
-    ``occupation``."""
+    ``occupation``. Spinful folders: collinear spin gives spin-up and spin-down bands (``bands_up.npz``,
+    ``bands_down.npz``, one Fermi level), spin-orbit the 2 n_ao spinor bands (``elct_jax.analysis.spin_bands``)."""
     from elct_jax.data.dataset_dir import read_record
-    from elct_jax.data.deeph_dock import atom_orbital_counts
-    from elct_jax.hamiltonian.sparse import SparseBlocks
 
     record = read_record(Path(folder), require=("hamiltonian", "overlap"))
     _check_periodic(record.structure, str(folder))
     n_el = request.n_electrons or record.dft.get("n_electrons")
     if n_el is None and request.fermi_ev is None:
         raise ValueError(f"{folder}: info.json has no 'occupation' (electron count); pass --n-electrons or --fermi")
-    n_orb = atom_orbital_counts(record.basis, record.structure.symbols)
-    h, s = (SparseBlocks.from_dict(record.matrices[name], n_orb) for name in ("hamiltonian", "overlap"))
-    return _bands_report(h, s, record.structure, n_el, out_dir, request, {})
+    return _bands_report(band_channels(record, str(folder)), record.structure, n_el, out_dir, request, {})
 
 
 def _check_periodic(structure, where: str) -> None:
@@ -74,24 +72,33 @@ def _check_periodic(structure, where: str) -> None:
         raise ValueError(f"{where} is a molecule (no periodic direction); elct bands needs a crystal")
 
 
-def _bands_report(h, s, structure, n_el, out_dir: str | Path, request: BandsRequest, times: dict) -> dict:
-    """Fermi level, bands along the path, files under ``out_dir`` and the summary (``times`` extended)."""
+def _bands_report(channels: BandChannels, structure, n_el, out_dir: str | Path, request: BandsRequest,
+                  times: dict) -> dict:
+    """Fermi level (shared by the channels), bands of each channel along the path, files under ``out_dir``
+    (``bands.npz``, or ``bands_<channel>.npz`` per spin of a collinear magnet; one ``bands.png``) and the summary
+    (``times`` extended)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    solver, t0 = BandSolver(h, s), time.perf_counter()
+    solvers, t0 = channels.solvers, time.perf_counter()
     if request.fermi_ev is not None:
         fermi = request.fermi_ev / HARTREE_TO_EV
     else:
-        fermi = fermi_level(solver, n_el, _mesh(request.fermi_kmesh, structure.pbc), method=request.solver)
+        fermi = fermi_level(solvers, n_el, _mesh(request.fermi_kmesh, structure.pbc), method=request.solver,
+                            electrons_per_level=channels.electrons_per_level)
     times["fermi_s"], t0 = time.perf_counter() - t0, time.perf_counter()
     path = band_path(structure.lattice_ang, structure.pbc, request.path, request.npoints)
-    bands = solver.bands(path.kpts_frac, request.nbands, fermi, solver=request.solver)
+    bands = [s.bands(path.kpts_frac, request.nbands, fermi, solver=request.solver) for s in solvers]
     times["bands_s"] = time.perf_counter() - t0
-    save_bands(out_dir / "bands.npz", path, bands)
-    plot_bands(path, bands, out_dir / "bands.png", title=f"{structure.n_atoms} atoms, {solver.n_ao} orbitals",
-               window_ev=_window(bands))
-    summary = dict(n_atoms=structure.n_atoms, n_ao=solver.n_ao, n_electrons=None if n_el is None else int(n_el),
-                   fermi_ev=fermi * HARTREE_TO_EV, solver=solver.choose(request.solver), n_kpoints=len(path.x),
+    for name, b in zip(channels.names, bands):
+        save_bands(out_dir / (f"bands_{name}.npz" if len(bands) > 1 else "bands.npz"), path, b)
+    n_ao = solvers[0].n_ao
+    plot_bands(path, bands[0], out_dir / "bands.png", title=f"{structure.n_atoms} atoms, {n_ao} orbitals"
+               + ("" if channels.treatment == "none" else f", {channels.treatment} spin"),
+               window_ev=_window(bands[0]), reference=bands[1] if len(bands) > 1 else None,
+               names=channels.names if len(bands) > 1 else None)
+    summary = dict(n_atoms=structure.n_atoms, n_ao=n_ao, n_electrons=None if n_el is None else int(n_el),
+                   spin=channels.treatment, n_bands_per_k=[int(b.energies.shape[1]) for b in bands],
+                   fermi_ev=fermi * HARTREE_TO_EV, solver=solvers[0].choose(request.solver), n_kpoints=len(path.x),
                    seconds_per_kpoint=times["bands_s"] / len(path.x), **{k: round(v, 3) for k, v in times.items()})
     (out_dir / "bands.json").write_text(json.dumps(summary, indent=1))
     return summary

@@ -84,17 +84,19 @@ class SparseBlocks:
 
     @classmethod
     def from_dict(cls, blocks: Mapping[BlockKey, np.ndarray], n_orb: Sequence[int]) -> "SparseBlocks":
-        """From {(R1, R2, R3, i, j): n_i x n_j block}; every on-site block (0, 0, 0, i, i) must be present."""
+        """From {(R1, R2, R3, i, j): n_i x n_j block} (real, or complex for spin-orbit spinor blocks); every on-site
+        block (0, 0, 0, i, i) must be present."""
         n_orb = np.asarray(n_orb, dtype=np.int64)
         n_max = int(n_orb.max())
-        onsite = np.zeros((len(n_orb), n_max, n_max))
+        dtype = np.result_type(np.float64, *(np.asarray(b).dtype for b in blocks.values()))
+        onsite = np.zeros((len(n_orb), n_max, n_max), dtype)
         for a, n in enumerate(n_orb):
             if (0, 0, 0, a, a) not in blocks:
                 raise KeyError(f"on-site block (0, 0, 0, {a}, {a}) is missing")
             onsite[a, :n, :n] = _checked(blocks[(0, 0, 0, a, a)], (n, n), (0, 0, 0, a, a))
         keys = sorted((k[3], k[4], k[0], k[1], k[2]) for k in blocks if k[:3] != (0, 0, 0) or k[3] != k[4])
         arr = np.array(keys, dtype=np.int32).reshape(-1, 5)
-        out = np.zeros((len(keys), n_max, n_max))
+        out = np.zeros((len(keys), n_max, n_max), dtype)
         for e, (i, j, r1, r2, r3) in enumerate(keys):
             if not (0 <= i < len(n_orb) and 0 <= j < len(n_orb)):
                 raise ValueError(f"block {(r1, r2, r3, i, j)} refers to an atom outside 0..{len(n_orb) - 1}")
@@ -120,7 +122,10 @@ def sparse_from_basis(basis: OrbitalBasis, symbols: Sequence[str], onsite, sende
 
 
 def _checked(block, shape, key) -> np.ndarray:
-    block = np.asarray(block)
+    block, shape = np.asarray(block), tuple(int(n) for n in shape)
+    if block.shape == (2 * shape[0], 2 * shape[1]):
+        raise ValueError(f"block {key} has shape {block.shape}, twice the expected {shape}: a spinful (spin-outer) "
+                         "block given to a spinless path; spinful records go through elct_jax.analysis.spin_bands")
     if block.shape != shape:
         raise ValueError(f"block {key} has shape {block.shape}, expected {shape}")
     return block
