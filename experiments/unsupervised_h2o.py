@@ -1,7 +1,8 @@
 """Label-free vs supervised training of the ELCT network on ONE water molecule (the neural-network DFT
 paper's Fig. 4a).
 
-H2O, PBE/def2-SVP, density fitting, PySCF grid level 3. The same network (ELCT, float64 parameters,
+H2O, PBE/def2-SVP (``--xc``: any functional of the DFT layer, e.g. b3lyp with density-fitted exact exchange),
+density fitting, PySCF grid level 3. The same network (ELCT, float64 parameters,
 the same random initialisation) gets the same budget in every mode: ``--steps`` Adam steps, learning
 rate decayed exponentially from ``--lr`` to ``--final-lr``, by the project's training loop ``fit``
 (in memory, one step per epoch; the loss weights are traced: one compilation per sc target length):
@@ -88,10 +89,10 @@ class Reference:
     e_pyscf: float       # PySCF's e_tot
 
 
-def water_problem(grid_level: int, cutoff_ang: float, smearing: float):
-    """(Batch with the DFT system and the H target, Reference, basis) for the water molecule;
+def water_problem(grid_level: int, cutoff_ang: float, smearing: float, xc: str = "pbe"):
+    """(Batch with the DFT system and the H target, Reference, basis) for the water molecule at functional xc;
     smearing: Fermi-Dirac width in Hartree (0: integer occupations), for the reference and Omega alike."""
-    settings = DFTSettings(basis="def2-svp", xc="pbe", grid_level=grid_level, conv_tol=1e-12,
+    settings = DFTSettings(basis="def2-svp", xc=xc, grid_level=grid_level, conv_tol=1e-12,
                            smearing=("fermi", smearing) if smearing > 0 else None)
     record, converged = label_record(WATER, settings)
     if not converged:
@@ -200,15 +201,17 @@ def main() -> None:
     parser.add_argument("--final-lr", type=float, default=1e-5, help="learning rate at the last step")
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--sc-iterations", type=int, default=8, help="Roothaan-DIIS steps of the -diis modes' target")
+    parser.add_argument("--xc", default="pbe", help="functional of the labels and of Omega (pbe, b3lyp, pbe0, ...)")
     parser.add_argument("--grid-level", type=int, default=3)
     parser.add_argument("--cutoff", type=float, default=6.0, help="graph cutoff, Angstrom")
     parser.add_argument("--smearing", type=float, default=0.0, help="Fermi-Dirac width, Hartree (0: none)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=OUT / "unsupervised_h2o.png")
+    parser.add_argument("--out", type=Path, default=None, help="plot; default experiments/out/unsupervised_h2o[_XC].png")
     args = parser.parse_args()
+    out = args.out or OUT / ("unsupervised_h2o.png" if args.xc == "pbe" else f"unsupervised_h2o_{args.xc}.png")
 
-    batch, ref, basis = water_problem(args.grid_level, args.cutoff, args.smearing)
-    print(f"H2O PBE/def2-SVP, grid level {args.grid_level}, smearing {args.smearing} Ha: PySCF E = {ref.e_pyscf:.10f} Ha, "
+    batch, ref, basis = water_problem(args.grid_level, args.cutoff, args.smearing, args.xc)
+    print(f"H2O {args.xc.upper()}/def2-SVP, grid level {args.grid_level}, smearing {args.smearing} Ha: PySCF E = {ref.e_pyscf:.10f} Ha, "
           f"E_KS[D(H_pyscf)] (ai2dft) = {ref.energy:.10f} Ha (difference {(ref.energy - ref.e_pyscf) * HARTREE_TO_UHA:.3f} uHa)")
     eps = scipy.linalg.eigh(ref.H, ref.S, eigvals_only=True)
     print("SCF orbital energies (Ha), 5 occupied | 3 lowest virtual: "
@@ -228,8 +231,8 @@ def main() -> None:
         report(mode, histories[mode])
     budget = f"Adam {args.steps} steps"
     print(f"\nfinal ({budget}):\n{summary(histories)}")
-    plot(histories, args.out, f"ELCT ({args.preset}, float64) on one H2O, PBE/def2-SVP: label-free vs supervised, "
-                              f"{budget}")
+    plot(histories, out, f"ELCT ({args.preset}, float64) on one H2O, {args.xc.upper()}/def2-SVP: label-free vs supervised, "
+                         f"{budget}")
 
 
 if __name__ == "__main__":
