@@ -33,8 +33,9 @@ def _generate(args) -> int:
         from elct_jax.data.generate import Recipe, generate_dataset
 
         smearing = None if args.smearing is None else (args.smearing[0], float(args.smearing[1]))
+        spin = args.spin if args.multiplicity is None else args.multiplicity - 1
         dft = DFTSettings(basis=args.basis, xc=args.xc, grid_level=args.grid_level, conv_tol=args.conv_tol,
-                          max_cycle=args.max_cycle, charge=args.charge, smearing=smearing, pseudo=args.pseudo,
+                          max_cycle=args.max_cycle, charge=args.charge, spin=spin, smearing=smearing, pseudo=args.pseudo,
                           kmesh=tuple(args.kmesh), ke_cutoff_Ha=args.ke_cutoff)
         recipe = Recipe(kind=args.recipe, temperature_K=args.temperature, sigma_ang=args.sigma, strain=args.strain,
                         supercell=tuple(args.supercell), dft=dft)
@@ -164,7 +165,12 @@ def _predict(args) -> None:
         from elct_jax.analysis.dft_check import compare_with_dft
 
         print(compare_with_dft(model, structure).table(model.name))
-    record = prediction_record(model, structure, args.n_electrons)
+    magmom = args.magmom
+    if args.spin is not None:
+        from elct_jax.data.spinful import molecule_moments
+
+        magmom = molecule_moments(len(structure.symbols), args.spin)
+    record = prediction_record(model, structure, args.n_electrons, magmom)
     folder = write_deeph_dock(args.out, record)
     print(f"wrote {len(record.matrices['hamiltonian'])} blocks of H and S ({record.dft['n_electrons']} electrons) "
           f"to {folder}/hamiltonian.h5, overlap.h5")
@@ -247,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fermi | gaussian and its width in Hartree, e.g. --smearing fermi 0.01 "
                         "(default: integer occupations)")
     p.add_argument("--charge", type=int, default=0, help="total charge, molecules")
+    spin = p.add_mutually_exclusive_group()
+    spin.add_argument("--spin", type=int, default=None, metavar="2S",
+                      help="molecules: spin-polarized (UKS) labels at 2S = N_alpha - N_beta, written as collinear "
+                           "spinful records (default: closed-shell RKS; an odd electron count needs this)")
+    spin.add_argument("--multiplicity", type=int, default=None, metavar="2S+1", help="the same as --spin, as 2S + 1")
     p.add_argument("--pseudo", default=None,
                    help="GTH pseudopotential, crystals (default: gth-pade for LDA, gth-pbe for PBE)")
     p.add_argument("--kmesh", type=int, nargs=3, default=[4, 4, 1], metavar=("K1", "K2", "K3"),
@@ -293,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true",
                    help="molecules: also run PySCF at the model's level of theory and print HOMO/LUMO/gap, "
                         "H MAE, energy error and wall time of both")
+    moments = p.add_mutually_exclusive_group()
+    moments.add_argument("--spin", type=int, default=None, metavar="2S",
+                         help="collinear-spin models, molecules: the molecule's 2S = N_alpha - N_beta as initial "
+                              "moments (2S / n_atoms on each atom, as elct data generate --spin stores them); writes "
+                              "a spinful folder")
+    moments.add_argument("--magmom", type=float, nargs="+", default=None, metavar="M",
+                         help="collinear-spin models: initial moment of each atom (Bohr magnetons)")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("bands", help="band structure of a (large) crystal from a trained model")

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.linalg
 from tqdm import tqdm
 
-from ai2dft.pyscf_bridge.labels import DFTSettings, build_molecule, crystal_labels, molecule_hessian, molecule_labels
+from ai2dft.pyscf_bridge.labels import DFTSettings, crystal_labels, molecule_hessian, molecule_labels
 from ai2dft.pyscf_bridge.spin_labels import spin_molecule_labels
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data import sampling
@@ -163,8 +163,6 @@ def generate_dataset(base: Structure | str | Path, recipe: Recipe, out_dir: str 
     if (recipe.kind == "crystal_random") != base.is_periodic or (recipe.kind == "normal_modes" and base.is_periodic):
         raise ValueError(f"recipe kind {recipe.kind!r} does not fit a {'periodic' if base.is_periodic else 'molecular'} "
                          f"base structure ('crystal_random' is for crystals, 'normal_modes' for molecules)")
-    if not base.is_periodic:
-        _check_spin(base, recipe.dft)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = _open_manifest(out_dir, base, recipe, seed)
@@ -230,16 +228,6 @@ def generate_one(task: dict) -> dict:
     except Exception as err:  # recorded in the manifest and retried on the next run
         return {"status": "failed", "error": f"{type(err).__name__}: {err}",
                 "seconds": round(time.perf_counter() - start, 3)}
-
-
-def _check_spin(base: Structure, settings: DFTSettings) -> None:
-    """Raise before any work if the molecule's electron count does not fit ``settings.spin`` (an odd count without a
-    spin, a 2S impossible for the count): the message names the count, and the CLI options that set the spin."""
-    try:
-        build_molecule(base, settings)
-    except ValueError as err:
-        raise ValueError(f"{base.to_ase().get_chemical_formula()}: {err} (elct data generate: --spin 2S or "
-                         f"--multiplicity 2S+1)") from None
 
 
 def _write_record_atomic(out_dir: Path, index: int, record: DeepHRecord) -> None:

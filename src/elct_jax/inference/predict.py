@@ -2,8 +2,10 @@
 
 ``predict_blocks(model, structure)`` returns the real-space blocks {(R1, R2, R3, i, j): H_ij(R)}
 (internal order, Hartree) for every pair within the model's cutoff, or for a molecule the dense
-[n_ao, n_ao] matrix in PySCF order. Graphs are padded to bucket sizes so structures of similar size
-share one compilation.
+[n_ao, n_ao] matrix in PySCF order. Spinful models give spinful blocks [2 n_i, 2 n_j] (spin outer,
+``elct_jax.data.spinful``): collinear [[up, 0], [0, down]] real, spin-orbit complex; a collinear model needs the
+atoms' initial moments (``magmom``). Graphs are padded to bucket sizes so structures of similar size share one
+compilation.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from elct_jax.data.baseline import baseline_blocks
 from elct_jax.data.deeph_dock import DeepHRecord, atom_orbital_counts
 from elct_jax.data.loader import species_index
 from elct_jax.geometry.graph import neighbor_graph, pad_to_bucket
-from elct_jax.hamiltonian.blocks import block_layout, blocks_from_dict, blocks_to_dense, blocks_to_dict
+from elct_jax.data.spinful import quadrants, spin_blocks_to_dict, spinful_dict_to_dense
+from elct_jax.hamiltonian.blocks import block_layout, blocks_from_dict, blocks_to_dense, blocks_to_dict, dict_to_dense
 from elct_jax.geometry.structure import Structure
 
 
@@ -26,19 +29,30 @@ def apply_model(apply: Callable, params, graph):
     return apply(params, graph)
 
 
-def predict_blocks(model, structure: Structure, dense: bool = False):
+def predict_blocks(model, structure: Structure, dense: bool = False, magmom=None):
     """Predicted H of ``structure`` by ``model`` (an ``elct_jax.train.saved_model.TrainedModel``).
 
-    dense=False: dict (R1, R2, R3, i, j) -> n_i x n_j block, internal order, Hartree.
-    dense=True (molecules only): [n_ao, n_ao] float64 in PySCF AO order.
+    dense=False: dict (R1, R2, R3, i, j) -> n_i x n_j block, internal order, Hartree ([2 n_i, 2 n_j] spinful
+    blocks for a spinful model).
+    dense=True (molecules only): [n_ao, n_ao] float64 in PySCF AO order; collinear models [2, n_ao, n_ao]
+    (up, down), spin-orbit models the spin-outer [2 n_ao, 2 n_ao] complex matrix.
+    magmom: [n_atoms] initial moments (Bohr magnetons along z) of a collinear model's input
+    (``spinful.molecule_moments`` for a molecule of spin 2S); required by it, refused by the others.
     """
     model.check_elements(structure.symbols)
-    if model.config.spin != "none":
-        raise NotImplementedError(f"{model.name} predicts {model.config.spin} spin blocks; prediction from a structure "
-                                  "is wired for spinless models only (spinful: the network's output, hamiltonian.spinor)")
     graph = neighbor_graph(structure, model.cutoff_ang, species_index(model.basis))
+    if (model.config.spin == "collinear") != (magmom is not None):
+        raise ValueError(f"{model.name} (spin = {model.config.spin!r}) "
+                         + ("needs the atoms' initial moments (magmom; e.g. elct predict --spin 2S)"
+                            if magmom is None else "takes no initial moments (magmom is for collinear models)"))
+    if magmom is not None:
+        graph = graph._replace(nodes={**graph.nodes, "magmom": _moments(magmom, structure)})
     padded = pad_to_bucket(graph)
-    onsite, edges = (np.array(x, dtype=np.float64) for x in apply_model(model.apply, model.params, padded))
+    onsite, edges = (np.array(x, dtype=np.result_type(x.dtype, np.float64))
+                     for x in apply_model(model.apply, model.params, padded))
+    if model.config.spin != "none":
+        blocks = spin_blocks_to_dict(onsite, edges, model.basis, structure.symbols, graph)
+        return _spinful_dense(blocks, model, structure) if dense else blocks
     if model.baseline is not None:  # the network learned H - H0
         h0 = baseline_blocks(structure, model.basis, model.baseline)
         b_on, b_ed, _ = blocks_from_dict(h0, model.basis, structure.symbols, graph)
@@ -53,6 +67,25 @@ def predict_blocks(model, structure: Structure, dense: bool = False):
     return np.asarray(blocks_to_dense(onsite, edges, layout, order="pyscf"))[:n_ao, :n_ao]
 
 
+def _moments(magmom, structure: Structure) -> np.ndarray:
+    """[n_atoms] float64 initial moments, checked to hold one per atom."""
+    moments = np.asarray(magmom, dtype=np.float64)
+    if moments.shape != (len(structure.symbols),):
+        raise ValueError(f"{len(moments.reshape(-1))} initial moments for {len(structure.symbols)} atoms: give one per atom")
+    return moments
+
+
+def _spinful_dense(blocks, model, structure: Structure) -> np.ndarray:
+    """Dense PySCF-order matrix of a molecule's spinful blocks: [2, n_ao, n_ao] (up, down) when collinear (real),
+    the spin-outer [2 n_ao, 2 n_ao] complex matrix with spin-orbit coupling."""
+    if structure.is_periodic:
+        raise ValueError("a dense matrix is defined for molecules; use the real-space blocks for crystals")
+    if model.config.spin == "soc":
+        return spinful_dict_to_dense(blocks, model.basis, structure.symbols)
+    return np.stack([dict_to_dense({k: quadrants(b)[q] for k, b in blocks.items()}, model.basis, structure.symbols)
+                     for q in (0, 3)])
+
+
 def electron_count(model, structure: Structure, xc: str = "lda", pseudo: str | None = None) -> int:
     """Electrons of ``structure`` as the model's labels count them: all electrons (less the charge of the
     model's level of theory, when it records one) for a molecule; per cell with the GTH pseudopotential of
@@ -65,14 +98,19 @@ def electron_count(model, structure: Structure, xc: str = "lda", pseudo: str | N
     return valence_electrons(structure.symbols, model.basis.name, pseudo="none") - charge
 
 
-def prediction_record(model, structure: Structure, n_electrons: int | None = None) -> DeepHRecord:
+def prediction_record(model, structure: Structure, n_electrons: int | None = None, magmom=None) -> DeepHRecord:
     """The predicted H of ``structure`` with S(R) on the same atom pairs from PySCF integrals of the model's
     basis and the electron count (``n_electrons``, default :func:`electron_count`): written with
-    ``write_deeph_dock`` it is a folder DeepH-dock and ``elct bands --folder`` read directly."""
+    ``write_deeph_dock`` it is a folder DeepH-dock and ``elct bands --folder`` read directly. A spinful model's
+    record is spinful (collinear: also its initial moments ``magmom``, stored as the record's ``dft["magmom"]``)."""
     from elct_jax.hamiltonian.sparse import SparseBlocks, overlap_like
 
-    blocks = predict_blocks(model, structure)
+    blocks = predict_blocks(model, structure, magmom=magmom)
     n_orb = atom_orbital_counts(model.basis, structure.symbols)
-    overlap = overlap_like(SparseBlocks.from_dict(blocks, n_orb), structure, model.basis).to_dict()
-    n_el = electron_count(model, structure) if n_electrons is None else int(n_electrons)
-    return DeepHRecord(structure, model.basis, {"hamiltonian": blocks, "overlap": overlap}, dft={"n_electrons": n_el})
+    spinless = blocks if model.config.spin == "none" else {k: np.real(quadrants(b)[0]) for k, b in blocks.items()}
+    overlap = overlap_like(SparseBlocks.from_dict(spinless, n_orb), structure, model.basis).to_dict()
+    dft = {"n_electrons": electron_count(model, structure) if n_electrons is None else int(n_electrons)}
+    if magmom is not None:
+        dft["magmom"] = _moments(magmom, structure).tolist()
+    return DeepHRecord(structure, model.basis, {"hamiltonian": blocks, "overlap": overlap}, dft=dft,
+                       spinful=model.config.spin != "none")

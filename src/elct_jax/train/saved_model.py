@@ -89,7 +89,8 @@ def _dummy_graph(basis: OrbitalBasis, cutoff_ang: float):
     from elct_jax.geometry.structure import Structure
 
     el = basis.elements[0]
-    return neighbor_graph(Structure((el, el), [[0, 0, 0], [0, 0, 1.0]]), cutoff_ang, species_index(basis))
+    graph = neighbor_graph(Structure((el, el), [[0, 0, 0], [0, 0, 1.0]]), cutoff_ang, species_index(basis))
+    return graph._replace(nodes={**graph.nodes, "magmom": np.zeros(2)})  # a collinear model's input; others ignore it
 
 
 def pretrained_folder(name: str) -> Path:
