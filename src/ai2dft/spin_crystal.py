@@ -18,13 +18,14 @@ import jax
 import jax.numpy as jnp
 
 from ai2dft.crystal import CrystalSystem
+from ai2dft.spin_system import SpinPolarized
 
 Array = jax.Array
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class SpinCrystalSystem:
+class SpinCrystalSystem(SpinPolarized):
     """One spin-polarized crystal (nk k-points, nao AOs per cell).
 
     Attributes:
@@ -40,28 +41,6 @@ class SpinCrystalSystem:
     def __repr__(self) -> str:
         moment = "free" if self.spin is None else f"fixed {float(self.spin):g} per cell"
         return f"SpinCrystalSystem(spin={moment}, base={self.base!r})"
-
-    @property
-    def overlap(self) -> Array:
-        """[2, nk, nao, nao] S(k) for each spin."""
-        return jnp.broadcast_to(self.base.overlap, (2,) + self.base.overlap.shape)
-
-    @property
-    def hcore(self) -> Array:
-        """[2, nk, nao, nao] core Hamiltonian for each spin (Hartree): the solvers' default starting H."""
-        return jnp.broadcast_to(self.base.hcore, (2,) + self.base.hcore.shape)
-
-    @property
-    def sigma(self) -> Array:
-        """[] smearing width (Hartree)."""
-        return self.base.sigma
-
-    @property
-    def spin_electrons(self) -> Array:
-        """[2] (N_alpha, N_beta) per cell of a fixed magnetisation."""
-        if self.spin is None:
-            raise ValueError("a free magnetisation has no fixed electron count per spin")
-        return 0.5 * (self.base.n_electrons + jnp.stack([self.spin, -self.spin]))
 
     @classmethod
     def from_pyscf(cls, mf: Any, magnetisation: str | None = None, chunk_size: int = 2048) -> "SpinCrystalSystem":

@@ -20,9 +20,42 @@ from ai2dft.system import System, pad_system
 Array = jax.Array
 
 
+class SpinPolarized:
+    """What every collinear spin-polarized kind derives from its closed-shell ``base`` (a ``System`` or
+    ``CrystalSystem``) and its ``spin`` (N_alpha - N_beta, per cell for crystals, or None: free magnetisation):
+    H-shaped [2, *base H shape] views of the base's S and hcore, the smearing width, the electron counts."""
+
+    @property
+    def overlap(self) -> Array:
+        """[2, *base] S (S(k) for crystals) for each spin."""
+        return jnp.broadcast_to(self.base.overlap, (2,) + self.base.overlap.shape)
+
+    @property
+    def hcore(self) -> Array:
+        """[2, *base] core Hamiltonian for each spin (Hartree): the solvers' default starting H."""
+        return jnp.broadcast_to(self.base.hcore, (2,) + self.base.hcore.shape)
+
+    @property
+    def sigma(self) -> Array:
+        """[] smearing width (Hartree)."""
+        return self.base.sigma
+
+    @property
+    def n_electrons(self) -> Array:
+        """[] total electron count N_alpha + N_beta (per cell for crystals)."""
+        return self.base.n_electrons
+
+    @property
+    def spin_electrons(self) -> Array:
+        """[2] (N_alpha, N_beta) of a fixed magnetisation (per cell for crystals)."""
+        if self.spin is None:
+            raise ValueError("a free magnetisation has no fixed electron count per spin")
+        return 0.5 * (self.base.n_electrons + jnp.stack([self.spin, -self.spin]))
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class SpinSystem:
+class SpinSystem(SpinPolarized):
     """One spin-polarized molecule.
 
     Attributes:
@@ -37,33 +70,6 @@ class SpinSystem:
     def __repr__(self) -> str:
         moment = "free" if self.spin is None else f"fixed {float(self.spin):g}"
         return f"SpinSystem(spin={moment}, base={self.base!r})"
-
-    @property
-    def overlap(self) -> Array:
-        """[2, nao, nao] S for each spin."""
-        return jnp.broadcast_to(self.base.overlap, (2,) + self.base.overlap.shape)
-
-    @property
-    def hcore(self) -> Array:
-        """[2, nao, nao] core Hamiltonian for each spin (Hartree): the solvers' default starting H."""
-        return jnp.broadcast_to(self.base.hcore, (2,) + self.base.hcore.shape)
-
-    @property
-    def sigma(self) -> Array:
-        """[] smearing width (Hartree)."""
-        return self.base.sigma
-
-    @property
-    def n_electrons(self) -> Array:
-        """[] total electron count N_alpha + N_beta."""
-        return self.base.n_electrons
-
-    @property
-    def spin_electrons(self) -> Array:
-        """[2] (N_alpha, N_beta) of a fixed magnetisation."""
-        if self.spin is None:
-            raise ValueError("a free magnetisation has no fixed electron count per spin")
-        return 0.5 * (self.base.n_electrons + jnp.stack([self.spin, -self.spin]))
 
     @classmethod
     def from_pyscf(
