@@ -8,6 +8,7 @@ import pytest
 
 import jax
 
+from elct_jax.analysis.evaluate import record_errors
 from elct_jax.cli.main import main
 from elct_jax.config import AttentionConfig, DataConfig, LossWeights, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.dataset_dir import dataset_folders, read_record
@@ -78,6 +79,11 @@ def test_generate_train_predict_round_trip_of_the_o2_triplet(tmp_path, capsys):
     up, down = expected[(0, 0, 0, 0, 0)][:5, :5], expected[(0, 0, 0, 0, 0)][5:, 5:]
     assert np.abs(up - down).max() > 0  # the spins differ
     assert written.matrices["overlap"][(0, 0, 0, 0, 0)].shape == (5, 5)
+
+    assert main(["evaluate", "--model", str(run_dir), str(data)]) == 0  # at each record's initial moments
+    errors = record_errors(load_model(run_dir), records[0])
+    assert errors.n_entries == 4 * 10 * 10 and errors.mae > 0 and errors.energy > -1e-8  # variational, per spin
+    assert "mean of 3" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("spin", ["collinear", "soc"])

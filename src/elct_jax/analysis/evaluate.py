@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ai2dft import density_matrix
-from ai2dft.energy import energy
+from ai2dft import density_matrix, energy
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.data.deeph_dock import DeepHRecord
+from elct_jax.data.spinful import initial_moments
 from elct_jax.data.systems import system_from_record
 from elct_jax.hamiltonian.blocks import dict_to_dense
-from elct_jax.inference.predict import apply_model, predict_blocks
+from elct_jax.inference.predict import apply_model, predict_blocks, spinful_dense
 
 
 @dataclass(frozen=True)
@@ -29,17 +29,22 @@ class Errors:
 
 
 def shift_aligned(H: np.ndarray, H_ref: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """H - c S with c minimising ||H - c S - H_ref||_F."""
+    """H - c S with c minimising ||H - c S - H_ref||_F (H [..., n, n], e.g. [2, n, n] up and down: one c for all)."""
+    S = np.broadcast_to(S, H.shape)
     c = np.sum((H - H_ref) * S) / np.sum(S * S)
     return H - c * S
 
 
 def structure_errors(model, record: DeepHRecord, H: np.ndarray | None = None) -> Errors:
     """Errors of a trained model (``elct_jax.train.saved_model.TrainedModel``) on one molecular record; ``H``: its
-    prediction [n_ao, n_ao] (PySCF order, Hartree) when already made."""
+    prediction [n_ao, n_ao] (PySCF order, Hartree; a collinear model's [2, n_ao, n_ao], up and down, at the record's
+    initial moments, with one shift c S for both spins and the energy of its ``ai2dft.SpinSystem``) when already made."""
     symbols = record.structure.symbols
-    H = np.asarray(predict_blocks(model, record.structure, dense=True) if H is None else H)
-    H_ref = dict_to_dense(record.matrices["hamiltonian"], model.basis, symbols)
+    if H is None:
+        H = predict_blocks(model, record.structure, dense=True, magmom=_moments(model, record))
+    H = np.asarray(H)
+    H_ref = (dict_to_dense(record.matrices["hamiltonian"], model.basis, symbols) if model.config.spin == "none" else
+             spinful_dense(record.matrices["hamiltonian"], model, record.structure))
     S = dict_to_dense(record.matrices["overlap"], model.basis, symbols)
     system = system_from_record(record)
     return Errors(
@@ -54,7 +59,8 @@ class RecordErrors:
     """Errors of a model on one labelled record of any kind, Hartree; None where the record cannot give them.
 
     mae       mean |H - H_ref| over every entry of the record's H(R) blocks (a block the model does not
-              predict, e.g. beyond its cutoff, counts as predicted zero)
+              predict, e.g. beyond its cutoff, counts as predicted zero; spinful records: every entry of the
+              [2 n_i, 2 n_j] blocks, the zero up-down quadrants of collinear ones included)
     n_entries entries averaged
     energy    E_KS[D(H)] - E_KS[D(H_ref)]: molecules whose level of theory the record stores
     band_mae  ``band_errors(...).mae`` within 2 eV of E_F: crystals whose electron count the record stores
@@ -70,15 +76,23 @@ def record_errors(model, record: DeepHRecord) -> RecordErrors:
     """:class:`RecordErrors` of a trained model on ``record`` (needs its "hamiltonian" matrix; the energy also
     its "overlap" and DFT settings)."""
     s = record.structure
-    predicted = predict_blocks(model, s)
+    predicted = predict_blocks(model, s, magmom=_moments(model, record))
     errors = [np.abs(predicted[k] - b) if k in predicted else np.abs(b) for k, b in record.matrices["hamiltonian"].items()]
     n = sum(e.size for e in errors)
     energy = band_mae = None
-    if not s.is_periodic and "xc" in record.dft and record.basis.name not in ("", "unknown"):
-        energy = structure_errors(model, record, dict_to_dense(predicted, model.basis, s.symbols)).energy
+    if (not s.is_periodic and "xc" in record.dft and record.basis.name not in ("", "unknown")
+            and model.config.spin != "soc"):  # no spin-orbit energy functional
+        dense = (dict_to_dense(predicted, model.basis, s.symbols) if model.config.spin == "none" else
+                 spinful_dense(predicted, model, s))
+        energy = structure_errors(model, record, dense).energy
     if s.is_periodic and "n_electrons" in record.dft and "overlap" in record.matrices:
         band_mae = band_errors(predicted, record).mae
     return RecordErrors(sum(float(e.sum()) for e in errors) / max(n, 1), n, energy, band_mae)
+
+
+def _moments(model, record: DeepHRecord) -> np.ndarray | None:
+    """The record's initial moments for a collinear model's input, else None."""
+    return initial_moments(record) if model.config.spin == "collinear" else None
 
 
 def errors_table(names, errors) -> str:
