@@ -21,6 +21,7 @@ from ai2dft.pyscf_bridge.spin_labels import _run_kuks, spin_crystal_labels
 from elct_jax.analysis.bands import dos, fermi_level
 from elct_jax.analysis.spin_bands import band_channels
 from elct_jax.data.deeph_dock import DeepHRecord, read_deeph_dock, write_deeph_dock
+from elct_jax.data.generate import label_record
 from elct_jax.data.spin_crystal_record import spin_crystal_record
 from elct_jax.data.spinful import quadrants, spinful_dense_to_dict
 from elct_jax.geometry.basis import OrbitalBasis
@@ -58,6 +59,16 @@ def test_collinear_record_holds_the_kuks_labels(tmp_path):
     np.testing.assert_allclose(back.dft["n_electrons_per_spin"], [1.5, 0.5], atol=1e-8)
     assert back.dft["magmom"] == [0.5, 0.5] and back.fermi_energy_hartree is None
     assert back.dft["max_overlap_deviation"] < 1e-6
+
+
+def test_the_generator_labels_a_crystal_with_spin_by_kuks():
+    """``elct data generate --spin`` on a crystal: label_record gives the KUKS record (2S per cell held fixed)."""
+    record, _ = magnet()
+    generated, converged = label_record(h_chain(), SETTINGS)
+    assert converged and generated.spinful and generated.dft["spin_treatment"] == record.dft["spin_treatment"]
+    assert generated.matrices["hamiltonian"].keys() == record.matrices["hamiltonian"].keys()
+    for key, block in record.matrices["hamiltonian"].items():
+        np.testing.assert_allclose(generated.matrices["hamiltonian"][key], block, atol=1e-8)
 
 
 def test_collinear_bands_equal_pyscf_kuks_bands(tmp_path):

@@ -255,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--charge", type=int, default=0, help="total charge, molecules")
     spin = p.add_mutually_exclusive_group()
     spin.add_argument("--spin", type=int, default=None, metavar="2S",
-                      help="molecules: spin-polarized (UKS) labels at 2S = N_alpha - N_beta, written as collinear "
-                           "spinful records (default: closed-shell RKS; an odd electron count needs this)")
+                      help="spin-polarized labels at 2S = N_alpha - N_beta (crystals: per cell, held fixed), UKS/KUKS, "
+                           "written as collinear spinful records (default: closed-shell RKS; an odd electron count "
+                           "needs this)")
     spin.add_argument("--multiplicity", type=int, default=None, metavar="2S+1", help="the same as --spin, as 2S + 1")
     p.add_argument("--pseudo", default=None,
                    help="GTH pseudopotential, crystals (default: gth-pade for LDA, gth-pbe for PBE)")

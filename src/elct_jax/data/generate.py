@@ -31,6 +31,7 @@ from ai2dft.pyscf_bridge.spin_labels import spin_molecule_labels
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data import sampling
 from elct_jax.data.deeph_dock import DeepHRecord, read_deeph_dock, write_deeph_dock
+from elct_jax.data.spin_crystal_record import spin_crystal_record
 from elct_jax.data.spinful import collinear_blocks, molecule_moments
 from elct_jax.data.workers import Interrupted, StopRequest, run_tasks, stop_on_signals
 from elct_jax.hamiltonian.blocks import dense_to_dict, reorder_blocks
@@ -98,12 +99,15 @@ def sample_structure(base: Structure, recipe: Recipe, rng: np.random.Generator,
 
 def label_record(structure: Structure, settings: DFTSettings) -> tuple[DeepHRecord, bool]:
     """PySCF labels of one structure as a DeepH record (internal order, Hartree) and the SCF's
-    converged flag (``settings.spin`` set: UKS labels of a molecule as a collinear record, :func:`spin_label_record`)."""
+    converged flag (``settings.spin`` set: UKS labels of a molecule as a collinear record, :func:`spin_label_record`;
+    KUKS labels of a crystal at 2S per cell held fixed, ``spin_crystal_record.spin_crystal_record``)."""
     basis = OrbitalBasis.from_pyscf(settings.basis, structure.symbols)
     symbols = structure.symbols
     common = dict(xc=settings.xc, charge=settings.charge,
                   smearing=None if settings.smearing is None else list(settings.smearing),
                   conv_tol=settings.conv_tol)
+    if structure.is_periodic and settings.spin is not None:
+        return spin_crystal_record(structure, settings)
     if structure.is_periodic:
         labels = crystal_labels(structure, settings)
         pyscf_blocks = {"hamiltonian": labels.H, "overlap": labels.S, "density_matrix": labels.D}
