@@ -38,7 +38,7 @@ from pyscf.pbc import gto as pbc_gto
 import ai2dft
 from ai2dft import xc
 from ai2dft.density import density_and_entropy
-from ai2dft.energy import _density_on_grid, energy, fock
+from ai2dft.energy import density_on_grid, energy, fock
 from ai2dft.exchange import exchange_energy
 from ai2dft.pyscf_bridge.cell import make_krks
 from ai2dft.system import System
@@ -106,9 +106,9 @@ def profile_pieces(system: System, F, D, repeats: int) -> dict:
     def xc_eval(rho, sigma):
         return jnp.dot(system.weights, xc.energy_density(system.xc, rho, sigma))
 
-    rho, grad_rho = jax.jit(_density_on_grid)(system, D)
+    rho, grad_rho = jax.jit(density_on_grid)(system, D)
     sigma = None if grad_rho is None else jnp.sum(grad_rho**2, axis=0)
-    pieces = {"D(H)+VJP": (jax.jit(density_vjp), (system, F)), "rho on grid": (jax.jit(_density_on_grid), (system, D)),
+    pieces = {"D(H)+VJP": (jax.jit(density_vjp), (system, F)), "rho on grid": (jax.jit(density_on_grid), (system, D)),
               "xc functional": (jax.jit(xc_eval), (rho, sigma)), "E_KS": (jax.jit(energy), (system, D)),
               "E_KS+grad": (jax.jit(jax.value_and_grad(energy, argnums=1)), (system, D)),
               "fock": (jax.jit(fock), (system, D))}

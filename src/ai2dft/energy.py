@@ -27,7 +27,7 @@ from ai2dft.system import System
 Array = jax.Array
 
 
-def _density_on_grid(system: System, D: Array) -> tuple[Array, Array | None]:
+def density_on_grid(system: System, D: Array) -> tuple[Array, Array | None]:
     """rho [ngrid] and, for GGAs, grad rho [3, ngrid] of a symmetric D (``grid_density``, custom VJP)."""
     rows = grid_density.density(xc.is_gga(system.xc), system.ao, system.ao_grad, D)
     return rows[0], (rows[1:] if xc.is_gga(system.xc) else None)
@@ -39,13 +39,13 @@ def _sigma(grad_rho: Array | None) -> Array | None:
 
 def xc_energy(system: System, D: Array) -> Array:
     """[] exchange-correlation energy (Hartree)."""
-    rho, grad_rho = _density_on_grid(system, hermitian_part(D))
+    rho, grad_rho = density_on_grid(system, hermitian_part(D))
     return jnp.dot(system.weights, xc.energy_density(system.xc, rho, _sigma(grad_rho)))
 
 
 def xc_matrix(system: System, D: Array) -> Array:
     """[nao, nao] exchange-correlation potential matrix V_xc = dE_xc/dD (Hartree)."""
-    rho, grad_rho = _density_on_grid(system, hermitian_part(D))
+    rho, grad_rho = density_on_grid(system, hermitian_part(D))
     _, vrho, vsigma = xc.potentials(system.xc, rho, _sigma(grad_rho))
     v = (system.weights * vrho)[None]  # [1 (+ 3), ngrid] d E_xc / d (rho, grad rho)
     if grad_rho is not None:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ai2dft import coulomb, exchange, xc, xc_spin
-from ai2dft.energy import _density_on_grid
+from ai2dft.energy import density_on_grid
 from ai2dft.hermitian import hermitian_part
 from ai2dft.spin_system import SpinSystem
 
@@ -26,7 +26,7 @@ Array = jax.Array
 def spin_densities(system: SpinSystem, D: Array) -> tuple[Array, Array | None]:
     """rho [2, ngrid] and, for GGAs, sigma [3, ngrid] = (aa, ab, bb) products of the spin-density gradients,
     of a symmetric D [2, nao, nao]."""
-    (rho_a, grad_a), (rho_b, grad_b) = (_density_on_grid(system.base, D[s]) for s in (0, 1))
+    (rho_a, grad_a), (rho_b, grad_b) = (density_on_grid(system.base, D[s]) for s in (0, 1))
     rho = jnp.stack([rho_a, rho_b])
     if grad_a is None:
         return rho, None

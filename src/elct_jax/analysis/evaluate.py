@@ -16,7 +16,7 @@ from elct_jax.data.deeph_dock import DeepHRecord
 from elct_jax.data.spinful import initial_moments
 from elct_jax.data.systems import system_from_record
 from elct_jax.hamiltonian.blocks import dict_to_dense
-from elct_jax.inference.predict import apply_model, predict_blocks, spinful_dense
+from elct_jax.inference.predict import apply_model, model_dense, predict_blocks
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,7 @@ def structure_errors(model, record: DeepHRecord, H: np.ndarray | None = None) ->
     if H is None:
         H = predict_blocks(model, record.structure, dense=True, magmom=_moments(model, record))
     H = np.asarray(H)
-    H_ref = (dict_to_dense(record.matrices["hamiltonian"], model.basis, symbols) if model.config.spin == "none" else
-             spinful_dense(record.matrices["hamiltonian"], model, record.structure))
+    H_ref = model_dense(record.matrices["hamiltonian"], model, record.structure)
     S = dict_to_dense(record.matrices["overlap"], model.basis, symbols)
     system = system_from_record(record)
     return Errors(
@@ -82,9 +81,7 @@ def record_errors(model, record: DeepHRecord) -> RecordErrors:
     energy = band_mae = None
     if (not s.is_periodic and "xc" in record.dft and record.basis.name not in ("", "unknown")
             and model.config.spin != "soc"):  # no spin-orbit energy functional
-        dense = (dict_to_dense(predicted, model.basis, s.symbols) if model.config.spin == "none" else
-                 spinful_dense(predicted, model, s))
-        energy = structure_errors(model, record, dense).energy
+        energy = structure_errors(model, record, model_dense(predicted, model, s)).energy
     if s.is_periodic and "n_electrons" in record.dft and "overlap" in record.matrices:
         band_mae = band_errors(predicted, record).mae
     return RecordErrors(sum(float(e.sum()) for e in errors) / max(n, 1), n, energy, band_mae)

@@ -52,7 +52,7 @@ def predict_blocks(model, structure: Structure, dense: bool = False, magmom=None
                      for x in apply_model(model.apply, model.params, padded))
     if model.config.spin != "none":
         blocks = spin_blocks_to_dict(onsite, edges, model.basis, structure.symbols, graph)
-        return spinful_dense(blocks, model, structure) if dense else blocks
+        return model_dense(blocks, model, structure) if dense else blocks
     if model.baseline is not None:  # the network learned H - H0
         h0 = baseline_blocks(structure, model.basis, model.baseline)
         b_on, b_ed, _ = blocks_from_dict(h0, model.basis, structure.symbols, graph)
@@ -75,12 +75,14 @@ def _moments(magmom, structure: Structure) -> np.ndarray:
     return moments
 
 
-def spinful_dense(blocks, model, structure: Structure) -> np.ndarray:
-    """Dense PySCF-order matrix of a molecule's spinful blocks (a spinful model's prediction or its labels):
-    [2, n_ao, n_ao] (up, down) for a collinear model (real), the spin-outer [2 n_ao, 2 n_ao] complex matrix for a
-    spin-orbit one."""
+def model_dense(blocks, model, structure: Structure) -> np.ndarray:
+    """Dense PySCF-order matrix of a molecule's blocks in the model's spin kind (its prediction or the labels):
+    [n_ao, n_ao] for a spinless model, [2, n_ao, n_ao] (up, down) for a collinear one (real), the spin-outer
+    [2 n_ao, 2 n_ao] complex matrix for a spin-orbit one."""
     if structure.is_periodic:
         raise ValueError("a dense matrix is defined for molecules; use the real-space blocks for crystals")
+    if model.config.spin == "none":
+        return dict_to_dense(blocks, model.basis, structure.symbols)
     if model.config.spin == "soc":
         return spinful_dict_to_dense(blocks, model.basis, structure.symbols)
     return np.stack([dict_to_dense({k: quadrants(b)[q] for k, b in blocks.items()}, model.basis, structure.symbols)
