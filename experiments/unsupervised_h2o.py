@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+from flax import serialization
 
 import ai2dft
 from ai2dft import density_matrix
@@ -149,7 +150,8 @@ def occupation_diagnosis(D: np.ndarray, ref: Reference, n_electrons: float) -> s
 def run_mode(mode: str, params0, batch: Batch, ref: Reference, apply, optim: OptimConfig, steps: int,
              eval_every: int, hamiltonian, metrics_fn, sc_iterations: int) -> dict:
     """Train from params0 in one mode for ``steps`` optimizer steps (sc target: ``sc_iterations`` DIIS steps
-    in the "-diis" modes, F[D(H)] otherwise); returns the history (numpy arrays, Hartree) and timings."""
+    in the "-diis" modes, F[D(H)] otherwise); returns the history (numpy arrays, Hartree), timings and the
+    final parameters (``"params"``)."""
     args = tuple(jnp.asarray(x) for x in (ref.H, ref.S, ref.D, ref.energy))
     recorder = History(lambda params: metrics_fn(params, batch, *args), params0, eval_every, steps)
     config = TrainConfig(run_dir="", epochs=steps, weights=MODES[mode], optim=optim, progress=False,
@@ -161,6 +163,7 @@ def run_mode(mode: str, params0, batch: Batch, ref: Reference, apply, optim: Opt
     system = jax.tree.map(lambda x: x[0], batch.systems)
     D = np.asarray(density_matrix(system, jax.jit(hamiltonian)(state.params, batch)))
     history["occupation"] = occupation_diagnosis(D, ref, float(system.n_electrons))
+    history["params"] = state.params
     return history
 
 
@@ -207,6 +210,11 @@ def main() -> None:
     parser.add_argument("--smearing", type=float, default=0.0, help="Fermi-Dirac width, Hartree (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="plot; default experiments/out/unsupervised_h2o[_XC].png")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start every mode from these parameters (flax msgpack written by --save-params, same "
+                             "--preset) instead of the random initialisation; e.g. a PBE label-free model for --xc b3lyp")
+    parser.add_argument("--save-params", type=Path, default=None,
+                        help="write the last mode's final parameters here (flax msgpack)")
     args = parser.parse_args()
     out = args.out or OUT / ("unsupervised_h2o.png" if args.xc == "pbe" else f"unsupervised_h2o_{args.xc}.png")
 
@@ -219,6 +227,9 @@ def main() -> None:
     config = preset(args.preset, dtype="float64")
     init, apply = make_predict_fn(config, basis)
     params0 = init(jax.random.PRNGKey(args.seed), batch.graph)
+    if args.init_from is not None:
+        params0 = serialization.from_bytes(params0, args.init_from.read_bytes())
+        print(f"parameters from {args.init_from}")
     print(f"ELCT preset {args.preset!r}, float64, {count_parameters(params0)} parameters; Adam lr {args.lr:g} -> "
           f"{args.final_lr:g} (exponential) over {args.steps} steps per mode")
     optim = OptimConfig(learning_rate=args.lr, schedule="exponential", final_learning_rate=args.final_lr, clip_norm=0.0)
@@ -229,6 +240,8 @@ def main() -> None:
         histories[mode] = run_mode(mode, params0, batch, ref, apply, optim, args.steps,
                                    args.eval_every, hamiltonian, metrics_fn, args.sc_iterations)
         report(mode, histories[mode])
+    if args.save_params is not None:
+        args.save_params.write_bytes(serialization.to_bytes(jax.tree.map(np.asarray, histories[args.modes[-1]]["params"])))
     budget = f"Adam {args.steps} steps"
     print(f"\nfinal ({budget}):\n{summary(histories)}")
     plot(histories, out, f"ELCT ({args.preset}, float64) on one H2O, {args.xc.upper()}/def2-SVP: label-free vs supervised, "
