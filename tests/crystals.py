@@ -26,6 +26,12 @@ def graphene_atoms(pbc=True) -> ase.Atoms:
     return ase.Atoms("C2", positions=[[0, 0, 0], [0, a / np.sqrt(3), 0]], cell=cell, pbc=pbc)
 
 
+def h_chain(box_ang=8.0, atoms=2) -> Structure:
+    """H every 2.0 A along x, ``atoms`` per cell, in a square box (the magnet of tests/test_spin_bands.py)."""
+    positions = [[2.0 * n, box_ang / 2, box_ang / 2] for n in range(atoms)]
+    return Structure(("H",) * atoms, positions, np.diag([2.0 * atoms, box_ang, box_ang]), (True, False, False))
+
+
 def graphene_cell(basis: str, pseudo: str = "gth-pbe") -> pbc_gto.Cell:
     atoms = graphene_atoms()
     return pbc_gto.M(a=np.asarray(atoms.cell), atom=[("C", p) for p in atoms.positions], basis=basis,

@@ -28,14 +28,10 @@ from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.geometry.structure import Structure
 from elct_jax.hamiltonian.sparse import SparseBlocks
 
+from crystals import h_chain
+
 SETTINGS = DFTSettings(basis="gth-dzvp", xc="pbe", kmesh=(2, 1, 1), ke_cutoff_Ha=25.0, smearing=("fermi", 0.01),
                        spin=1, conv_tol=1e-10)
-
-
-def h_chain(box_ang=8.0, atoms=2) -> Structure:
-    """H every 2.0 A along x, ``atoms`` per cell, in a square box."""
-    positions = [[2.0 * n, box_ang / 2, box_ang / 2] for n in range(atoms)]
-    return Structure(("H",) * atoms, positions, np.diag([2.0 * atoms, box_ang, box_ang]), (True, False, False))
 
 
 @functools.lru_cache(maxsize=None)

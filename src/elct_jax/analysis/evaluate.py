@@ -6,6 +6,7 @@ free energy alone (D(H + cS) = D(H)); ``aligned`` errors remove the least-square
 from __future__ import annotations
 
 import csv
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,8 @@ class RecordErrors:
               [2 n_i, 2 n_j] blocks, the zero up-down quadrants of collinear ones included)
     n_entries entries averaged
     energy    E_KS[D(H)] - E_KS[D(H_ref)]: molecules whose level of theory the record stores
-    band_mae  ``band_errors(...).mae`` within 2 eV of E_F: crystals whose electron count the record stores
+    band_mae  ``band_errors(...).mae`` within 2 eV of E_F: crystals whose electron count the record stores (None
+              when no reference band lies that close)
     """
 
     mae: float
@@ -71,11 +73,13 @@ class RecordErrors:
     band_mae: float | None
 
 
-def record_errors(model, record: DeepHRecord) -> RecordErrors:
+def record_errors(model, record: DeepHRecord, predicted: dict | None = None) -> RecordErrors:
     """:class:`RecordErrors` of a trained model on ``record`` (needs its "hamiltonian" matrix; the energy also
-    its "overlap" and DFT settings)."""
+    its "overlap" and DFT settings); ``predicted``: its blocks {(R1, R2, R3, i, j): block} (``predict_blocks``,
+    a collinear model's at the record's initial moments) when already made."""
     s = record.structure
-    predicted = predict_blocks(model, s, magmom=_moments(model, record))
+    if predicted is None:
+        predicted = predict_blocks(model, s, magmom=_moments(model, record))
     errors = [np.abs(predicted[k] - b) if k in predicted else np.abs(b) for k, b in record.matrices["hamiltonian"].items()]
     n = sum(e.size for e in errors)
     energy = band_mae = None
@@ -83,7 +87,8 @@ def record_errors(model, record: DeepHRecord) -> RecordErrors:
             and model.config.spin != "soc"):  # no spin-orbit energy functional
         energy = structure_errors(model, record, model_dense(predicted, model, s)).energy
     if s.is_periodic and "n_electrons" in record.dft and "overlap" in record.matrices:
-        band_mae = band_errors(predicted, record).mae
+        bands = band_errors(predicted, record)
+        band_mae = bands.mae if bands.n_energies else None
     return RecordErrors(sum(float(e.sum()) for e in errors) / max(n, 1), n, energy, band_mae)
 
 
@@ -208,21 +213,25 @@ def band_errors(predicted: dict, record: DeepHRecord, window: float = 2000 / HAR
                 mesh: int = 6) -> BandErrors:
     """:class:`BandErrors` of predicted blocks ``{(R1, R2, R3, i, j): block}`` (internal order, Hartree) of a
     periodic ``record``, on a Gamma-centred ``mesh`` x ``mesh`` grid of the periodic in-plane directions (x
-    ``mesh`` along a3 when that is periodic too), dense diagonalisation; ``window`` in Hartree (2 eV)."""
-    from elct_jax.analysis.bands import BandSolver, fermi_level
-    from elct_jax.hamiltonian.sparse import SparseBlocks
+    ``mesh`` along a3 when that is periodic too), dense diagonalisation; ``window`` in Hartree (2 eV). Spinful
+    records: the bands of every spin channel (``elct_jax.analysis.spin_bands``: up and down, or spinor), one Fermi
+    level for all of them; the prediction must hold the record's spin treatment."""
+    from elct_jax.analysis.bands import fermi_level
+    from elct_jax.analysis.spin_bands import band_channels
 
-    s = record.structure
-    n_orb = [record.basis.n_orbitals(x) for x in s.symbols]
-    overlap = SparseBlocks.from_dict(record.matrices["overlap"], n_orb)
-    axes = [np.arange(mesh) / mesh if p else np.zeros(1) for p in s.pbc]
+    axes = [np.arange(mesh) / mesh if p else np.zeros(1) for p in record.structure.pbc]
     kpts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     n_el = int(record.dft["n_electrons"])
+    reference = band_channels(record)
+    prediction = dataclasses.replace(record, matrices={**record.matrices, "hamiltonian": predicted})
     energies, fermi = {}, {}
-    for name, blocks in (("ref", record.matrices["hamiltonian"]), ("pred", predicted)):
-        solver = BandSolver(SparseBlocks.from_dict(blocks, n_orb), overlap)
-        fermi[name] = fermi_level(solver, n_el, kpts, method="dense")
-        energies[name] = solver.bands(kpts, None, None, solver="dense").energies
+    for name, channels in (("ref", reference), ("pred", band_channels(prediction, "the prediction", reference.treatment))):
+        fermi[name] = fermi_level(channels.solvers, n_el, kpts, method="dense",
+                                  electrons_per_level=channels.electrons_per_level)
+        energies[name] = np.concatenate([b.bands(kpts, None, None, solver="dense").energies for b in channels.solvers],
+                                        axis=1)
     near = np.abs(energies["ref"] - fermi["ref"]) < window
     err = np.abs(energies["pred"] - energies["ref"])[near]
+    if not near.any():  # a gap wider than twice the window
+        return BandErrors(float("nan"), float("nan"), float(fermi["pred"] - fermi["ref"]), 0)
     return BandErrors(float(err.mean()), float(err.max()), float(fermi["pred"] - fermi["ref"]), int(near.sum()))

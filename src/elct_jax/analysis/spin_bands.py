@@ -6,21 +6,22 @@ A record's H(R), S(R) (``elct_jax.data.deeph_dock.DeepHRecord``, internal order,
 * spinless: one solver of H, S; every level holds 2 electrons;
 * collinear: the up-up and down-down quadrants of the spinful blocks, each with the spinless S: two solvers
   ("up", "down") whose levels hold one electron each and share one Fermi level;
-* non-collinear (spin-orbit): the spinor blocks [2 n_i, 2 n_j] as they are (spin outer per atom pair) with S x 1_2,
-  [[S_ij, 0], [0, S_ij]] in the same layout: one solver of the 2 n_ao spinor bands, one electron per level.
-  The atom-by-atom spin-outer order differs from the dense [[M_uu, M_ud], [M_du, M_dd]] order of a whole structure
-  only by a permutation, so the eigenvalues are the same.
+* non-collinear (spin-orbit): the four spin quadrants of the spinor blocks [2 n_i, 2 n_j] reassembled, with
+  S x 1_2, in the spin-inner layout of ``elct_jax.hamiltonian.sparse.spinor_sparse``: one solver of the 2 n_ao
+  spinor bands, one electron per level. That order differs from the dense [[M_uu, M_ud], [M_du, M_dd]] order of a
+  whole structure only by a permutation, so the eigenvalues are the same.
+
+A model's predicted H(R) (``elct_jax.inference.chunked.predict_sparse_parts``) comes as the same spin parts:
+:func:`parts_channels`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from elct_jax.analysis.bands import BandSolver
 from elct_jax.data.deeph_dock import atom_orbital_counts
-from elct_jax.data.spinful import quadrants, spin_treatment
-from elct_jax.hamiltonian.sparse import SparseBlocks
+from elct_jax.data.spinful import SPIN_PARTS, spin_parts, spin_treatment
+from elct_jax.hamiltonian.sparse import SparseBlocks, spinor_sparse
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,22 @@ def band_channels(record, where: str = "the record", spin: str | None = None) ->
     if spin is not None and spin != treatment:
         raise ValueError(f"{where} holds {_DESCRIBE[treatment]}, but {_DESCRIBE[spin]} was expected")
     n_orb = atom_orbital_counts(record.basis, record.structure.symbols)
-    s = SparseBlocks.from_dict(S, n_orb)
+    return parts_channels(treatment, [SparseBlocks.from_dict(p, n_orb) for p in spin_parts(H, treatment)],
+                          SparseBlocks.from_dict(S, n_orb))
+
+
+def parts_channels(treatment: str, parts, s: SparseBlocks) -> BandChannels:
+    """The band solvers of H(R) given by its spin parts (SparseBlocks, [n_orb] blocks, internal order, one per
+    ``elct_jax.data.spinful.SPIN_PARTS[treatment]``, as ``elct_jax.inference.chunked.predict_sparse_parts`` gives
+    them) and the spinless S(R): "none" (H,), "collinear" (H_up, H_down), "noncollinear" (H_uu, H_ud, H_du, H_dd),
+    assembled into the spinor matrix with S x 1_2 (``elct_jax.hamiltonian.sparse.spinor_sparse``)."""
+    if len(parts) != len(SPIN_PARTS[treatment]):
+        raise ValueError(f"{len(parts)} spin parts of H for {_DESCRIBE[treatment]}")
     if treatment == "none":
-        return BandChannels(treatment, ("",), (BandSolver(SparseBlocks.from_dict(H, n_orb), s),), 2)
+        return BandChannels(treatment, ("",), (BandSolver(parts[0], s),), 2)
     if treatment == "collinear":
-        parts = [{key: quadrants(np.asarray(b))[q] for key, b in H.items()} for q in (0, 3)]
-        return BandChannels(treatment, ("up", "down"), tuple(BandSolver(SparseBlocks.from_dict(p, n_orb), s)
-                                                             for p in parts), 1)
-    spinor_s = {key: np.kron(np.eye(2), np.asarray(b)) for key, b in S.items()}
-    n2 = [2 * n for n in n_orb]
-    return BandChannels(treatment, ("spinor",),
-                        (BandSolver(SparseBlocks.from_dict(H, n2), SparseBlocks.from_dict(spinor_s, n2)),), 1)
+        return BandChannels(treatment, ("up", "down"), tuple(BandSolver(h, s) for h in parts), 1)
+    return BandChannels(treatment, ("spinor",), (BandSolver(spinor_sparse(*parts), spinor_sparse(s)),), 1)
 
 
 _DESCRIBE = {"none": "spinless data (blocks [n_i, n_j])",

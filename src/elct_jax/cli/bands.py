@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from elct_jax.analysis.bands import BandSolver, band_path, fermi_level, plot_bands, save_bands
-from elct_jax.analysis.spin_bands import BandChannels, band_channels
+from elct_jax.analysis.bands import band_path, fermi_level, plot_bands, save_bands
+from elct_jax.analysis.spin_bands import BandChannels, band_channels, parts_channels
 from ai2dft.units import HARTREE_TO_EV
 
 
@@ -35,21 +35,25 @@ class BandsRequest:
     pseudo: str | None = None
 
 
-def run_bands(model, structure, out_dir: str | Path, request: BandsRequest = BandsRequest()) -> dict:
+def run_bands(model, structure, out_dir: str | Path, request: BandsRequest = BandsRequest(), magmom=None) -> dict:
     """Predict, diagonalize, write ``bands.npz``, ``bands.png`` and ``bands.json`` (summary with
-    timings) under ``out_dir``; returns the summary."""
+    timings) under ``out_dir``; returns the summary. Spinful models as spinful folders in
+    :func:`run_bands_from_folder`: a collinear model (its input ``magmom`` [n_atoms], initial moments in Bohr
+    magnetons, required) gives ``bands_up.npz`` and ``bands_down.npz``, a spin-orbit model the spinor bands."""
     from ai2dft.pyscf_bridge.overlap import valence_electrons
-    from elct_jax.inference.chunked import predict_sparse
+    from elct_jax.data.spinful import SPIN_OF_MODEL
+    from elct_jax.inference.chunked import predict_sparse_parts
     from elct_jax.hamiltonian.sparse import overlap_like
 
     _check_periodic(structure, "the structure")
     times, t0 = {}, time.perf_counter()
-    h = predict_sparse(model, structure, chunk_atoms=request.chunk_atoms)
+    h = predict_sparse_parts(model, structure, magmom, chunk_atoms=request.chunk_atoms)
     times["predict_s"], t0 = time.perf_counter() - t0, time.perf_counter()
-    s = overlap_like(h, structure, model.basis)
+    s = overlap_like(h[0], structure, model.basis)
     times["overlap_s"] = time.perf_counter() - t0
     n_el = request.n_electrons or valence_electrons(structure.symbols, model.basis.name, request.xc, request.pseudo)
-    return _bands_report(BandChannels("none", ("",), (BandSolver(h, s),), 2), structure, n_el, out_dir, request, times)
+    return _bands_report(parts_channels(SPIN_OF_MODEL[model.config.spin], h, s), structure, n_el, out_dir, request,
+                         times)
 
 
 def run_bands_from_folder(folder: str | Path, out_dir: str | Path, request: BandsRequest = BandsRequest()) -> dict:
@@ -121,6 +125,7 @@ def _window(bands) -> float | None:
 
 def run_command(args) -> None:
     """``elct bands`` on its parsed arguments (defined in ``elct_jax.cli.main``)."""
+    from elct_jax.cli.main import initial_moments
     from elct_jax.geometry.structure import Structure
     from elct_jax.train.saved_model import load_model
 
@@ -130,9 +135,14 @@ def run_command(args) -> None:
     if args.folder:
         if args.model or args.structure:
             raise ValueError("give either --folder or --model with --structure, not both")
+        if args.spin is not None or args.magmom is not None:
+            raise ValueError("--spin and --magmom are the input of a collinear-spin model (--model); a folder's "
+                             "H(R) is already spin-resolved")
         summary = run_bands_from_folder(args.folder, args.out, request)
     elif args.model and args.structure:
-        summary = run_bands(load_model(args.model), Structure.read(args.structure), args.out, request)
+        structure = Structure.read(args.structure)
+        summary = run_bands(load_model(args.model), structure, args.out, request,
+                            initial_moments(args, structure.n_atoms))
     else:
         raise ValueError("needs --model and --structure (predict), or --folder (a DeepH folder with "
                          "hamiltonian.h5 and overlap.h5, e.g. from elct predict)")

@@ -161,16 +161,15 @@ def _predict(args) -> None:
 
     model = load_model(args.model)
     structure = Structure.read(args.structure)
-    if args.compare:
+    if args.compare is True:
         from elct_jax.analysis.dft_check import compare_with_dft
 
         print(compare_with_dft(model, structure).table(model.name))
-    magmom = args.magmom
-    if args.spin is not None:
-        from elct_jax.data.spinful import molecule_moments
+    record = prediction_record(model, structure, args.n_electrons, initial_moments(args, structure.n_atoms))
+    if isinstance(args.compare, str):
+        from elct_jax.analysis.label_check import compare_with_labels
 
-        magmom = molecule_moments(len(structure.symbols), args.spin)
-    record = prediction_record(model, structure, args.n_electrons, magmom)
+        print(compare_with_labels(model, record, args.compare).table(model.name))
     folder = write_deeph_dock(args.out, record)
     print(f"wrote {len(record.matrices['hamiltonian'])} blocks of H and S ({record.dft['n_electrons']} electrons) "
           f"to {folder}/hamiltonian.h5, overlap.h5")
@@ -214,6 +213,26 @@ def _output_dir(value: str) -> str:
     if existing is not None and not existing.is_dir():
         raise argparse.ArgumentTypeError(f"{existing} is an existing file; --out needs a directory (new or existing)")
     return value
+
+
+def _add_moment_options(p: argparse.ArgumentParser) -> None:
+    """--spin / --magmom: the initial moments a collinear-spin model takes as input (:func:`initial_moments`)."""
+    moments = p.add_mutually_exclusive_group()
+    moments.add_argument("--spin", type=int, default=None, metavar="2S",
+                         help="collinear-spin models: 2S = N_alpha - N_beta of the molecule (crystals: per cell) as "
+                              "initial moments, 2S / n_atoms on each atom, as elct data generate --spin stores them")
+    moments.add_argument("--magmom", type=float, nargs="+", default=None, metavar="M",
+                         help="collinear-spin models: initial moment of each atom (Bohr magnetons)")
+
+
+def initial_moments(args, n_atoms: int):
+    """[n_atoms] initial moments (Bohr magnetons) from the parsed --spin or --magmom of ``elct predict`` or
+    ``elct bands``, or None."""
+    if args.spin is None:
+        return args.magmom
+    from elct_jax.data.spinful import molecule_moments
+
+    return molecule_moments(n_atoms, args.spin)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -302,16 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DeepH-dock folder: POSCAR, info.json, hamiltonian.h5, overlap.h5")
     p.add_argument("--n-electrons", type=int, default=None, help="electron count written as info.json occupation "
                    "(default: all electrons less the model's charge for molecules, GTH valence for crystals)")
-    p.add_argument("--compare", action="store_true",
-                   help="molecules: also run PySCF at the model's level of theory and print HOMO/LUMO/gap, "
-                        "H MAE, energy error and wall time of both")
-    moments = p.add_mutually_exclusive_group()
-    moments.add_argument("--spin", type=int, default=None, metavar="2S",
-                         help="collinear-spin models, molecules: the molecule's 2S = N_alpha - N_beta as initial "
-                              "moments (2S / n_atoms on each atom, as elct data generate --spin stores them); writes "
-                              "a spinful folder")
-    moments.add_argument("--magmom", type=float, nargs="+", default=None, metavar="M",
-                         help="collinear-spin models: initial moment of each atom (Bohr magnetons)")
+    p.add_argument("--compare", nargs="?", const=True, default=None, metavar="FOLDER",
+                   help="without FOLDER (spinless models, molecules): also run PySCF at the model's level of theory "
+                        "and print HOMO/LUMO/gap, H MAE, energy error and wall time of both; with FOLDER (any model): "
+                        "print the errors against the DFT labels of the same structure in that DeepH folder (H MAE, "
+                        "per spin for spinful models; energy error of molecules; band MAE of crystals)")
+    _add_moment_options(p)
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("bands", help="band structure of a (large) crystal from a trained model")
@@ -334,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-atoms", type=int, default=256, help="atoms per prediction chunk (memory bound)")
     p.add_argument("--xc", default="lda", help="selects the GTH pseudopotential for the electron count")
     p.add_argument("--pseudo", default=None, help="GTH pseudopotential name (overrides --xc)")
+    _add_moment_options(p)
     p.set_defaults(func=_bands)
     return parser
 

@@ -71,6 +71,19 @@ def spin_treatment(spinful: bool, blocks: Blocks) -> str:
     return "collinear"
 
 
+SPIN_PARTS = {"none": ("",), "collinear": ("up", "down"), "noncollinear": ("uu", "ud", "du", "dd")}  # by treatment
+_PART_QUADRANTS = {"collinear": (0, 3), "noncollinear": (0, 1, 2, 3)}
+
+
+def spin_parts(blocks: Blocks, treatment: str) -> list[dict[BlockKey, np.ndarray]]:
+    """The spin parts of ``blocks`` of :func:`spin_treatment` ``treatment``, one {key: [n_i, n_j]} per
+    :data:`SPIN_PARTS` name: the blocks as they are (spinless), the up-up and down-down quadrants (collinear), the
+    four quadrants uu, ud, du, dd (non-collinear)."""
+    if treatment == "none":
+        return [dict(blocks)]
+    return [{key: quadrants(np.asarray(b))[q] for key, b in blocks.items()} for q in _PART_QUADRANTS[treatment]]
+
+
 def spinful_dense_to_dict(dense: np.ndarray, basis: OrbitalBasis, symbols: Sequence[str],
                           order: str = "pyscf") -> dict[BlockKey, np.ndarray]:
     """Spinful blocks (0, 0, 0, i, j) [2 n_i, 2 n_j], internal order, of a molecule's dense spin-outer

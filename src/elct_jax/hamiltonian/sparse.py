@@ -121,6 +121,28 @@ def sparse_from_basis(basis: OrbitalBasis, symbols: Sequence[str], onsite, sende
                         np.asarray(cell_shift, np.int32), np.asarray(blocks))
 
 
+def spinor_sparse(uu: SparseBlocks, ud: SparseBlocks | None = None, du: SparseBlocks | None = None,
+                  dd: SparseBlocks | None = None) -> SparseBlocks:
+    """The spin-orbital matrix of four spin quadrants on the same pairs (each [n_orb] blocks; ud, du None: zero; dd
+    None: uu, so that ``spinor_sparse(S)`` is S x 1_2), with 2 n_orb per atom in the spin-INNER layout: entry
+    (2 a + s, 2 b + t) of a block is quadrant (s, t)'s entry (a, b), so the leading [2 n_i, 2 n_j] hold the atom
+    pair's spin-orbitals however the blocks are padded. It differs from the spin-outer layout of the DeepH formats
+    (``elct_jax.data.spinful``) by a permutation within each atom: the same eigenvalues."""
+    zero = SparseBlocks(uu.n_orb, np.zeros_like(uu.onsite), uu.senders, uu.receivers, uu.cell_shift,
+                        np.zeros_like(uu.blocks))
+    parts = [uu, zero if ud is None else ud, zero if du is None else du, uu if dd is None else dd]
+    if any(not np.array_equal(p.cell_shift, uu.cell_shift) or not np.array_equal(p.senders, uu.senders)
+           or not np.array_equal(p.receivers, uu.receivers) for p in parts):
+        raise ValueError("the spin quadrants of a spinor matrix must hold the same atom pairs")
+
+    def interleave(blocks: list[np.ndarray]) -> np.ndarray:  # 4 x [n, m, m] -> [n, 2 m, 2 m]
+        x = np.stack(blocks, axis=1).reshape(len(blocks[0]), 2, 2, *blocks[0].shape[1:])
+        return x.transpose(0, 3, 1, 4, 2).reshape(len(x), 2 * x.shape[3], 2 * x.shape[4])
+
+    return SparseBlocks(2 * uu.n_orb, interleave([p.onsite for p in parts]), uu.senders, uu.receivers,
+                        uu.cell_shift, interleave([p.blocks for p in parts]))
+
+
 def _checked(block, shape, key) -> np.ndarray:
     block, shape = np.asarray(block), tuple(int(n) for n in shape)
     if block.shape == (2 * shape[0], 2 * shape[1]):

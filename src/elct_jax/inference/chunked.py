@@ -33,7 +33,7 @@ from elct_jax.data.loader import species_index
 from elct_jax.geometry.graph import neighbor_graph, pad_to_bucket
 from elct_jax.hamiltonian.blocks import max_orbitals
 from elct_jax.hamiltonian.sparse import SparseBlocks, sparse_from_basis
-from elct_jax.inference.predict import apply_model
+from elct_jax.inference.predict import apply_model, with_moments
 from elct_jax.geometry.structure import Structure
 
 
@@ -132,14 +132,28 @@ class ChunkBuilder:
 
 def predict_sparse(model, structure: Structure, chunk_atoms: int = 256, devices=None,
                    hops: int | None = None, dtype=None) -> SparseBlocks:
-    """Predicted H(R) of ``structure`` (any size) as SparseBlocks (internal order, Hartree).
+    """Predicted H(R) of ``structure`` (any size) by a spinless model as SparseBlocks (internal order, Hartree);
+    the arguments as :func:`predict_sparse_parts`, which also takes spinful models."""
+    if model.config.spin != "none":
+        raise ValueError(f"{model.name} predicts spinful H (spin = {model.config.spin!r}): predict_sparse_parts "
+                         "gives its spin parts")
+    return predict_sparse_parts(model, structure, chunk_atoms=chunk_atoms, devices=devices, hops=hops, dtype=dtype)[0]
+
+
+def predict_sparse_parts(model, structure: Structure, magmom=None, chunk_atoms: int = 256, devices=None,
+                         hops: int | None = None, dtype=None) -> tuple[SparseBlocks, ...]:
+    """Predicted H(R) of ``structure`` (any size) by a model of any spin kind, one SparseBlocks (internal order,
+    Hartree, [n_orb] blocks, all on the same pairs) per spin part (``elct_jax.data.spinful.SPIN_PARTS``): (H,)
+    spinless, (H_up, H_down) collinear (real), the spin quadrants (H_uu, H_ud, H_du, H_dd) of a spin-orbit model
+    (complex).
 
     model        an ``elct_jax.train.saved_model.TrainedModel`` (config, basis, cutoff_ang, params, apply)
+    magmom       [n_atoms] initial moments (Bohr magnetons), the input of a collinear model (required by it only)
     chunk_atoms  atoms per chunk (each runs with its halo of ``hops`` graph hops); peak memory of the
                  network grows with it, the halo overhead shrinks
     devices      devices to deal the chunks to; default ``jax.local_devices()``
     hops         halo depth; default :func:`receptive_hops` (exact). Fewer hops is an approximation.
-    dtype        storage dtype of the blocks; default the network's output dtype
+    dtype        storage dtype of the blocks; default the network's output dtype (complex for spin-orbit)
     """
     model.check_elements(structure.symbols)
     if model.baseline is not None:
@@ -147,11 +161,13 @@ def predict_sparse(model, structure: Structure, chunk_atoms: int = 256, devices=
                          "has no H0 to add; use predict_blocks for molecules, or a model trained with baseline='none'")
     hops = receptive_hops(model.config) if hops is None else int(hops)
     devices = list(jax.local_devices() if devices is None else devices)
-    graph = neighbor_graph(structure, model.cutoff_ang, species_index(model.basis))
-    n_max, n_edge = max_orbitals(model.basis), len(graph.senders)
+    graph = with_moments(model, neighbor_graph(structure, model.cutoff_ang, species_index(model.basis)), magmom)
+    n_max, n_edge, spin = max_orbitals(model.basis), len(graph.senders), model.config.spin
     dtype = np.dtype(model.config.dtype if dtype is None else dtype)
-    onsite = np.zeros((structure.n_atoms, n_max, n_max), dtype)
-    blocks = np.zeros((n_edge, n_max, n_max), dtype)
+    dtype = np.result_type(dtype, np.complex64) if spin == "soc" else dtype
+    spin_axes = {"none": (), "collinear": (2,), "soc": (2, 2)}[spin]
+    onsite = np.zeros((structure.n_atoms, *spin_axes, n_max, n_max), dtype)
+    blocks = np.zeros((n_edge, *spin_axes, n_max, n_max), dtype)
     params = [jax.device_put(model.params, d) for d in devices]
     pending: list[tuple[Chunk, tuple]] = []
 
@@ -167,5 +183,6 @@ def predict_sparse(model, structure: Structure, chunk_atoms: int = 256, devices=
             collect(*pending.pop(0))
     for item in pending:
         collect(*item)
-    return sparse_from_basis(model.basis, structure.symbols, onsite, graph.senders, graph.receivers,
-                             graph.edges["cell_shift"], blocks)
+    onsite, blocks = (x.reshape(len(x), -1, n_max, n_max) for x in (onsite, blocks))  # spin axes flattened
+    return tuple(sparse_from_basis(model.basis, structure.symbols, onsite[:, q], graph.senders, graph.receivers,
+                                   graph.edges["cell_shift"], blocks[:, q]) for q in range(onsite.shape[1]))

@@ -40,13 +40,7 @@ def predict_blocks(model, structure: Structure, dense: bool = False, magmom=None
     (``spinful.molecule_moments`` for a molecule of spin 2S); required by it, refused by the others.
     """
     model.check_elements(structure.symbols)
-    graph = neighbor_graph(structure, model.cutoff_ang, species_index(model.basis))
-    if (model.config.spin == "collinear") != (magmom is not None):
-        raise ValueError(f"{model.name} (spin = {model.config.spin!r}) "
-                         + ("needs the atoms' initial moments (magmom; e.g. elct predict --spin 2S)"
-                            if magmom is None else "takes no initial moments (magmom is for collinear models)"))
-    if magmom is not None:
-        graph = graph._replace(nodes={**graph.nodes, "magmom": _moments(magmom, structure)})
+    graph = with_moments(model, neighbor_graph(structure, model.cutoff_ang, species_index(model.basis)), magmom)
     padded = pad_to_bucket(graph)
     onsite, edges = (np.array(x, dtype=np.result_type(x.dtype, np.float64))
                      for x in apply_model(model.apply, model.params, padded))
@@ -67,12 +61,19 @@ def predict_blocks(model, structure: Structure, dense: bool = False, magmom=None
     return np.asarray(blocks_to_dense(onsite, edges, layout, order="pyscf"))[:n_ao, :n_ao]
 
 
-def _moments(magmom, structure: Structure) -> np.ndarray:
-    """[n_atoms] float64 initial moments, checked to hold one per atom."""
+def with_moments(model, graph, magmom):
+    """``graph`` (of one structure, not padded) with a collinear model's input ``magmom`` [n_atoms] (Bohr magnetons)
+    as ``nodes["magmom"]``; moments are required by a collinear model and refused by the others."""
+    if (model.config.spin == "collinear") != (magmom is not None):
+        raise ValueError(f"{model.name} (spin = {model.config.spin!r}) "
+                         + ("needs the atoms' initial moments (magmom; e.g. elct predict --spin 2S or --magmom)"
+                            if magmom is None else "takes no initial moments (magmom is for collinear models)"))
+    if magmom is None:
+        return graph
     moments = np.asarray(magmom, dtype=np.float64)
-    if moments.shape != (len(structure.symbols),):
-        raise ValueError(f"{len(moments.reshape(-1))} initial moments for {len(structure.symbols)} atoms: give one per atom")
-    return moments
+    if moments.shape != (int(graph.n_node[0]),):
+        raise ValueError(f"{len(moments.reshape(-1))} initial moments for {int(graph.n_node[0])} atoms: give one per atom")
+    return graph._replace(nodes={**graph.nodes, "magmom": moments})
 
 
 def model_dense(blocks, model, structure: Structure) -> np.ndarray:
@@ -114,6 +115,6 @@ def prediction_record(model, structure: Structure, n_electrons: int | None = Non
     overlap = overlap_like(SparseBlocks.from_dict(spinless, n_orb), structure, model.basis).to_dict()
     dft = {"n_electrons": electron_count(model, structure) if n_electrons is None else int(n_electrons)}
     if magmom is not None:
-        dft["magmom"] = _moments(magmom, structure).tolist()
+        dft["magmom"] = np.asarray(magmom, dtype=np.float64).tolist()  # checked by predict_blocks
     return DeepHRecord(structure, model.basis, {"hamiltonian": blocks, "overlap": overlap}, dft=dft,
                        spinful=model.config.spin != "none")
