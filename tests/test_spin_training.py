@@ -97,5 +97,5 @@ def test_spin_orbit_data_stay_supervised(o2):
                       spinful=True)
     with pytest.raises(ValueError, match="spin-orbit data train supervised only.*no differentiable spin-orbit Omega"):
         make_example(soc, basis, 5.0, system, spin="soc")
-    with pytest.raises(ValueError, match="spin = 'collinear' takes an ai2dft.SpinSystem, got System"):
+    with pytest.raises(ValueError, match="spin = 'collinear' takes an ai2dft.SpinSystem or SpinCrystalSystem, got System"):
         make_example(record, basis, 5.0, system.base, spin="collinear")

@@ -1,8 +1,8 @@
 """How each kind of ai2dft system enters a padded batch: its sizes to pad to, and the padded system.
 
 Molecules (``ai2dft.System``; spin-polarized ``ai2dft.SpinSystem`` through their base) are padded to the batch's
-AO, grid and auxiliary-basis sizes (``ai2dft.pad_system``); crystals (``ai2dft.CrystalSystem``) are stacked as they are, so a batch of
-crystals shares one shape. Both are ``functools.singledispatch`` functions of the system type: a new
+AO, grid and auxiliary-basis sizes (``ai2dft.pad_system``); crystals (``ai2dft.CrystalSystem``, spin-polarized
+``ai2dft.SpinCrystalSystem``) are stacked as they are, so a batch of crystals shares one shape. Both are ``functools.singledispatch`` functions of the system type: a new
 kind registers its own two functions here and ``elct_jax.data.loader`` batches it unchanged.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 from ai2dft.crystal import CrystalSystem
+from ai2dft.spin_crystal import SpinCrystalSystem
 from ai2dft.spin_system import SpinSystem, pad_spin_system
 from ai2dft.system import System, pad_system
 
@@ -30,8 +31,9 @@ def _(system: SpinSystem) -> tuple[int, int]:
     return grid_and_aux_sizes(system.base)
 
 
-@grid_and_aux_sizes.register
-def _(system: CrystalSystem) -> tuple[int, int]:
+@grid_and_aux_sizes.register(CrystalSystem)
+@grid_and_aux_sizes.register(SpinCrystalSystem)
+def _(system) -> tuple[int, int]:
     return 0, 0
 
 
@@ -51,6 +53,7 @@ def _(system: SpinSystem, n_ao: int, n_grid: int, n_aux: int) -> SpinSystem:
     return pad_spin_system(system, n_ao, n_grid, n_aux)
 
 
-@padded_system.register
-def _(system: CrystalSystem, n_ao: int, n_grid: int, n_aux: int) -> CrystalSystem:
+@padded_system.register(CrystalSystem)
+@padded_system.register(SpinCrystalSystem)
+def _(system, n_ao: int, n_grid: int, n_aux: int):
     return system

@@ -3,12 +3,17 @@
 Molecules give an ``ai2dft.System`` (collinear spinful records labelled with a spin 2S: an ``ai2dft.SpinSystem``
 at that fixed 2S), crystals an ``ai2dft.crystal.CrystalSystem`` built on the SCF
 k-mesh, plane-wave cutoff, pseudopotential, functional and smearing of the record's labels (the
-``elct`` entry of its info.json, written by ``elct_jax.data.generate``). The PySCF cell is the one
-the label generator builds (``ai2dft.pyscf_bridge.labels.build_cell``), so labels and system agree.
+``elct`` entry of its info.json, written by ``elct_jax.data.generate``; collinear spinful crystals, labelled by
+KUKS: an ``ai2dft.SpinCrystalSystem`` on that crystal, 2S per cell fixed or a free magnetisation as labelled).
+The PySCF cell is the one the label generator builds (``ai2dft.pyscf_bridge.labels.build_cell``), so labels and
+system agree.
 """
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from ai2dft.crystal import CrystalSystem
+from ai2dft.spin_crystal import SpinCrystalSystem
 from ai2dft.spin_system import SpinSystem
 from ai2dft.system import System
 from elct_jax.data.deeph_dock import DeepHRecord
@@ -16,14 +21,15 @@ from elct_jax.data.deeph_dock import DeepHRecord
 _CRYSTAL_SETTINGS = ("xc", "kmesh", "pseudopotential", "ke_cutoff_Ha", "smearing")
 
 
-def system_from_record(record: DeepHRecord, chunk_size: int = 2048) -> System | SpinSystem | CrystalSystem:
+def system_from_record(record: DeepHRecord,
+                       chunk_size: int = 2048) -> System | SpinSystem | CrystalSystem | SpinCrystalSystem:
     """The Kohn-Sham system of ``record``: :func:`molecule_system_from_record` for molecules,
     :func:`spin_molecule_system_from_record` for spinful (collinear) molecules, :func:`crystal_system_from_record`
-    for periodic structures (``chunk_size`` applies to crystals)."""
+    for periodic structures, :func:`spin_crystal_system_from_record` for spinful (collinear) ones (``chunk_size``
+    applies to crystals)."""
     if record.structure.is_periodic:
         if record.spinful:
-            raise ValueError("a spinful crystal record: the DFT system of a spin-polarized crystal is not wired into "
-                             "training (label-free spin training is for molecules)")
+            return spin_crystal_system_from_record(record, chunk_size)
         return crystal_system_from_record(record, chunk_size)
     return spin_molecule_system_from_record(record) if record.spinful else molecule_system_from_record(record)
 
@@ -74,6 +80,19 @@ def crystal_system_from_record(record: DeepHRecord, chunk_size: int = 2048) -> C
     cell = build_cell(record.structure, settings)
     return CrystalSystem.from_pyscf(cell, xc=settings.xc, kmesh=settings.kmesh, smearing=settings.smearing,
                                     ke_cutoff=settings.ke_cutoff_Ha, chunk_size=chunk_size)
+
+
+def spin_crystal_system_from_record(record: DeepHRecord, chunk_size: int = 2048) -> SpinCrystalSystem:
+    """The SpinCrystalSystem of a collinear spinful crystal labelled by KUKS (``elct_jax.data.spin_crystal_record``):
+    the :func:`crystal_system_from_record` of its settings with the labels' magnetisation, "fixed" (N_alpha - N_beta
+    = ``dft["spin"]`` per cell) or "free" (one chemical potential for both spins). Raises ``ValueError`` naming a
+    missing setting."""
+    dft = _settings(record, ("spin", "magnetisation"))
+    if dft["magnetisation"] not in ("fixed", "free"):
+        raise ValueError(f"a spinful crystal record has magnetisation {dft['magnetisation']!r}; expected 'fixed' or "
+                         "'free'")
+    base = crystal_system_from_record(record, chunk_size)
+    return SpinCrystalSystem(base, None if dft["magnetisation"] == "free" else jnp.asarray(float(dft["spin"])))
 
 
 def _settings(record: DeepHRecord, required: tuple[str, ...]) -> dict:

@@ -6,16 +6,16 @@
            both per cell for crystals)
     sc     mean over those structures of the size of the self-consistency residual r = H - T(H) (Hartree),
            T(H) = the Fock matrix after ``sc_iterations`` Roothaan-DIIS steps from H (1: T = F[D(H)]):
-           molecules: mean_ij |r_ij| over real AO pairs (spin-polarized: also the mean over both spins);
+           molecules: mean_ij |r_ij| over real AO pairs;
            crystals:  sum_k w_k (mean_ij |r_ij(k)| + mean_ij |(X^+ r X)_ij(k)|), X(k) = P S(k)^-1/2 P the
-                      orthogonalizer of the basis PySCF keeps
+                      orthogonalizer of the basis PySCF keeps;
+           spin-polarized (either): the mean over both spins of its base kind's size
 
 The network's blocks become the system's H through one extension point, ``system_hamiltonians``
 (dispatched on the system type): the dense real H [B, nao, nao] of ``blocks_to_dense`` for molecules,
-(H_alpha, H_beta) [B, 2, nao, nao] from a collinear model's (up, down) blocks for spin-polarized molecules
-(``ai2dft.SpinSystem``),
 H(k) = sum_R H(R) exp(2 pi i k.R) [B, nk, nao, nao] at each crystal's k-points for crystals (PySCF
-order). Omega and T are ai2dft's, for either kind (``ai2dft.free_energy``, ``ai2dft.api.roothaan_diis``);
+order), and for spin-polarized systems (``ai2dft.SpinSystem``, ``ai2dft.SpinCrystalSystem``) the base kind's H of
+each of a collinear model's (up, down) blocks, (H_alpha, H_beta) [B, 2, *H-shape]. Omega and T are ai2dft's, for either kind (``ai2dft.free_energy``, ``ai2dft.api.roothaan_diis``);
 the size of the residual is the other per-kind choice (``residual_size``).
 
 Omega is invariant under H -> H + c S, so label-free training fixes H only up to that shift; the
@@ -54,7 +54,7 @@ import jax.numpy as jnp
 from ai2dft.api import free_energy, roothaan_diis
 from ai2dft.crystal import CrystalSystem
 from ai2dft.hermitian import dagger
-from ai2dft.spin_system import SpinSystem
+from ai2dft.spin_system import SpinPolarized
 from ai2dft.system import System
 from elct_jax.hamiltonian.blocks import BlockLayout, bloch_sum, blocks_to_dense, structure_layout
 
@@ -90,12 +90,12 @@ def dense_hamiltonians(systems: System, onsite, edges, layout: BlockLayout) -> j
 
 
 @system_hamiltonians.register
-def spin_hamiltonians(systems: SpinSystem, onsite, edges, layout: BlockLayout) -> jax.Array:
-    """[B, 2, nao_pad, nao_pad] dense real (H_alpha, H_beta) of each spin-polarized molecule from a collinear
-    model's blocks onsite [n_node, 2, n_max, n_max], edges [n_edge, 2, n_max, n_max] (spin up = alpha: the
-    majority spin along positive initial moments)."""
-    H = [blocks_to_dense(onsite[:, s], edges[:, s], layout, order="pyscf") for s in (0, 1)]
-    return jnp.stack(H, axis=1).astype(systems.base.overlap.dtype)
+def spin_hamiltonians(systems: SpinPolarized, onsite, edges, layout: BlockLayout) -> jax.Array:
+    """[B, 2, *H-shape of the base] (H_alpha, H_beta) of each spin-polarized system (dense real H of a molecule,
+    H(k) of a crystal) from a collinear model's blocks onsite [n_node, 2, n_max, n_max], edges
+    [n_edge, 2, n_max, n_max] (spin up = alpha: the majority spin along positive initial moments)."""
+    H = [system_hamiltonians(systems.base, onsite[:, s], edges[:, s], layout) for s in (0, 1)]
+    return jnp.stack(H, axis=1)
 
 
 @system_hamiltonians.register
@@ -130,7 +130,7 @@ def _(system: System, r) -> jax.Array:
 
 
 @residual_size.register
-def _(system: SpinSystem, r) -> jax.Array:
+def _(system: SpinPolarized, r) -> jax.Array:
     return 0.5 * (residual_size(system.base, r[0]) + residual_size(system.base, r[1]))  # mean over both spins
 
 
