@@ -68,17 +68,20 @@ def test_omega_is_the_uks_energy_and_the_residual_vanishes_at_the_labels(o2, ext
     assert float(sc) < 1e-8
 
 
-def _random_model(basis, batch):
+@pytest.fixture(scope="module")
+def random_model(o2):
+    """(batch, params, apply): the O2 record's collinear batch and a random collinear model, built once for both
+    label-free terms (one jitted initialisation; the step's loss weights are traced, so it compiles once too)."""
+    record, system, basis = o2
+    batch = collate([make_example(record, basis, 5.0, system, spin="collinear")], basis)
     init, apply = make_predict_fn(preset("tiny", spin="collinear", **SMALL), basis)
-    return init(jax.random.PRNGKey(0), batch.graph), apply
+    return batch, jax.jit(init)(jax.random.PRNGKey(0), batch.graph), apply  # eager init: several times slower
 
 
 @pytest.mark.parametrize("weights", [LossWeights(mae=0.0, omega=1.0), LossWeights(mae=0.0, sc=1.0)],
                          ids=["omega", "sc"])
-def test_label_free_steps_from_random_parameters_lower_the_loss(o2, weights):
-    record, system, basis = o2
-    batch = collate([make_example(record, basis, 5.0, system, spin="collinear")], basis)
-    params, apply = _random_model(basis, batch)
+def test_label_free_steps_from_random_parameters_lower_the_loss(random_model, weights):
+    batch, params, apply = random_model
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-2, clip_norm=0.0), 1)
     step = make_train_step(apply, optimizer)
     state, losses = init_state(params, optimizer), []
