@@ -140,7 +140,7 @@ def test_elct_bands_command(tmp_path):
     config = RunConfig(data=DataConfig(cutoff_ang=3.0), model=preset("tiny", dtype="float64", l_max=2))
     init, _ = make_predict_fn(config.model, basis)
     s = graphene_supercell((2, 2, 1))
-    params = init(jax.random.PRNGKey(0), neighbor_graph(s, 3.0, species_index(basis)))
+    params = jax.jit(init)(jax.random.PRNGKey(0), neighbor_graph(s, 3.0, species_index(basis)))  # eager: slower
     run = tmp_path / "run"
     save_model_info(run, config, basis)
     ckpt = Checkpointer(run)
