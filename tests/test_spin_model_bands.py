@@ -142,8 +142,9 @@ def test_compare_with_labels_reports_the_spin_resolved_mae(spin_model):
 
 
 def test_spin_mismatches_are_named(spin_model, tmp_path, capsys):
-    """Labels of another spin kind (spinless labels for a spinful model, spinful labels for a spinless one) or of other
-    initial moments, moments for a model that takes none or for a folder's bands: named (`elct bands`: exit 2)."""
+    """Labels of another spin kind (spinless labels for a spinful model; the reverse in the slow test below), another
+    structure or other initial moments, moments for a model that takes none or for a folder's bands: named (`elct
+    bands`: exit 2)."""
     model, _, _ = spin_model
     spin = model.config.spin
     prediction = prediction_record(model, h_chain(), magmom=MAGMOM[spin])
@@ -160,8 +161,6 @@ def test_spin_mismatches_are_named(spin_model, tmp_path, capsys):
         with pytest.raises(ValueError, match="takes no initial moments"):
             run_bands(model, h_chain(), tmp_path / "out", magmom=[0.5, 0.5])
         return
-    with pytest.raises(ValueError, match="do not hold the data a model with spin = 'none' learns.*collinear spin"):
-        compare_with_labels(random_models("none")[0], spinless, tmp_path / "spinful")
     with pytest.raises(ValueError, match="needs the atoms' initial moments"):
         run_bands(model, h_chain(), tmp_path / "out")
     other_moments = prediction_record(model, h_chain(), magmom=[1.0, -1.0])
@@ -171,10 +170,10 @@ def test_spin_mismatches_are_named(spin_model, tmp_path, capsys):
     assert "--spin and --magmom are the input of a collinear-spin model" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # ~60 s CPU: loading and compiling the exported model in each command
+@pytest.mark.slow  # ~60 s CPU: loading and compiling the exported model in each command, a spinless model
 def test_the_commands_on_a_spin_model(spin_model, capsys):
     """`elct bands --model` (with --spin 1 for the collinear model) writes the bands run_bands gives, and `elct predict
-    --compare FOLDER` prints the comparison compare_with_labels gives."""
+    --compare FOLDER` prints the comparison compare_with_labels gives; a spinless model refuses the spinful labels."""
     model, other, root = spin_model
     spin = model.config.spin
     folder, chain = str(export_model(model, root / "model")), root / "chain.extxyz"
@@ -190,5 +189,9 @@ def test_the_commands_on_a_spin_model(spin_model, capsys):
     capsys.readouterr()
     assert main(["predict", "--model", folder, str(chain), "--out", str(root / "pred"), "--compare",
                  str(root / "labels"), *moments]) == 0
-    table = compare_with_labels(model, prediction_record(model, h_chain(), magmom=MAGMOM[spin]), root / "labels")
+    prediction = prediction_record(model, h_chain(), magmom=MAGMOM[spin])
+    table = compare_with_labels(model, prediction, root / "labels")
     assert table.table(model.name).replace(model.name, folder) in capsys.readouterr().out
+    kind = {"collinear": "collinear spin", "soc": "non-collinear"}[spin]
+    with pytest.raises(ValueError, match=f"do not hold the data a model with spin = 'none' learns.*e.g.*{kind}"):
+        compare_with_labels(random_models("none")[0], prediction, root / "labels")
