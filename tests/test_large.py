@@ -34,7 +34,8 @@ def model():
     config = preset("tiny", dtype="float64", l_max=2)
     init, apply = make_predict_fn(config, basis)
     graph = neighbor_graph(graphene_supercell((1, 1, 1)), CUTOFF, species_index(basis))
-    return TrainedModel(config, basis, CUTOFF, init(jax.random.PRNGKey(0), graph), apply)
+    params = jax.jit(init)(jax.random.PRNGKey(0), graph)  # eager init of the network: several times slower
+    return TrainedModel(config, basis, CUTOFF, params, apply)
 
 
 @pytest.fixture(scope="module")
