@@ -70,7 +70,7 @@ def test_training_targets_and_predictions_carry_h0(data, tmp_path):
         np.testing.assert_allclose(with_h0.targets["hamiltonian"][part],
                                    without.targets["hamiltonian"][part] - with_h0.targets[BASELINE][part], atol=1e-14)
     init, apply = make_predict_fn(config.model, dataset.basis)
-    params = init(jax.random.PRNGKey(0), with_h0.graph)
+    params = jax.jit(init)(jax.random.PRNGKey(0), with_h0.graph)  # eager init of the network: several times slower
     plain = TrainedModel(config.model, dataset.basis, 5.0, params, apply)
     h0_model = dataclasses.replace(plain, baseline=dataset.baseline)
     difference = predict_blocks(h0_model, record.structure, dense=True) - predict_blocks(plain, record.structure, dense=True)
@@ -115,12 +115,13 @@ def test_energy_terms_see_network_plus_h0(data):
     batch = dataset.batches["train"][0]
     assert BASELINE in batch.targets
     init, apply = make_predict_fn(config.model, dataset.basis)
-    params = init(jax.random.PRNGKey(1), batch.graph)
+    params = jax.jit(init)(jax.random.PRNGKey(1), batch.graph)  # eager init and apply: several times slower
+    predict = jax.jit(apply)
     omega = float(make_eval_step(apply)(params, batch, LossWeights(mae=0.0, omega=1.0).array())["omega"])
-    onsite, edges = with_baseline(*apply(params, batch.graph), batch)
+    onsite, edges = with_baseline(*predict(params, batch.graph), batch)
     H = blocks_to_dense(onsite, edges, batch.layout, order="pyscf")[0]
     system = jax.tree.map(lambda x: x[0], batch.systems)
     assert abs(omega - float(free_energy_per_electron(system, H))) < 1e-10
-    onsite, edges = apply(params, batch.graph)
+    onsite, edges = predict(params, batch.graph)
     bare = blocks_to_dense(onsite, edges, batch.layout, order="pyscf")[0]
     assert abs(omega - float(free_energy_per_electron(system, bare))) > 1e-3
