@@ -97,7 +97,8 @@ def test_spinful_models_predict_spinful_folders(spin, tmp_path):
     init, apply = make_predict_fn(config, basis)
     graph = neighbor_graph(o2, 5.0, species_index(basis))
     graph = graph._replace(nodes={**graph.nodes, "magmom": np.array([1.0, 1.0])})
-    model = TrainedModel(config, basis, 5.0, init(jax.random.PRNGKey(3), graph), apply, name=f"random {spin} model")
+    params = jax.jit(init)(jax.random.PRNGKey(3), graph)  # eager init of the network: several times slower
+    model = TrainedModel(config, basis, 5.0, params, apply, name=f"random {spin} model")
     magmom = [1.0, 1.0] if spin == "collinear" else None
     wrong, message = (None, "needs the atoms' initial moments") if magmom else ([1.0, 1.0], "takes no initial moments")
     with pytest.raises(ValueError, match=message):
