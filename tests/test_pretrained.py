@@ -235,15 +235,18 @@ def test_predict_writes_a_folder_deeph_tools_read_and_evaluate_scores_any_record
 
 
 def test_elct_train_that_diverges_exits_1_with_one_message(exported, tmp_path, capsys):
-    """A learning rate of 1e30 makes the loss non-finite in the first epoch: `elct train` says so in one line
-    (TrainingDiverged, the step, that nothing was saved) and exits 1, no traceback."""
+    """A learning rate of 1e300 sends the parameters to ~1e300 in the first step, so the loss is non-finite in the
+    first epoch: `elct train` says so in one line (TrainingDiverged, the step, that nothing was saved) and exits 1,
+    no traceback. The network, data and split are the `exported` fixture's (float64), so the initialisation and
+    prediction compiled there are reused and only the step (another learning rate) compiles again."""
     from elct_jax.cli.main import main
 
     _, data, _ = exported
     toml = tmp_path / "run.toml"
-    toml.write_text(f'[data]\npath = "{data}"\ncutoff_ang = 5.0\nbatch_size = 2\n[model]\npreset = "tiny"\n'
-                    f'l_max = 2\n[train]\nrun_dir = "{tmp_path / "run"}"\nepochs = 3\nprogress = false\n'
-                    f'[train.optim]\nlearning_rate = 1e30\n')
+    toml.write_text(f'[data]\npath = "{data}"\ncutoff_ang = 5.0\nbatch_size = 2\nsplit = [0.5, 0.25, 0.25]\n'
+                    f'[model]\npreset = "tiny"\ndtype = "float64"\nl_max = 2\n'
+                    f'[train]\nrun_dir = "{tmp_path / "run"}"\nepochs = 3\nprogress = false\n'
+                    f'[train.optim]\nlearning_rate = 1e300\n')
     assert main(["train", str(toml)]) == 1
     err = capsys.readouterr().err
     assert "elct train: TrainingDiverged:" in err and "nothing was saved" in err and "Traceback" not in err
