@@ -233,9 +233,10 @@ def test_iterated_self_consistency_training_approaches_the_scf_solution(setup):
     system = jax.tree.map(lambda x: x[0], batch.systems)
     H_scf = scf(system, tol=1e-10, on_failure="raise").H
     n_ao = H_scf.shape[0]
+    predict = jax.jit(setup["apply"])  # eager evaluation of the network is several times slower than a compile
 
     def error(params):
-        onsite, edges = setup["apply"](params, batch.graph)
+        onsite, edges = predict(params, batch.graph)
         H = blocks_to_dense(onsite, edges, batch.layout, order="pyscf")[0, :n_ao, :n_ao]
         return float(jnp.mean(jnp.abs(H - H_scf)))
 
