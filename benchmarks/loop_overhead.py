@@ -5,8 +5,9 @@ The first ``--n`` structures of a water dataset (e.g. water-md17; split 30 / 5 /
 asynchronous checkpoints every 300 s). Two fresh child processes, so each peak RSS is its own:
   bare   ``elct_jax.train.step.train_step`` called in a Python loop over the training batches, results
          awaited once per epoch (the least any loop can do)
-  loop   ``elct_jax.train.loop.fit``: the same step with epoch ordering, validation, metrics.csv and
-         TensorBoard logs, checkpoints, NaN guard, progress bar
+  loop   ``elct_jax.train.run.train`` as ``elct train`` runs it: the network's eager initialisation and on-site
+         bias fit, then ``elct_jax.train.loop.fit``: the same step with epoch ordering, validation, metrics.csv
+         and TensorBoard logs, checkpoints, NaN guard, progress bar
 Both report process CPU milliseconds per step from the end of epoch 10 on (compilations of the step and of
 validation excluded: they are paid once per run) and the
 peak resident set size of the whole process (imports, data, compilation included); ratio = loop / bare.
@@ -45,23 +46,21 @@ def child(mode: str, data: Path, n: int, epochs: int) -> dict:
 
     import ai2dft
     from elct_jax.nn.model import make_predict_fn
-    from elct_jax.train.loop import fit
     from elct_jax.train.optim import make_optimizer
-    from elct_jax.train.run import prepare_data
+    from elct_jax.train.run import prepare_data, train
     from elct_jax.train.step import init_state, make_train_step
 
     ai2dft.enable_float64()  # as `elct train` runs
     with tempfile.TemporaryDirectory() as tmp:
         config = _config(data, n, Path(tmp), epochs)
         dataset = prepare_data(config)
-        init, apply = make_predict_fn(config.model, dataset.basis)
         batches = dataset.batches["train"]
-        params = jax.jit(init)(jax.random.PRNGKey(0), batches[0].graph)
         marks = []
         if mode == "loop":
-            fit(apply, params, batches, dataset.batches["val"], config.train,
-                callbacks=[lambda end: marks.append(time.process_time())])
+            train(config, dataset, callbacks=[lambda end: marks.append(time.process_time())])
         else:
+            init, apply = make_predict_fn(config.model, dataset.basis)
+            params = jax.jit(init)(jax.random.PRNGKey(0), batches[0].graph)
             optimizer = make_optimizer(config.train.optim, len(batches))
             step = make_train_step(apply, optimizer, config.train.optim.ema_decay)
             state, weights = init_state(params, optimizer), config.train.weights.array()
@@ -94,7 +93,7 @@ def main() -> None:
         results[mode] = json.loads(out.strip().splitlines()[-1])
         print(results[mode], flush=True)
     print(f"loop / bare CPU per step: {results['loop']['cpu_ms_per_step'] / results['bare']['cpu_ms_per_step']:.2f} "
-          f"(goal <= 1.2); peak RSS loop {results['loop']['peak_rss_mib']:.0f} MiB (goal <= 1024; was 2,918 MiB)")
+          f"(goal <= 1.2); peak RSS loop {results['loop']['peak_rss_mib']:.0f} MiB (goal <= 1024)")
 
 
 if __name__ == "__main__":

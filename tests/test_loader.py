@@ -1,6 +1,7 @@
 """Records -> examples -> padded batches: targets and masks, seeded splits and shuffles, prefetch thread."""
 import threading
 
+import jax
 import numpy as np
 import pytest
 from pyscf import gto
@@ -9,9 +10,17 @@ from crystals import real_space_overlaps
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data import DeepHRecord, write_deeph_dock, write_deeph_legacy
 from elct_jax.data.dataset_dir import read_dataset
-from elct_jax.data.loader import Example, Loader, collate, make_example, merged_basis, split_indices
+from elct_jax.data.loader import (
+    Example,
+    Loader,
+    collate,
+    common_pad_sizes,
+    make_example,
+    merged_basis,
+    split_indices,
+)
 from elct_jax.geometry.graph import bucket_size, graph_mask, neighbor_graph
-from elct_jax.hamiltonian.blocks import dense_to_blocks, dense_to_dict
+from elct_jax.hamiltonian.blocks import blocks_to_dense, dense_to_blocks, dense_to_dict
 from elct_jax.geometry.structure import Structure
 
 WATER = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])
@@ -66,6 +75,24 @@ def test_collate_targets_and_masks(dataset):
     g_on, g_ed = dense_to_blocks(dense, batch.layout)
     np.testing.assert_array_equal(onsite, g_on)
     np.testing.assert_array_equal(edges, g_ed)
+
+
+
+def test_short_batch_has_the_shapes_of_a_full_one(dataset):
+    """A split's last, short batch (no DFT systems) gets empty structure slots: the same pytree and shapes as a
+    full batch (one compilation of a step), and the same dense matrices for its real structures."""
+    basis, records, overlaps = dataset
+    examples = [make_example(r, basis, cutoff_ang=5.0) for r in records[:4]]
+    sizes = common_pad_sizes([examples[:3], examples[3:]], basis)
+    full, short = (collate(g, basis, n_graph=4, sizes=sizes) for g in (examples[:3], examples[3:]))
+    assert jax.tree.structure(full) == jax.tree.structure(short)
+    assert [x.shape for x in jax.tree.leaves(full)] == [x.shape for x in jax.tree.leaves(short)]
+    assert short.layout.n_graph == 3 and short.has_system.shape == (3,)
+    assert not short.layout.ao_mask[1:].any()
+    S = np.asarray(blocks_to_dense(*short.targets["overlap"], short.layout, pad_diagonal=1.0))
+    n = overlaps[3].shape[0]
+    np.testing.assert_allclose(S[0, :n, :n], overlaps[3], atol=1e-12)
+    np.testing.assert_array_equal(S[1:], np.broadcast_to(np.eye(sizes.n_ao), (2, sizes.n_ao, sizes.n_ao)))
 
 
 def test_blocks_missing_from_record_are_masked():

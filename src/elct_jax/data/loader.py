@@ -68,8 +68,10 @@ class Example:
 class Batch:
     """Padded batch of B structures (numpy arrays; a JAX pytree, so it goes straight into a jitted step).
 
-    graph        jraph batch padded to bucket sizes, B + 1 graphs (the last is padding)
-    layout       batched BlockLayout for dense [B, n_ao_pad, n_ao_pad] matrices
+    graph        jraph batch padded to bucket sizes, n_graph graphs (B structures, then padding)
+    layout       batched BlockLayout for dense [S, n_ao_pad, n_ao_pad] matrices: S = B slots for batches with
+                 systems, else S = n_graph - 1 (slots past the B structures are empty), so that every batch of
+                 a split, the last short one included, has the same shapes (one compilation of a step)
     targets      name -> (onsite [n_node, n_max, n_max], edges [n_edge, n_max, n_max]), zero on padding
                  and on structures without that target (spin matrices of spinful data: spin axes after the first)
     target_masks name -> (onsite, edge) bool masks of the same shapes: entries that carry a label
@@ -78,7 +80,7 @@ class Batch:
     systems      ai2dft System stacked over the B structures, padded to n_ao_pad AOs; for crystals a
                  CrystalSystem stacked over B, unpadded (all of one shape: nk, nao, mesh, xc); None
                  when the examples carry no systems (supervised-only data)
-    has_system   [B] float, 1 where a structure takes part in the label-free terms
+    has_system   [S] float, 1 where a structure takes part in the label-free terms
     """
 
     graph: jraph.GraphsTuple
@@ -236,7 +238,8 @@ def collate(examples: Sequence[Example], basis: OrbitalBasis, n_graph: int | Non
     n_graph = len(examples) + 1 if n_graph is None else n_graph
     sizes = pad_sizes(examples, basis) if sizes is None else sizes
     graph = pad_graph(batch_graphs([ex.graph for ex in examples]), sizes.n_node, sizes.n_edge, n_graph)
-    layout = block_layout(basis, [ex.symbols for ex in examples], graph, n_ao_pad=sizes.n_ao)
+    n_slots = len(examples) if any(ex.system is not None for ex in examples) else n_graph - 1
+    layout = block_layout(basis, [ex.symbols for ex in examples], graph, n_ao_pad=sizes.n_ao, n_slots=n_slots)
     dump = layout.n_graph * layout.n_ao_pad**2
     onsite_mask = layout.onsite_dest["internal"] != dump
     found = np.zeros(len(graph.senders), dtype=bool)
@@ -253,7 +256,7 @@ def collate(examples: Sequence[Example], basis: OrbitalBasis, n_graph: int | Non
         targets[name] = (_stack(onsite, len(onsite_mask)), _stack(edges, len(edge_mask)))
         target_masks[name] = (_spread(onsite_mask & _stack(present, len(onsite_mask))[:, None, None], like.shape),
                               _spread(edge_mask & _stack(present_edge, len(edge_mask))[:, None, None], like.shape))
-    systems, has_system = _stack_systems(examples, sizes)
+    systems, has_system = _stack_systems(examples, sizes, n_slots)
     return Batch(graph, layout, targets, target_masks, onsite_mask, edge_mask, systems, has_system)
 
 
@@ -268,11 +271,12 @@ def _spread(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
                            mask.shape[:1] + shape[1:])
 
 
-def _stack_systems(examples: Sequence[Example], sizes: PadSizes) -> tuple[System | CrystalSystem | None, np.ndarray]:
+def _stack_systems(examples: Sequence[Example], sizes: PadSizes,
+                   n_slots: int) -> tuple[System | CrystalSystem | None, np.ndarray]:
     """Systems padded to ``sizes`` (``padded_system``; crystals as they are), checked to share one shape
-    and stacked over the batch, with the [B] presence flags."""
+    and stacked over the batch, with the [B] presence flags; no systems: None and [n_slots] zeros."""
     if all(ex.system is None for ex in examples):
-        return None, np.zeros(len(examples))
+        return None, np.zeros(n_slots)
     if any(ex.system is None for ex in examples):
         raise ValueError("either every example of a batch has a DFT system or none has")
     if len({type(ex.system) for ex in examples}) > 1:

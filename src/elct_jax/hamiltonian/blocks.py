@@ -67,6 +67,7 @@ def block_layout(
     graph: jraph.GraphsTuple,
     n_ao_pad: int | None = None,
     orders: Sequence[str] = ORDERS,
+    n_slots: int | None = None,
 ) -> BlockLayout:
     """Index maps for ``graph`` (from :func:`elct_jax.geometry.graph.neighbor_graph`, optionally batched with
     :func:`batch_graphs` and/or padded).
@@ -77,6 +78,9 @@ def block_layout(
     n_ao_pad  dense size; default the largest AO count of the structures.
     orders    orbital orders to build maps for (each costs n_edge * n_max**2 int32); "internal" is always
               included; "openmx" is skipped silently when the basis has l > 3.
+    n_slots   batched only: structures of the dense output (n_graph = n_slots; default one per tuple of
+              ``symbols``); slots beyond the tuples are empty (no atoms, every AO padded), so a batch of fewer
+              structures has the static shapes of a full one.
     """
     unknown = sorted(set(orders) - set(ORDERS))
     if unknown:
@@ -90,6 +94,9 @@ def block_layout(
     n_ao_pad = max(n_ao) if n_ao_pad is None else int(n_ao_pad)
     if n_ao_pad < max(n_ao):
         raise ValueError(f"n_ao_pad={n_ao_pad} is smaller than a structure's {max(n_ao)} AOs")
+    n_slots = len(groups) if n_slots is None else int(n_slots)
+    if n_slots < len(groups) or (n_slots != len(groups) and not batched):
+        raise ValueError(f"n_slots={n_slots} needs a batch of at most that many structures, got {symbols!r}")
     n_real = sum(sizes)
     senders, receivers = np.asarray(graph.senders), np.asarray(graph.receivers)
     real_edge = (senders < n_real) & (receivers < n_real)
@@ -103,14 +110,14 @@ def block_layout(
         pos = _node_positions(basis, groups, max_orbitals(basis), order, n_node)
         if pos is None:
             continue
-        onsite_dest[order] = _dest(node_graph, pos, pos, n_ao_pad, len(groups))
-        edge_dest[order] = _dest(node_graph[senders], pos[senders], pos[receivers], n_ao_pad, len(groups))
+        onsite_dest[order] = _dest(node_graph, pos, pos, n_ao_pad, n_slots)
+        edge_dest[order] = _dest(node_graph[senders], pos[senders], pos[receivers], n_ao_pad, n_slots)
     return BlockLayout(
         onsite_dest=onsite_dest,
         edge_dest=edge_dest,
         cell_shift=cell_shift,
-        ao_mask=np.arange(n_ao_pad)[None, :] < np.array(n_ao)[:, None],
-        n_graph=len(groups),
+        ao_mask=np.arange(n_ao_pad)[None, :] < np.array(n_ao + [0] * (n_slots - len(groups)))[:, None],
+        n_graph=n_slots,
         n_ao_pad=n_ao_pad,
         batched=batched,
         gamma_only=bool(np.all(cell_shift[real_edge] == 0)),

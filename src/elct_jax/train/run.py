@@ -56,7 +56,7 @@ from elct_jax.data.systems import system_from_record
 from elct_jax.nn.model import make_predict_fn
 from elct_jax.train.saved_model import TrainedModel, load_model, write_model_info
 from elct_jax.train.init import fit_onsite_bias
-from elct_jax.train.loop import fit
+from elct_jax.train.loop import fit, release_all_compiled
 
 
 @dataclass
@@ -145,7 +145,8 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
     ``callbacks`` are handed to :func:`elct_jax.train.loop.fit` (called after every epoch).
 
     A fresh network starts with its on-site biases fitted to the labelled training targets
-    (``elct_jax.train.init.fit_onsite_bias``)."""
+    (``elct_jax.train.init.fit_onsite_bias``); JAX's compiled functions are then dropped (``jax.clear_caches``,
+    ``loop.release_all_compiled``), so training starts from the memory of the imports and the data."""
     dataset = prepare_data(config) if dataset is None else dataset
     config, start = with_start_model(config)
     init, apply = make_predict_fn(config.model, dataset.basis)
@@ -162,6 +163,7 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
         key = jax.random.PRNGKey(config.train.seed) if key is None else key
         params = init(key, dataset.batches["train"][0].graph)
         params = fit_onsite_bias(params, jax.jit(apply), dataset.batches["train"], dataset.basis)
+        release_all_compiled(params)  # the init's per-operation executables go before the train step compiles
     run_dir = Path(config.train.run_dir)
     save_model_info(run_dir, config, dataset.basis, dataset.baseline)
     state = fit(apply, params, dataset.batches["train"], dataset.batches["val"], config.train, callbacks=callbacks)
