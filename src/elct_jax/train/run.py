@@ -162,8 +162,9 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
     else:
         key = jax.random.PRNGKey(config.train.seed) if key is None else key
         params = init(key, dataset.batches["train"][0].graph)
+        release_all_compiled(params)  # the init's per-operation executables
         params = fit_onsite_bias(params, jax.jit(apply), dataset.batches["train"], dataset.basis)
-        release_all_compiled(params)  # the init's per-operation executables go before the train step compiles
+        release_all_compiled(params)  # and the forward pass's, before the train step compiles
     run_dir = Path(config.train.run_dir)
     save_model_info(run_dir, config, dataset.basis, dataset.baseline)
     state = fit(apply, params, dataset.batches["train"], dataset.batches["val"], config.train, callbacks=callbacks)
