@@ -37,6 +37,9 @@ the error through the dielectric operator, and at a finite budget training settl
 in |H - H_scf|. The target T_n of n warm-started Roothaan-DIIS steps (each one Fock build, no gradient)
 is the SCF solution to within the DIIS contraction, so the residual becomes |H - H_scf| itself and
 label-free training converges like supervised training, with Omega still steering the occupation.
+With exact exchange (``--xc b3lyp``) one run of the decaying schedule stalls once the occupation is found; a
+second run from its ``--save-params`` file (``--init-from``: a fresh Adam state, e.g. ``--lr 1e-3``), or from a
+PBE label-free model, removes the stall (benchmarks/RESULTS.md, "The same with B3LYP").
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \\
     XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python experiments/unsupervised_h2o.py
