@@ -1,4 +1,4 @@
-"""`elct bands --model` and `elct predict --compare FOLDER` for spinful models (float64): random-parameter collinear and
+"""`elct bands --model` and `elct predict --compare-labels FOLDER` for spinful models (float64): random-parameter collinear and
 spin-orbit models (preset tiny) on the H chain of tests/test_spin_bands.py (2 atoms, gth-dzvp, 8 A box).
 
 Bands from the model (chunked prediction, S(R) from PySCF integrals) equal scipy's eigenvalues of the Bloch sum of the
@@ -173,7 +173,7 @@ def test_spin_mismatches_are_named(spin_model, tmp_path, capsys):
 @pytest.mark.slow  # ~60 s CPU: loading and compiling the exported model in each command, a spinless model
 def test_the_commands_on_a_spin_model(spin_model, capsys):
     """`elct bands --model` (with --spin 1 for the collinear model) writes the bands run_bands gives, and `elct predict
-    --compare FOLDER` prints the comparison compare_with_labels gives; a spinless model refuses the spinful labels."""
+    --compare-labels FOLDER` prints the comparison compare_with_labels gives; a spinless model refuses the spinful labels."""
     model, other, root = spin_model
     spin = model.config.spin
     folder, chain = str(export_model(model, root / "model")), root / "chain.extxyz"
@@ -187,7 +187,7 @@ def test_the_commands_on_a_spin_model(spin_model, capsys):
                                    np.load(root / "lib" / f)["energies_hartree"], atol=1e-10)
     write_deeph_dock(root / "labels", prediction_record(other, h_chain(), magmom=MAGMOM[spin]))
     capsys.readouterr()
-    assert main(["predict", "--model", folder, str(chain), "--out", str(root / "pred"), "--compare",
+    assert main(["predict", "--model", folder, str(chain), "--out", str(root / "pred"), "--compare-labels",
                  str(root / "labels"), *moments]) == 0
     prediction = prediction_record(model, h_chain(), magmom=MAGMOM[spin])
     table = compare_with_labels(model, prediction, root / "labels")

@@ -56,7 +56,7 @@ def level_of_theory(model) -> dict:
     """The settings of the DFT a model learned (basis, xc, grid, ...), from its H0 baseline."""
     if model.baseline is None:
         raise ValueError(f"{model.name} records no level of theory (it was trained without the H0 baseline); "
-                         "compare it with `elct data generate` labels instead (elct predict --compare FOLDER)")
+                         "compare it with `elct data generate` labels instead (elct predict --compare-labels FOLDER)")
     return model.baseline
 
 
@@ -73,7 +73,7 @@ def compare_with_dft(model, structure: Structure) -> DFTComparison:
 
     if model.config.spin != "none":
         raise ValueError(f"{model.name} predicts spinful H (spin = {model.config.spin!r}); the PySCF comparison is "
-                         "for spinless models: compare it with labels of the structure (elct predict --compare FOLDER)")
+                         "for spinless models: compare it with labels of the structure (elct predict --compare-labels FOLDER)")
     start = time.perf_counter()
     H = np.asarray(predict_blocks(model, structure, dense=True))
     predict_seconds = time.perf_counter() - start

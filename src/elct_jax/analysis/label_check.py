@@ -1,4 +1,4 @@
-"""A prediction beside the DFT labels of the same structure: ``elct predict --compare FOLDER``.
+"""A prediction beside the DFT labels of the same structure: ``elct predict --compare-labels FOLDER``.
 
 ``compare_with_labels(model, prediction, folder)`` reads a labelled DeepH folder (``elct data generate`` output, any
 DeepH-dock or legacy folder with hamiltonian.h5) of the predicted structure and gives the errors ``elct evaluate``

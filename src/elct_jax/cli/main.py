@@ -161,15 +161,15 @@ def _predict(args) -> None:
 
     model = load_model(args.model)
     structure = Structure.read(args.structure)
-    if args.compare is True:
+    if args.compare:
         from elct_jax.analysis.dft_check import compare_with_dft
 
         print(compare_with_dft(model, structure).table(model.name))
     record = prediction_record(model, structure, args.n_electrons, initial_moments(args, structure.n_atoms))
-    if isinstance(args.compare, str):
+    if args.compare_labels is not None:
         from elct_jax.analysis.label_check import compare_with_labels
 
-        print(compare_with_labels(model, record, args.compare).table(model.name))
+        print(compare_with_labels(model, record, args.compare_labels).table(model.name))
     folder = write_deeph_dock(args.out, record)
     print(f"wrote {len(record.matrices['hamiltonian'])} blocks of H and S ({record.dft['n_electrons']} electrons) "
           f"to {folder}/hamiltonian.h5, overlap.h5")
@@ -321,11 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DeepH-dock folder: POSCAR, info.json, hamiltonian.h5, overlap.h5")
     p.add_argument("--n-electrons", type=int, default=None, help="electron count written as info.json occupation "
                    "(default: all electrons less the model's charge for molecules, GTH valence for crystals)")
-    p.add_argument("--compare", nargs="?", const=True, default=None, metavar="FOLDER",
-                   help="without FOLDER (spinless models, molecules): also run PySCF at the model's level of theory "
-                        "and print HOMO/LUMO/gap, H MAE, energy error and wall time of both; with FOLDER (any model): "
-                        "print the errors against the DFT labels of the same structure in that DeepH folder (H MAE, "
-                        "per spin for spinful models; energy error of molecules; band MAE of crystals)")
+    p.add_argument("--compare", action="store_true",
+                   help="spinless models, molecules: also run PySCF at the model's level of theory and print "
+                        "HOMO/LUMO/gap, H MAE, energy error and wall time of both")
+    p.add_argument("--compare-labels", default=None, metavar="FOLDER",
+                   help="any model: print the errors against the DFT labels of the same structure in that DeepH "
+                        "folder (H MAE, per spin for spinful models; energy error of molecules; band MAE of crystals)")
     _add_moment_options(p)
     p.set_defaults(func=_predict)
 
