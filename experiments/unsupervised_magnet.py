@@ -121,7 +121,20 @@ def magnet_problem(args):
           f"{float(jnp.mean(aligned_spin_errors(H_label, own.H, system.base.overlap))) * HARTREE_TO_MEV:.3f}"
           f" meV; E_KS[D(H_label)] - E_scf {(float(energy(system, D_label)) - ref.energy) * HARTREE_TO_UHA:.2f} uHa; "
           f"E_scf - PySCF e_tot {(ref.energy - record.dft['e_tot_hartree']) * HARTREE_TO_UHA:.2f} uHa (multigrid vs FFT)")
+    if system.spin is None:
+        print_polarized_branch(system, own)
     return batch, ref, record.basis, record, H_label
+
+
+def print_polarized_branch(system, own) -> None:
+    """Print the training system's SCF from a fully polarized start (own.H with the down spin raised 0.3 Ha): a free
+    moment has several self-consistent branches, and the reference ``own`` need not be the one of lowest Omega."""
+    start = own.H.at[1].add(0.3 * system.base.overlap)
+    pol = ai2dft.scf(system, tol=1e-9, H0=start, max_iter=300, on_failure="ignore")
+    print(f"  its SCF from a fully polarized start: converged {bool(pol.converged)}, moment "
+          f"{float(moment(system, pol.D)):.4f} per cell, Omega - Omega_scf "
+          f"{(float(pol.free_energy) - float(own.free_energy)) * 1e3:+.3f} mHa/cell (negative: the reference is NOT "
+          f"the lowest branch, label-free training minimizes Omega)")
 
 
 def aligned_spin_errors(H, H_ref, S) -> jax.Array:
