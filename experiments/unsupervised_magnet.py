@@ -3,9 +3,13 @@
 The magnet: a stretched hydrogen chain, H every 2.3 A along x, two atoms per cell (a = 4.6 A), 8 A box, PBE,
 GTH-PBE pseudopotential, gth-dzvp (5 AOs per atom), Fermi smearing ``--sigma`` (0.01 Ha), Gamma-centred
 ``--kmesh`` x 1 x 1 k-points, FREE magnetisation (one chemical potential for both spins; the KUKS starts from 2S = 1
-per cell). Its narrow 1s band is Stoner-unstable: PBE makes it a partly polarized ferromagnet (PySCF KUKS, 40 Ha:
-N_up - N_down = 1.008 / 1.24 / 1.26 electrons per cell at 2 / 4 / 6 k-points, of 2; at 2.0 A spacing the moment
-vanishes at 4 k-points, at 2.5 A the chain is fully polarized, the poor case of tests/test_spin_bands.py).
+per cell). Its narrow 1s band is Stoner-unstable. Started from 2S = 1, PySCF's KUKS (40 Ha) converges to a partly
+polarized state (N_up - N_down = 1.008 / 1.24 / 1.26 electrons per cell at 2 / 4 / 6 k-points, of 2), but that is a
+METASTABLE branch: started from 2S = 2 it converges to the fully polarized state (moment 2), whose Mermin free energy
+is LOWER by 2.7 mHa/cell at 2 k-points and 6.4 mHa/cell at 4 (multigrid; the training system at 2 k: 2.29 mHa/cell,
+printed). With free magnetisation the reference below is therefore not Omega's minimum, and label-free training,
+which minimizes Omega, is right to leave it (at 2.0 A spacing the moment vanishes at 4 k-points; at 2.5 A the chain
+is fully polarized, the poor case of tests/test_spin_bands.py).
 Why not bcc Fe or Ni: bcc Fe (gth-szv-molopt-sr, GTH-PBE-q16, 3x3x3 k) cost 2.5 CPU-min per KUKS label at 80 Ha
 and still failed the label generator's real-space accuracy check (imaginary parts of H(R) 1.4e-4: the semicore 3s3p
 need a finer mesh), and every label-free step runs ~10 Fock builds on that mesh at 27 k-points: far beyond this
