@@ -66,8 +66,8 @@ from elct_jax.geometry.structure import Structure
 from elct_jax.nn.model import count_parameters, make_predict_fn
 from elct_jax.train.losses import system_hamiltonians
 from plotting import training_curves
-from tables import final_table, step_table
-from unsupervised_o2 import run_mode
+from tables import final_table
+from unsupervised_o2 import run_modes
 
 ai2dft.enable_float64()
 
@@ -202,12 +202,7 @@ def main() -> None:
           f"parameters; Adam lr {args.lr:g} -> {args.final_lr:g} (exponential) over {args.steps} steps per mode")
     optim = OptimConfig(learning_rate=args.lr, schedule="exponential", final_learning_rate=args.final_lr, clip_norm=0.0)
     metrics_fn = make_metrics_fn(apply, H_label)
-    histories = {}
-    for mode in args.modes:
-        histories[mode] = h = run_mode(mode, params0, batch, ref, apply, optim, args.steps, args.eval_every,
-                                       metrics_fn, args.sc_iterations)
-        print(f"\n{mode}  ({h['seconds_per_step'] * 1e3:.0f} ms per step, {h['cpu_seconds']:.0f} CPU s in all)")
-        print(step_table(h, [("loss", "loss", 1.0, "14.8f")] + COLUMNS))
+    histories = run_modes(args, params0, batch, ref, apply, optim, metrics_fn, COLUMNS)
     print(f"\nfinal (Adam {args.steps} steps; SCF moment {ref.moment:.5f} per cell):\n" + final_table(
         histories, COLUMNS + [("CPU s", lambda h: h["cpu_seconds"], 1.0, "8.0f")],
         "*: H(k) at the training k-points after removing one constant shift c*S for both spins; means over k and AO "

@@ -121,6 +121,18 @@ def run_mode(mode: str, params0, batch: Batch, ref: Reference, apply, optim: Opt
     return history
 
 
+def run_modes(args, params0, batch: Batch, ref, apply, optim: OptimConfig, metrics_fn, columns) -> dict:
+    """``run_mode`` for each of ``args.modes`` from the same params0 (``args``: steps, eval_every, sc_iterations),
+    printing each mode's step table with ``columns``; {mode: history}."""
+    histories = {}
+    for mode in args.modes:
+        histories[mode] = h = run_mode(mode, params0, batch, ref, apply, optim, args.steps, args.eval_every,
+                                       metrics_fn, args.sc_iterations)
+        print(f"\n{mode}  ({h['seconds_per_step'] * 1e3:.0f} ms per step, {h['cpu_seconds']:.0f} CPU s in all)")
+        print(step_table(h, [("loss", "loss", 1.0, "14.8f")] + columns))
+    return histories
+
+
 COLUMNS = [("|H-H_scf|* meV", "H_aligned", HARTREE_TO_MEV, "15.4f"), ("|H-H_scf| meV", "H_raw", HARTREE_TO_MEV, "14.3f"),
            ("E-E_scf uHa", "E", HARTREE_TO_UHA, "13.3f"), ("max|D-D_scf|", "D", 1.0, "13.3e")]
 
@@ -150,12 +162,7 @@ def main() -> None:
           f"{args.lr:g} -> {args.final_lr:g} (exponential) over {args.steps} steps per mode")
     optim = OptimConfig(learning_rate=args.lr, schedule="exponential", final_learning_rate=args.final_lr, clip_norm=0.0)
     metrics_fn = make_metrics_fn(apply, ref.n_ao)
-    histories = {}
-    for mode in args.modes:
-        histories[mode] = h = run_mode(mode, params0, batch, ref, apply, optim, args.steps, args.eval_every,
-                                       metrics_fn, args.sc_iterations)
-        print(f"\n{mode}  ({h['seconds_per_step'] * 1e3:.0f} ms per step, {h['cpu_seconds']:.0f} CPU s in all)")
-        print(step_table(h, [("loss", "loss", 1.0, "14.8f")] + COLUMNS))
+    histories = run_modes(args, params0, batch, ref, apply, optim, metrics_fn, COLUMNS)
     print(f"\nfinal (Adam {args.steps} steps):\n" + final_table(
         histories, COLUMNS + [("CPU s", lambda h: h["cpu_seconds"], 1.0, "8.0f")],
         "*: after removing a constant shift c_s*S per spin; means over both spins and all AO pairs; E = E_KS[D(H)]"))
