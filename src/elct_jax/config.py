@@ -259,6 +259,11 @@ class OptimConfig(_Table):
               improvement of the epoch-mean training loss, and training stops once it falls below
               ``min_learning_rate``; "exponential": decayed from ``learning_rate`` to ``final_learning_rate``
               over the run's epochs x steps per epoch (a fixed budget; the plateau fields are unused)
+    restart_learning_rates  exponential schedule only: warm restarts. The budget is split into 1 + len(...)
+              equal cycles; cycle 0 decays from ``learning_rate``, cycle c from ``restart_learning_rates[c - 1]``,
+              each to ``final_learning_rate``, and Adam's moments start afresh at every cycle (the first
+              cycle's large gradients otherwise stay in the second moment and stall label-free training,
+              benchmarks/RESULTS.md "The same with B3LYP"). Empty: one cycle.
     """
 
     TABLE: ClassVar[str] = "train.optim"
@@ -270,6 +275,7 @@ class OptimConfig(_Table):
     ema_decay: float = 0.0           # 0 disables the parameter EMA; e.g. 0.999 keeps one
     schedule: str = "plateau"
     final_learning_rate: float = 1e-5  # the exponential schedule's last lr
+    restart_learning_rates: tuple[float, ...] = ()
 
     def __post_init__(self):
         if self.schedule not in ("plateau", "exponential"):
@@ -277,6 +283,9 @@ class OptimConfig(_Table):
         if not (self.learning_rate > 0 and self.final_learning_rate > 0):
             raise ValueError(f"train.optim.learning_rate and final_learning_rate must be positive, got "
                              f"{self.learning_rate}, {self.final_learning_rate}")
+        if self.restart_learning_rates and (self.schedule != "exponential" or min(self.restart_learning_rates) <= 0):
+            raise ValueError(f"train.optim.restart_learning_rates {self.restart_learning_rates} needs the exponential "
+                             f"schedule (got {self.schedule!r}) and positive learning rates")
 
 
 @dataclass(frozen=True)

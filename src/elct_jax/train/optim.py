@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -29,6 +30,9 @@ def _make_optimizer(config: OptimConfig, steps_per_epoch: int, total_steps: int)
     parts = []
     if config.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(config.clip_norm))
+    if config.schedule == "exponential" and config.restart_learning_rates:
+        adam = restarted(optax.scale_by_adam(), cycle_starts(config, total_steps)[1:])
+        return optax.chain(*parts, adam, optax.scale_by_learning_rate(exponential_schedule(config, total_steps)))
     if config.schedule == "exponential":
         return optax.chain(*parts, optax.adam(exponential_schedule(config, total_steps)))
     parts.append(optax.adam(config.learning_rate))
@@ -45,9 +49,41 @@ def _make_optimizer(config: OptimConfig, steps_per_epoch: int, total_steps: int)
 
 
 def exponential_schedule(config: OptimConfig, total_steps: int) -> optax.Schedule:
-    """step -> lr, from ``learning_rate`` at step 0 to ``final_learning_rate`` at ``total_steps``."""
-    return optax.exponential_decay(config.learning_rate, transition_steps=max(total_steps, 1),
-                                   decay_rate=config.final_learning_rate / config.learning_rate)
+    """step -> lr, from ``learning_rate`` at step 0 to ``final_learning_rate`` at ``total_steps``; with
+    warm restarts, the same within each cycle from its own peak (:func:`cycle_starts`)."""
+    peaks = (config.learning_rate, *config.restart_learning_rates)
+    starts = cycle_starts(config, total_steps)
+    ends = (*starts[1:], max(total_steps, len(peaks)))
+    cycles = [optax.exponential_decay(peak, transition_steps=end - start,
+                                      decay_rate=config.final_learning_rate / peak)
+              for peak, start, end in zip(peaks, starts, ends)]
+    return cycles[0] if len(cycles) == 1 else optax.join_schedules(cycles, list(starts[1:]))
+
+
+def cycle_starts(config: OptimConfig, total_steps: int) -> tuple[int, ...]:
+    """First step of each warm-restart cycle: 1 + len(restart_learning_rates) near-equal parts of the budget."""
+    n = 1 + len(config.restart_learning_rates)
+    total = max(total_steps, n)
+    return tuple(total * c // n for c in range(n))
+
+
+def restarted(inner: optax.GradientTransformation, restart_steps: tuple[int, ...]) -> optax.GradientTransformation:
+    """``inner`` whose state is re-initialised (e.g. Adam's moments and bias correction) before the update
+    of each step in ``restart_steps`` (0-based step counts)."""
+    restart_at = jnp.asarray(restart_steps, jnp.int32)
+
+    def init(params):
+        return jnp.zeros([], jnp.int32), inner.init(params)
+
+    def update(updates, state, params=None):
+        count, inner_state = state
+        fresh = inner.init(updates)  # the gradient has the parameters' shapes and dtypes
+        restart = jnp.any(count == restart_at)
+        inner_state = jax.tree.map(lambda f, s: jnp.where(restart, f, s), fresh, inner_state)
+        updates, inner_state = inner.update(updates, inner_state, params)
+        return updates, (count + 1, inner_state)
+
+    return optax.GradientTransformation(init, update)
 
 
 def current_learning_rate(opt_state, step, config: OptimConfig, total_steps: int) -> jnp.ndarray:
