@@ -172,7 +172,7 @@ def test_options_of_the_other_kind_are_named(graphene):
     for name, function in (("energy", ai2dft.energy), ("free_energy", ai2dft.free_energy),
                            ("density_matrix", ai2dft.density_matrix), ("scf", ai2dft.scf),
                            ("minimize_free_energy", ai2dft.minimize_free_energy)):
-        with pytest.raises(TypeError, match=rf"ai2dft.{name} needs an ai2dft.System, CrystalSystem, SpinSystem or SpinCrystalSystem.*ndarray"):
+        with pytest.raises(TypeError, match=rf"ai2dft.{name} needs an ai2dft.System, CrystalSystem, SpinSystem, SpinCrystalSystem or SpinorSystem.*ndarray"):
             function(np.eye(8), np.eye(8))
     with pytest.raises(ValueError, match="H has shape"):
         ai2dft.density_matrix(graphene, graphene.hcore[0])

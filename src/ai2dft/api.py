@@ -3,18 +3,19 @@
 ``energy`` and ``fock`` are the kinds' own functions (``ai2dft.kind``, dispatched on the system's
 Python type, so they work unchanged under ``jax.jit``, ``jax.grad`` and ``jax.vmap``); ``density_matrix``,
 ``free_energy``, ``scf`` and ``minimize_free_energy`` are written once on top of them. Importing this
-module registers the four kinds: ``ai2dft.molecule`` (``System``), ``ai2dft.crystal_energy``
-(``CrystalSystem``), ``ai2dft.spin_molecule`` (``SpinSystem``) and ``ai2dft.spin_crystal_energy``
-(``SpinCrystalSystem``). Shapes: H and D are [nao, nao] real for a molecule, [nk, nao, nao] complex for a
-crystal (H(k), D(k) not k-weighted), [2, nao, nao] real (alpha, beta; D per spin) for a spin-polarized
-molecule and [2, nk, nao, nao] complex for a spin-polarized crystal; energies in Hartree (per cell).
+module registers the five kinds: ``ai2dft.molecule`` (``System``), ``ai2dft.crystal_energy``
+(``CrystalSystem``), ``ai2dft.spin_molecule`` (``SpinSystem``), ``ai2dft.spin_crystal_energy``
+(``SpinCrystalSystem``) and ``ai2dft.spinor_molecule`` (``SpinorSystem``, spin-orbit coupling). Shapes: H and
+D are [nao, nao] real for a molecule, [nk, nao, nao] complex for a crystal (H(k), D(k) not k-weighted), [2, nao, nao] real (alpha, beta; D per spin) for a spin-polarized
+molecule, [2, nk, nao, nao] complex for a spin-polarized crystal and [2 nao, 2 nao] complex (spin outer) for
+a spinor molecule; energies in Hartree (per cell).
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
-from ai2dft import crystal_energy, molecule, spin_crystal_energy, spin_molecule  # noqa: F401  (register the kinds)
+from ai2dft import crystal_energy, molecule, spin_crystal_energy, spin_molecule, spinor_molecule  # noqa: F401  (register the kinds)
 from ai2dft.density import validate_hamiltonian
 from ai2dft.kind import check_kind, density_and_entropy_of, energy, fock
 from ai2dft.scf import roothaan_diis, scf

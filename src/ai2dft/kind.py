@@ -24,7 +24,7 @@ Array = jax.Array
 
 def not_a_system(name: str, system: Any) -> NoReturn:
     """Raise the TypeError of a public function called with something that is not a system."""
-    raise TypeError(f"ai2dft.{name} needs an ai2dft.System, CrystalSystem, SpinSystem or SpinCrystalSystem as its "
+    raise TypeError(f"ai2dft.{name} needs an ai2dft.System, CrystalSystem, SpinSystem, SpinCrystalSystem or SpinorSystem as its "
                     f"first argument, got {type(system).__name__}")
 
 
