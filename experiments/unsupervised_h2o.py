@@ -205,6 +205,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000, help="training steps of every mode")
     parser.add_argument("--lr", type=float, default=1e-2, help="initial Adam learning rate")
     parser.add_argument("--final-lr", type=float, default=1e-5, help="learning rate at the last step")
+    parser.add_argument("--adam-b2", type=float, default=0.999, help="Adam's second-moment decay (OptimConfig.adam_b2)")
     parser.add_argument("--restart-lrs", type=float, nargs="*", default=(),
                         help="warm restarts: split --steps into 1 + len equal cycles, each decaying from its peak "
                              "(--lr, then these) to --final-lr with a fresh Adam state (OptimConfig.restart_learning_rates)")
@@ -238,9 +239,9 @@ def main() -> None:
         print(f"parameters from {args.init_from}")
     print(f"ELCT preset {args.preset!r}, float64, {count_parameters(params0)} parameters; Adam lr {args.lr:g} -> "
           f"{args.final_lr:g} (exponential) over {args.steps} steps per mode"
-          + (f", warm restarts from {args.restart_lrs}" if args.restart_lrs else ""))
+          + (f", warm restarts from {args.restart_lrs}" if args.restart_lrs else "") + f", Adam b2 {args.adam_b2:g}")
     optim = OptimConfig(learning_rate=args.lr, schedule="exponential", final_learning_rate=args.final_lr, clip_norm=0.0,
-                        restart_learning_rates=tuple(args.restart_lrs))
+                        restart_learning_rates=tuple(args.restart_lrs), adam_b2=args.adam_b2)
     hamiltonian = make_hamiltonian_fn(apply, ref.H.shape[0])
     metrics_fn = make_metrics_fn(hamiltonian)
     histories = {}

@@ -48,6 +48,7 @@ def test_toml_tree_and_shipped_model_json_are_read_by_the_same_parser(tmp_path):
     ({"train": {"weights": {"omgea": 1.0}}}, r"unknown key\(s\) \['omgea'\] in \[train.weights\]"),
     ({"model": {"attention": {"head": 2}}}, r"unknown key\(s\) \['head'\] in \[model.attention\]"),
     ({"train": {"optim": {"schedule": "cosine"}}}, "schedule must be 'plateau' or 'exponential'"),
+    ({"train": {"optim": {"adam_b2": 1.0}}}, r"adam_b2 must be in \(0, 1\), got 1.0"),
     ({"train": {"optim": {"restart_learning_rates": [1e-3]}}}, r"restart_learning_rates \(0.001,\) needs the exponential"),
 ])
 def test_bad_keys_and_values_are_named_with_their_table(doc, message):

@@ -276,6 +276,7 @@ class OptimConfig(_Table):
     schedule: str = "plateau"
     final_learning_rate: float = 1e-5  # the exponential schedule's last lr
     restart_learning_rates: tuple[float, ...] = ()
+    adam_b2: float = 0.999            # Adam's second-moment decay (its memory: ~1 / (1 - b2) steps)
 
     def __post_init__(self):
         if self.schedule not in ("plateau", "exponential"):
@@ -283,6 +284,8 @@ class OptimConfig(_Table):
         if not (self.learning_rate > 0 and self.final_learning_rate > 0):
             raise ValueError(f"train.optim.learning_rate and final_learning_rate must be positive, got "
                              f"{self.learning_rate}, {self.final_learning_rate}")
+        if not 0.0 < self.adam_b2 < 1.0:
+            raise ValueError(f"train.optim.adam_b2 must be in (0, 1), got {self.adam_b2}")
         if self.restart_learning_rates and (self.schedule != "exponential" or min(self.restart_learning_rates) <= 0):
             raise ValueError(f"train.optim.restart_learning_rates {self.restart_learning_rates} needs the exponential "
                              f"schedule (got {self.schedule!r}) and positive learning rates")

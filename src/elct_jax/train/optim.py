@@ -31,11 +31,11 @@ def _make_optimizer(config: OptimConfig, steps_per_epoch: int, total_steps: int)
     if config.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(config.clip_norm))
     if config.schedule == "exponential" and config.restart_learning_rates:
-        adam = restarted(optax.scale_by_adam(), cycle_starts(config, total_steps)[1:])
+        adam = restarted(optax.scale_by_adam(b2=config.adam_b2), cycle_starts(config, total_steps)[1:])
         return optax.chain(*parts, adam, optax.scale_by_learning_rate(exponential_schedule(config, total_steps)))
     if config.schedule == "exponential":
-        return optax.chain(*parts, optax.adam(exponential_schedule(config, total_steps)))
-    parts.append(optax.adam(config.learning_rate))
+        return optax.chain(*parts, optax.adam(exponential_schedule(config, total_steps), b2=config.adam_b2))
+    parts.append(optax.adam(config.learning_rate, b2=config.adam_b2))
     parts.append(
         optax.contrib.reduce_on_plateau(
             factor=config.plateau_factor,
