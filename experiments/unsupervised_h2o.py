@@ -71,6 +71,7 @@ from elct_jax.geometry.structure import Structure
 from elct_jax.analysis.curve import History
 from elct_jax.train.loop import fit
 from plotting import training_curves
+from schedule import add_schedule_arguments, describe, optim_config
 from tables import final_table, step_table
 
 ai2dft.enable_float64()
@@ -202,13 +203,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--preset", default="tiny", help="ELCT preset (float64 parameters)")
-    parser.add_argument("--steps", type=int, default=2000, help="training steps of every mode")
-    parser.add_argument("--lr", type=float, default=1e-2, help="initial Adam learning rate")
-    parser.add_argument("--final-lr", type=float, default=1e-5, help="learning rate at the last step")
-    parser.add_argument("--adam-b2", type=float, default=0.999, help="Adam's second-moment decay (OptimConfig.adam_b2)")
-    parser.add_argument("--restart-lrs", type=float, nargs="*", default=(),
-                        help="warm restarts: split --steps into 1 + len equal cycles, each decaying from its peak "
-                             "(--lr, then these) to --final-lr with a fresh Adam state (OptimConfig.restart_learning_rates)")
+    add_schedule_arguments(parser, steps=2000, lr=1e-2, final_lr=1e-5)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--sc-iterations", type=int, default=8, help="Roothaan-DIIS steps of the -diis modes' target")
     parser.add_argument("--xc", default="pbe", help="functional of the labels and of Omega (pbe, b3lyp, pbe0, ...)")
@@ -237,11 +232,8 @@ def main() -> None:
     if args.init_from is not None:
         params0 = serialization.from_bytes(params0, args.init_from.read_bytes())
         print(f"parameters from {args.init_from}")
-    print(f"ELCT preset {args.preset!r}, float64, {count_parameters(params0)} parameters; Adam lr {args.lr:g} -> "
-          f"{args.final_lr:g} (exponential) over {args.steps} steps per mode"
-          + (f", warm restarts from {args.restart_lrs}" if args.restart_lrs else "") + f", Adam b2 {args.adam_b2:g}")
-    optim = OptimConfig(learning_rate=args.lr, schedule="exponential", final_learning_rate=args.final_lr, clip_norm=0.0,
-                        restart_learning_rates=tuple(args.restart_lrs), adam_b2=args.adam_b2)
+    print(f"ELCT preset {args.preset!r}, float64, {count_parameters(params0)} parameters; {describe(args)}")
+    optim = optim_config(args)
     hamiltonian = make_hamiltonian_fn(apply, ref.H.shape[0])
     metrics_fn = make_metrics_fn(hamiltonian)
     histories = {}

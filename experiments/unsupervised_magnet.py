@@ -58,7 +58,7 @@ import ai2dft
 from ai2dft import density_matrix, energy
 from ai2dft.pyscf_bridge.labels import DFTSettings
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
-from elct_jax.config import OptimConfig, preset
+from elct_jax.config import preset
 from elct_jax.data.loader import Batch, collate, make_example
 from elct_jax.data.spin_crystal_record import spin_crystal_record
 from elct_jax.data.systems import system_from_record
@@ -66,6 +66,7 @@ from elct_jax.geometry.structure import Structure
 from elct_jax.nn.model import count_parameters, make_predict_fn
 from elct_jax.train.losses import system_hamiltonians
 from plotting import training_curves
+from schedule import add_schedule_arguments, describe, optim_config
 from tables import final_table
 from unsupervised_o2 import run_modes
 
@@ -184,9 +185,7 @@ def main() -> None:
     parser.add_argument("--magnetisation", choices=["free", "fixed"], default="free",
                         help="free: one chemical potential; fixed: N_up - N_down = 1 per cell")
     parser.add_argument("--sigma", type=float, default=0.01, help="Fermi-Dirac width, Hartree")
-    parser.add_argument("--steps", type=int, default=300, help="training steps of every mode")
-    parser.add_argument("--lr", type=float, default=1e-2, help="initial Adam learning rate")
-    parser.add_argument("--final-lr", type=float, default=1e-4, help="learning rate at the last step")
+    add_schedule_arguments(parser, steps=300, lr=1e-2, final_lr=1e-4)
     parser.add_argument("--eval-every", type=int, default=25)
     parser.add_argument("--sc-iterations", type=int, default=8, help="Roothaan-DIIS steps of the -diis modes' target")
     parser.add_argument("--seed", type=int, default=0)
@@ -199,8 +198,8 @@ def main() -> None:
     params0 = jax.jit(init)(jax.random.PRNGKey(args.seed), batch.graph)
     print(f"ELCT preset {args.preset!r}, collinear spin, float64, graph cutoff {graph_reach(record):.1f} A, "
           f"{count_parameters(params0)} "
-          f"parameters; Adam lr {args.lr:g} -> {args.final_lr:g} (exponential) over {args.steps} steps per mode")
-    optim = OptimConfig(learning_rate=args.lr, schedule="exponential", final_learning_rate=args.final_lr, clip_norm=0.0)
+          f"parameters; {describe(args)}")
+    optim = optim_config(args)
     metrics_fn = make_metrics_fn(apply, H_label)
     histories = run_modes(args, params0, batch, ref, apply, optim, metrics_fn, COLUMNS)
     print(f"\nfinal (Adam {args.steps} steps; SCF moment {ref.moment:.5f} per cell):\n" + final_table(

@@ -50,6 +50,7 @@ from elct_jax.nn.model import count_parameters, make_predict_fn
 from elct_jax.train.losses import system_hamiltonians
 from elct_jax.train.loop import fit
 from plotting import training_curves
+from schedule import add_schedule_arguments, describe, optim_config
 from tables import final_table, step_table
 
 ai2dft.enable_float64()
@@ -142,9 +143,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["supervised", "omega+sc-diis", "sc-diis"], choices=list(MODES))
     parser.add_argument("--basis", default="sto-3g")
     parser.add_argument("--preset", default="tiny", help="ELCT preset (float64 parameters)")
-    parser.add_argument("--steps", type=int, default=600, help="training steps of every mode")
-    parser.add_argument("--lr", type=float, default=1e-2, help="initial Adam learning rate")
-    parser.add_argument("--final-lr", type=float, default=1e-4, help="learning rate at the last step")
+    add_schedule_arguments(parser, steps=600, lr=1e-2, final_lr=1e-4)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--sc-iterations", type=int, default=8, help="Roothaan-DIIS steps of the -diis modes' target")
     parser.add_argument("--grid-level", type=int, default=3)
@@ -158,9 +157,8 @@ def main() -> None:
           f"E_KS[D(H_pyscf)] (ai2dft) = {ref.energy:.10f} Ha (difference {(ref.energy - ref.e_pyscf) * HARTREE_TO_UHA:.3f} uHa)")
     init, apply = make_predict_fn(preset(args.preset, dtype="float64", spin="collinear"), basis)
     params0 = init(jax.random.PRNGKey(args.seed), batch.graph)
-    print(f"ELCT preset {args.preset!r}, collinear spin, float64, {count_parameters(params0)} parameters; Adam lr "
-          f"{args.lr:g} -> {args.final_lr:g} (exponential) over {args.steps} steps per mode")
-    optim = OptimConfig(learning_rate=args.lr, schedule="exponential", final_learning_rate=args.final_lr, clip_norm=0.0)
+    print(f"ELCT preset {args.preset!r}, collinear spin, float64, {count_parameters(params0)} parameters; {describe(args)}")
+    optim = optim_config(args)
     metrics_fn = make_metrics_fn(apply, ref.n_ao)
     histories = run_modes(args, params0, batch, ref, apply, optim, metrics_fn, COLUMNS)
     print(f"\nfinal (Adam {args.steps} steps):\n" + final_table(
