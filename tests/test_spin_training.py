@@ -93,12 +93,12 @@ def test_label_free_steps_from_random_parameters_lower_the_loss(random_model, we
     assert float(metrics["mae"]) > 0  # the labels are there, but weight 0: the run is label-free
 
 
-def test_spin_orbit_data_stay_supervised(o2):
+def test_spin_models_take_their_own_kind_of_system(o2):
     record, system, basis = o2
     complex_h = {k: b.astype(np.complex128) for k, b in record.matrices["hamiltonian"].items()}
     soc = DeepHRecord(record.structure, basis, {**record.matrices, "hamiltonian": complex_h}, dft=record.dft,
                       spinful=True)
-    with pytest.raises(ValueError, match="spin-orbit data train supervised only.*no differentiable spin-orbit Omega"):
+    with pytest.raises(ValueError, match="spin = 'soc' takes an ai2dft.SpinorSystem, got SpinSystem"):
         make_example(soc, basis, 5.0, system, spin="soc")
     with pytest.raises(ValueError, match="spin = 'collinear' takes an ai2dft.SpinSystem or SpinCrystalSystem, got System"):
         make_example(record, basis, 5.0, system.base, spin="collinear")

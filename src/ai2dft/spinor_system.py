@@ -21,7 +21,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ai2dft.system import System
+from ai2dft.system import System, pad_system
+from ai2dft.units import PAD_LEVEL_HARTREE
 
 Array = jax.Array
 COLLINEAR = ("col", "ncol")
@@ -79,3 +80,16 @@ class SpinorSystem:
 
         arrays, hcore_so, collinear = spinor_molecule_arrays(mf, smearing, auxbasis)
         return cls(System.from_arrays(**arrays), jnp.asarray(hcore_so), collinear)
+
+
+def pad_spinor_system(system: SpinorSystem, nao_pad: int, ngrid_pad: int, naux_pad: int) -> SpinorSystem:
+    """``system`` with its base padded as ``ai2dft.pad_system`` pads a System and each spin quadrant of
+    ``hcore_so`` padded to nao_pad (padded spinors at ``PAD_LEVEL_HARTREE``, never occupied): the spin-outer layout
+    [u (nao_pad), d (nao_pad)] of a padded network Hamiltonian (``elct_jax.hamiltonian.spinor.spinor_to_dense``)."""
+    n = system.base.n_ao
+    da = nao_pad - n
+    level = PAD_LEVEL_HARTREE * jnp.diag(jnp.concatenate([jnp.zeros(n), jnp.ones(da)]))
+    quadrant = [[jnp.pad(system.hcore_so[s * n:(s + 1) * n, t * n:(t + 1) * n], ((0, da), (0, da)))
+                 + (level if s == t else 0.0) for t in (0, 1)] for s in (0, 1)]
+    hcore_so = jnp.concatenate([jnp.concatenate(row, axis=1) for row in quadrant], axis=0)
+    return dataclasses.replace(system, base=pad_system(system.base, nao_pad, ngrid_pad, naux_pad), hcore_so=hcore_so)

@@ -57,6 +57,7 @@ class SOCSettings:
     conv_tol_grad: float = 1e-9
     max_cycle: int = 100
     charge: int = 0
+    density_fit: bool = True
 
     def __post_init__(self):
         if self.collinear not in COLLINEAR_SCHEMES:
@@ -92,6 +93,8 @@ def soc_molecule_labels(structure, settings: SOCSettings) -> SOCLabels:
     a non-converged SCF is returned with converged=False."""
     mol = build_molecule_any_spin(structure, settings.basis, settings.charge)
     mf = dft.GKS(mol).x2c1e()
+    if settings.density_fit:
+        mf = mf.density_fit()
     mf.xc, mf.collinear = settings.xc, settings.collinear
     mf.grids.level = settings.grid_level
     mf.conv_tol, mf.conv_tol_grad, mf.max_cycle = settings.conv_tol, settings.conv_tol_grad, settings.max_cycle
@@ -114,6 +117,7 @@ def _theory(settings: SOCSettings, n_electrons: int) -> dict:
         "noncollinear_xc_note": COLLINEAR_SCHEMES[settings.collinear],
         "basis": settings.basis,
         "grid_level": settings.grid_level,
+        "density_fit": settings.density_fit,
         "charge": settings.charge,
         "n_electrons": n_electrons,
     }

@@ -1,6 +1,7 @@
 """How each kind of ai2dft system enters a padded batch: its sizes to pad to, and the padded system.
 
-Molecules (``ai2dft.System``; spin-polarized ``ai2dft.SpinSystem`` through their base) are padded to the batch's
+Molecules (``ai2dft.System``; spin-polarized ``ai2dft.SpinSystem`` and spin-orbit ``ai2dft.SpinorSystem`` through
+their base) are padded to the batch's
 AO, grid and auxiliary-basis sizes (``ai2dft.pad_system``); crystals (``ai2dft.CrystalSystem``, spin-polarized
 ``ai2dft.SpinCrystalSystem``) are stacked as they are, so a batch of crystals shares one shape. Both are ``functools.singledispatch`` functions of the system type: a new
 kind registers its own two functions here and ``elct_jax.data.loader`` batches it unchanged.
@@ -12,6 +13,7 @@ import functools
 from ai2dft.crystal import CrystalSystem
 from ai2dft.spin_crystal import SpinCrystalSystem
 from ai2dft.spin_system import SpinSystem, pad_spin_system
+from ai2dft.spinor_system import SpinorSystem, pad_spinor_system
 from ai2dft.system import System, pad_system
 
 
@@ -26,8 +28,9 @@ def _(system: System) -> tuple[int, int]:
     return system.weights.shape[0], system.cderi.shape[0]
 
 
-@grid_and_aux_sizes.register
-def _(system: SpinSystem) -> tuple[int, int]:
+@grid_and_aux_sizes.register(SpinSystem)
+@grid_and_aux_sizes.register(SpinorSystem)
+def _(system) -> tuple[int, int]:
     return grid_and_aux_sizes(system.base)
 
 
@@ -51,6 +54,11 @@ def _(system: System, n_ao: int, n_grid: int, n_aux: int) -> System:
 @padded_system.register
 def _(system: SpinSystem, n_ao: int, n_grid: int, n_aux: int) -> SpinSystem:
     return pad_spin_system(system, n_ao, n_grid, n_aux)
+
+
+@padded_system.register
+def _(system: SpinorSystem, n_ao: int, n_grid: int, n_aux: int) -> SpinorSystem:
+    return pad_spinor_system(system, n_ao, n_grid, n_aux)
 
 
 @padded_system.register(CrystalSystem)

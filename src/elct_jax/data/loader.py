@@ -26,6 +26,7 @@ import numpy as np
 from ai2dft.crystal import CrystalSystem
 from ai2dft.spin_crystal import SpinCrystalSystem
 from ai2dft.spin_system import SpinPolarized, SpinSystem
+from ai2dft.spinor_system import SpinorSystem
 from ai2dft.system import System
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.data.baseline import BASELINE, subtract_baseline
@@ -42,15 +43,15 @@ class Example:
     internal order, Hartree (the spin matrices of spinful data: [n, 2, 2, n_max, n_max] complex for spin-orbit,
     [n, 2, n_max, n_max] for collinear spin, ``elct_jax.hamiltonian.spinor``); edge_found [n_edges] is False where the record has no block for an edge
     (that target is zero and masked out). An unlabelled structure has no "hamiltonian" target.
-    system: the ai2dft System (molecule), SpinSystem (spin-polarized molecule), CrystalSystem (crystal) or
-    SpinCrystalSystem (spin-polarized crystal) of the structure for label-free (Omega, self-consistency) training,
+    system: the ai2dft System (molecule), SpinSystem (spin-polarized molecule), SpinorSystem (spin-orbit molecule),
+    CrystalSystem (crystal) or SpinCrystalSystem (spin-polarized crystal) of the structure for label-free (Omega, self-consistency) training,
     or None."""
 
     symbols: tuple[str, ...]
     graph: jraph.GraphsTuple
     targets: dict[str, tuple[np.ndarray, np.ndarray]]
     edge_found: np.ndarray
-    system: System | SpinSystem | CrystalSystem | SpinCrystalSystem | None = None
+    system: System | SpinSystem | SpinorSystem | CrystalSystem | SpinCrystalSystem | None = None
 
     def __post_init__(self):
         n_node, n_edge = int(np.sum(self.graph.n_node)), len(self.graph.senders)
@@ -139,18 +140,17 @@ def make_example(record: DeepHRecord, basis: OrbitalBasis, cutoff_ang: float, sy
     (what the network learns, ``elct_jax.data.baseline``); without it H0 is dropped. ``spin``: the model's
     ``ModelConfig.spin``, which the record must match (``spinful.check_spin``); spinful matrices become targets
     in the network's spin layout (``spinful.padded_spin_blocks``), without an H0 baseline; a collinear record's
-    system is an ``ai2dft.SpinSystem`` or ``SpinCrystalSystem`` (label-free terms), a spin-orbit record has none (supervised only: no
-    differentiable spin-orbit Omega); collinear records give their atoms' initial moments as ``graph.nodes["magmom"]`` (``spinful.initial_moments``)."""
+    system is an ``ai2dft.SpinSystem`` or ``SpinCrystalSystem`` (label-free terms), a spin-orbit record's an
+    ``ai2dft.SpinorSystem``; collinear records give their atoms' initial moments as ``graph.nodes["magmom"]``
+    (``spinful.initial_moments``)."""
     symbols = record.structure.symbols
     check_spin([record], [f"the record of {symbols}"], spin)
     if spin != "none" and baseline:
         raise ValueError(f"the record of {symbols}: spinful data train without an H0 baseline (H0 is spinless)")
-    if spin == "soc" and system is not None:
-        raise ValueError(f"the record of {symbols}: spin-orbit data train supervised only (no DFT system: there is no "
-                         "differentiable spin-orbit Omega this round)")
-    if (spin == "collinear") != isinstance(system, SpinPolarized) and system is not None:
-        wanted = "an ai2dft.SpinSystem or SpinCrystalSystem" if spin == "collinear" else "a spinless system"
-        raise ValueError(f"the record of {symbols}: a model with spin = {spin!r} takes {wanted}, got "
+    wanted = {"collinear": (SpinPolarized, "an ai2dft.SpinSystem or SpinCrystalSystem"),
+              "soc": (SpinorSystem, "an ai2dft.SpinorSystem")}.get(spin, ((System, CrystalSystem), "a spinless system"))
+    if system is not None and not isinstance(system, wanted[0]):
+        raise ValueError(f"the record of {symbols}: a model with spin = {spin!r} takes {wanted[1]}, got "
                          f"{type(system).__name__}")
     graph = neighbor_graph(record.structure, cutoff_ang, species_index(basis))
     if spin == "collinear":

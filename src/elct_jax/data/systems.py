@@ -4,7 +4,8 @@ Molecules give an ``ai2dft.System`` (collinear spinful records labelled with a s
 at that fixed 2S), crystals an ``ai2dft.crystal.CrystalSystem`` built on the SCF
 k-mesh, plane-wave cutoff, pseudopotential, functional and smearing of the record's labels (the
 ``elct`` entry of its info.json, written by ``elct_jax.data.generate``; collinear spinful crystals, labelled by
-KUKS: an ``ai2dft.SpinCrystalSystem`` on that crystal, 2S per cell fixed or a free magnetisation as labelled).
+KUKS: an ``ai2dft.SpinCrystalSystem`` on that crystal, 2S per cell fixed or a free magnetisation as labelled;
+spin-orbit molecules, labelled by X2C1e GKS (``elct_jax.data.soc_record``): an ``ai2dft.SpinorSystem``).
 The PySCF cell is the one the label generator builds (``ai2dft.pyscf_bridge.labels.build_cell``), so labels and
 system agree.
 """
@@ -15,23 +16,29 @@ import jax.numpy as jnp
 from ai2dft.crystal import CrystalSystem
 from ai2dft.spin_crystal import SpinCrystalSystem
 from ai2dft.spin_system import SpinSystem
+from ai2dft.spinor_system import SpinorSystem
 from ai2dft.system import System
 from elct_jax.data.deeph_dock import DeepHRecord
+from elct_jax.data.spinful import spin_treatment
 
 _CRYSTAL_SETTINGS = ("xc", "kmesh", "pseudopotential", "ke_cutoff_Ha", "smearing")
 
 
-def system_from_record(record: DeepHRecord,
-                       chunk_size: int = 2048) -> System | SpinSystem | CrystalSystem | SpinCrystalSystem:
+def system_from_record(record: DeepHRecord, chunk_size: int = 2048
+                       ) -> System | SpinSystem | SpinorSystem | CrystalSystem | SpinCrystalSystem:
     """The Kohn-Sham system of ``record``: :func:`molecule_system_from_record` for molecules,
-    :func:`spin_molecule_system_from_record` for spinful (collinear) molecules, :func:`crystal_system_from_record`
-    for periodic structures, :func:`spin_crystal_system_from_record` for spinful (collinear) ones (``chunk_size``
-    applies to crystals)."""
+    :func:`spin_molecule_system_from_record` for spinful (collinear) molecules, :func:`spinor_system_from_record`
+    for spin-orbit ones, :func:`crystal_system_from_record` for periodic structures,
+    :func:`spin_crystal_system_from_record` for spinful (collinear) ones (``chunk_size`` applies to crystals)."""
     if record.structure.is_periodic:
         if record.spinful:
             return spin_crystal_system_from_record(record, chunk_size)
         return crystal_system_from_record(record, chunk_size)
-    return spin_molecule_system_from_record(record) if record.spinful else molecule_system_from_record(record)
+    if not record.spinful:
+        return molecule_system_from_record(record)
+    if spin_treatment(True, record.matrices.get("hamiltonian", {})) == "noncollinear":
+        return spinor_system_from_record(record)
+    return spin_molecule_system_from_record(record)
 
 
 def molecule_system_from_record(record: DeepHRecord) -> System:
@@ -61,6 +68,25 @@ def spin_molecule_system_from_record(record: DeepHRecord) -> SpinSystem:
     settings = DFTSettings(basis=record.basis.name, xc=dft["xc"], charge=int(dft.get("charge", 0)), spin=int(dft["spin"]))
     return SpinSystem.from_pyscf(build_molecule(record.structure, settings), xc=dft["xc"], smearing=smearing,
                                  grid_level=dft.get("grid_level"), magnetisation="fixed")
+
+
+def spinor_system_from_record(record: DeepHRecord) -> SpinorSystem:
+    """The SpinorSystem of a spin-orbit molecule labelled by X2C1e GKS (``elct_jax.data.soc_record``): same basis,
+    xc, non-collinear XC scheme, charge, grid and density fitting (PySCF's default fitting basis) as its labels.
+    Raises ``ValueError`` naming a missing setting, or for labels with exact Coulomb (the layer fits it)."""
+    from pyscf import dft as pyscf_dft
+
+    from ai2dft.pyscf_bridge.soc import build_molecule_any_spin
+
+    dft = _settings(record, ("xc", "noncollinear_xc", "grid_level"))
+    if not dft.get("density_fit", False):
+        raise ValueError("spin-orbit labels with exact Coulomb (density_fit false): the DFT layer fits the Coulomb "
+                         "energy, so its system would differ from the labels; label with SOCSettings(density_fit=True)")
+    mf = pyscf_dft.GKS(build_molecule_any_spin(record.structure, record.basis.name, int(dft.get("charge", 0))))
+    mf = mf.x2c1e().density_fit()
+    mf.xc, mf.collinear, mf.grids.level = dft["xc"], dft["noncollinear_xc"], dft["grid_level"]
+    smearing = tuple(dft["smearing"]) if dft.get("smearing") else None
+    return SpinorSystem.from_pyscf(mf, smearing=smearing)
 
 
 def crystal_system_from_record(record: DeepHRecord, chunk_size: int = 2048) -> CrystalSystem:

@@ -9,13 +9,15 @@
            molecules: mean_ij |r_ij| over real AO pairs;
            crystals:  sum_k w_k (mean_ij |r_ij(k)| + mean_ij |(X^+ r X)_ij(k)|), X(k) = P S(k)^-1/2 P the
                       orthogonalizer of the basis PySCF keeps;
-           spin-polarized (either): the mean over both spins of its base kind's size
+           spin-polarized (either): the mean over both spins of its base kind's size;
+           spin-orbit molecules: mean |r_ij| over real spinor pairs of the [2 nao, 2 nao] complex residual
 
 The network's blocks become the system's H through one extension point, ``system_hamiltonians``
 (dispatched on the system type): the dense real H [B, nao, nao] of ``blocks_to_dense`` for molecules,
 H(k) = sum_R H(R) exp(2 pi i k.R) [B, nk, nao, nao] at each crystal's k-points for crystals (PySCF
 order), and for spin-polarized systems (``ai2dft.SpinSystem``, ``ai2dft.SpinCrystalSystem``) the base kind's H of
-each of a collinear model's (up, down) blocks, (H_alpha, H_beta) [B, 2, *H-shape]. Omega and T are ai2dft's, for either kind (``ai2dft.free_energy``, ``ai2dft.api.roothaan_diis``);
+each of a collinear model's (up, down) blocks, (H_alpha, H_beta) [B, 2, *H-shape], and for spin-orbit molecules
+(``ai2dft.SpinorSystem``) the dense spin-outer [B, 2 nao, 2 nao] complex H of a spin-orbit model's blocks. Omega and T are ai2dft's, for either kind (``ai2dft.free_energy``, ``ai2dft.api.roothaan_diis``);
 the size of the residual is the other per-kind choice (``residual_size``).
 
 Omega is invariant under H -> H + c S, so label-free training fixes H only up to that shift; the
@@ -55,8 +57,10 @@ from ai2dft.api import free_energy, roothaan_diis
 from ai2dft.crystal import CrystalSystem
 from ai2dft.hermitian import dagger
 from ai2dft.spin_system import SpinPolarized
+from ai2dft.spinor_system import SpinorSystem
 from ai2dft.system import System
 from elct_jax.hamiltonian.blocks import BlockLayout, bloch_sum, blocks_to_dense, structure_layout
+from elct_jax.hamiltonian.spinor import spinor_to_dense
 
 TARGET_TOL = 1e-10  # Hartree: the target's DIIS stops early once its commutator is below this
 
@@ -99,6 +103,13 @@ def spin_hamiltonians(systems: SpinPolarized, onsite, edges, layout: BlockLayout
 
 
 @system_hamiltonians.register
+def spinor_hamiltonians(systems: SpinorSystem, onsite, edges, layout: BlockLayout) -> jax.Array:
+    """[B, 2 nao_pad, 2 nao_pad] dense spin-outer complex H of each spin-orbit molecule from a spin-orbit model's
+    blocks onsite [n_node, 2, 2, n_max, n_max], edges [n_edge, 2, 2, n_max, n_max] (padded AOs on the padding level)."""
+    return spinor_to_dense(onsite, edges, layout, order="pyscf").astype(systems.hcore_so.dtype)
+
+
+@system_hamiltonians.register
 def bloch_hamiltonians(systems: CrystalSystem, onsite, edges, layout: BlockLayout) -> jax.Array:
     """[B, nk, nao, nao] H(k) of every crystal at its systems' k-points. The layout's padded AO slots
     (uncoupled) are cut off: nao is the systems' AO count."""
@@ -126,6 +137,13 @@ def residual_size(system, r) -> jax.Array:
 @residual_size.register
 def _(system: System, r) -> jax.Array:
     pair = system.ao_mask[:, None] * system.ao_mask[None, :]
+    return jnp.sum(jnp.abs(r) * pair) / jnp.sum(pair)
+
+
+@residual_size.register
+def _(system: SpinorSystem, r) -> jax.Array:
+    mask = jnp.tile(system.base.ao_mask, 2)
+    pair = mask[:, None] * mask[None, :]
     return jnp.sum(jnp.abs(r) * pair) / jnp.sum(pair)
 
 

@@ -100,9 +100,6 @@ def prepare_data(config: RunConfig, with_systems: bool | None = None, basis: Orb
     with_systems = config.label_free if with_systems is None else with_systems
     if spin != "none" and config.data.baseline == "h0":
         raise ValueError(f"a model with spin = {spin!r} learns H itself (data.baseline 'none' or 'auto'): H0 is spinless")
-    if spin == "soc" and with_systems:
-        raise ValueError("a model with spin = 'soc' trains supervised only (train.weights omega = sc = 0): there is no "
-                         "differentiable spin-orbit Omega this round; label-free spin training is for collinear molecules")
     examples = [make_example(r, basis, config.data.cutoff_ang, system_from_record(r) if with_systems else None,
                              baseline=use_baseline, spin=spin) for r in records]
     groups = {name: pack_groups([examples[i] for i in idx], config.data.batch_size) for name, idx in splits.items()}
