@@ -54,3 +54,19 @@ def test_toml_tree_and_shipped_model_json_are_read_by_the_same_parser(tmp_path):
 def test_bad_keys_and_values_are_named_with_their_table(doc, message):
     with pytest.raises(ValueError, match=message):
         RunConfig.from_dict(doc)
+
+
+def test_radial_basis_is_extended_to_the_graph_cutoff():
+    import numpy as np
+
+    from elct_jax.nn.layers import gaussian_basis
+
+    small = preset("small")  # radial basis to 6 A
+    d = np.array([7.5, 8.0])
+    short = np.asarray(gaussian_basis(d, small.radial.n_basis, small.radial.cutoff_ang))
+    assert np.abs(short).max() < 1e-12  # beyond ~3 widths every bond embeds as ~0: 7.5 A and 8 A look alike
+    wide = small.covering(8.0)
+    assert wide.radial.cutoff_ang == 8.0 and wide.radial.n_basis == small.radial.n_basis
+    far = np.asarray(gaussian_basis(d, wide.radial.n_basis, wide.radial.cutoff_ang))
+    assert np.abs(far[0] - far[1]).max() > 0.5  # now distinguished
+    assert small.covering(6.0) is small and small.covering(4.0) is small

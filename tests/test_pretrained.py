@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ai2dft.pyscf_bridge.labels import DFTSettings
-from elct_jax.config import DataConfig, OptimConfig, RunConfig, TrainConfig, preset
+from elct_jax.config import DataConfig, OptimConfig, RadialConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.generate import Recipe, generate_dataset
 from elct_jax.inference.predict import predict_blocks
 from elct_jax.train.saved_model import PARAMS_FILE, export_model, load_model, load_pretrained
@@ -34,7 +34,7 @@ def _generate(root, dft=FAST, molecules=(("water", WATER), ("methane", METHANE))
 
 def _config(data, run_dir, init_from="", epochs=2):
     return RunConfig(data=DataConfig(path=str(data), cutoff_ang=5.0, batch_size=2, split=(0.5, 0.25, 0.25)),
-                     model=preset("tiny", dtype="float64", l_max=2),
+                     model=preset("tiny", dtype="float64", l_max=2, radial=RadialConfig(cutoff_ang=4.0)),
                      train=TrainConfig(run_dir=str(run_dir), init_from=init_from, epochs=epochs, progress=False,
                                        optim=OptimConfig(learning_rate=1e-3)))
 
@@ -45,6 +45,7 @@ def exported(tmp_path_factory):
     data = _generate(root / "data")
     train(_config(data, root / "run"))
     model = load_model(root / "run")
+    assert model.config.radial.cutoff_ang == 5.0  # a fresh network's radial basis reaches the 5 A graph cutoff
     export_model(model, root / "exported", card={"description": "test model"})
     return root, data, model
 

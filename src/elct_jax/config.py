@@ -167,6 +167,14 @@ class ModelConfig(_Table):
         overrides = {k: v for k, v in table.items() if k != "preset"}
         return preset(table.get("preset", "small"), **cls._converted(overrides))
 
+    def covering(self, cutoff_ang: float) -> "ModelConfig":
+        """This config with a radial basis reaching the graph's ``cutoff_ang`` (Angstrom). The Gaussian
+        centres stop at ``radial.cutoff_ang``; an edge more than ~3 widths beyond it embeds as ~0 (at 8 A on a
+        6 A basis e^-55), so every longer bond would look the same to the network. Unchanged if it already does."""
+        if self.radial.cutoff_ang >= cutoff_ang:
+            return self
+        return dataclasses.replace(self, radial=dataclasses.replace(self.radial, cutoff_ang=float(cutoff_ang)))
+
     @property
     def m_trunc(self) -> int:
         """The effective m_max (``l_max`` when ``m_max`` is None)."""
