@@ -71,7 +71,7 @@ def report(name: str, errors, energies: np.ndarray | None, curve_path: Path) -> 
     return "\n".join(lines)
 
 
-def plot(name: str, curve_path: Path, out_png: Path) -> None:
+def plot(name: str, curve_path: Path, out_png: Path, label: str = "ELCT (default recipe)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,7 +82,7 @@ def plot(name: str, curve_path: Path, out_png: Path) -> None:
     mae = np.array([float(r["test_mae_hartree"]) for r in rows])
     unit, scale = ("uHa", HARTREE_TO_UHA) if ANCHORS[name][0][2] == "uHa" else ("meV", HARTREE_TO_MEV)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogy(cpu, mae * scale, "o-", ms=3, label="ELCT (default recipe)")
+    ax.semilogy(cpu, mae * scale, "o-", ms=3, label=label)
     for who, value, u in ANCHORS[name]:
         ax.axhline(value, ls="--", lw=0.8, color="gray")
         ax.text(cpu.max(), value, f" {who}", va="center", fontsize=7)
@@ -140,7 +140,10 @@ def main() -> None:
               f"{max(b.worst for b in bands) * HARTREE_TO_MEV:.2f} meV, mean |E_F error| "
               f"{np.mean([abs(b.fermi) for b in bands]) * HARTREE_TO_MEV:.2f} meV (targets: 5 meV band MAE)")
     if args.plot:
-        plot(args.name, args.run / "curve.csv", args.plot)
+        changed = [f"{k} {v}" for k, v in (("l_max", args.l_max), ("batch", args.batch_size), ("schedule", args.schedule))
+                   if v is not None and v != {"batch": DataConfig.batch_size, "schedule": "plateau"}.get(k)]
+        plot(args.name, args.run / "curve.csv", args.plot,
+             f"ELCT {args.preset}" + (f" ({', '.join(changed)})" if changed else " (default recipe)"))
         print(f"wrote {args.plot}")
 
 
