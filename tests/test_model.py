@@ -126,6 +126,7 @@ def test_permutation_equivariance(basis, model):
     np.testing.assert_allclose(ed_p, ed[np.array(index)], atol=1e-10)
 
 
+@pytest.mark.slow  # 19 s of eager dispatch; every other model test runs the jitted function
 def test_jit_equals_no_jit(basis, model):
     params, apply, apply_jit = model
     graph = _graph(basis, POSITIONS)

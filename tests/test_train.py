@@ -133,7 +133,8 @@ def test_in_memory_fit_with_exponential_schedule_equals_the_bare_step_loop(setup
     assert rows["mae"][-1] < rows["mae"][0]
 
 
-@pytest.mark.parametrize("ema_decay", [0.0, 0.9])  # without an EMA the checkpoint holds no copy of it
+# the EMA case covers every array the plain one resumes, plus the EMA copy: the plain case runs with -m slow
+@pytest.mark.parametrize("ema_decay", [pytest.param(0.0, marks=pytest.mark.slow), 0.9])
 def test_resume_reaches_the_same_parameters(setup, tmp_path, ema_decay):
     basis, apply, params = setup["basis"], setup["apply"], setup["params"]
     batches = [collate([ex], basis) for ex in setup["examples"][:2]]
