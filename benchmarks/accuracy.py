@@ -140,8 +140,9 @@ def main() -> None:
               f"{max(b.worst for b in bands) * HARTREE_TO_MEV:.2f} meV, mean |E_F error| "
               f"{np.mean([abs(b.fermi) for b in bands]) * HARTREE_TO_MEV:.2f} meV (targets: 5 meV band MAE)")
     if args.plot:
-        changed = [f"{k} {v}" for k, v in (("l_max", args.l_max), ("batch", args.batch_size), ("schedule", args.schedule))
-                   if v is not None and v != {"batch": DataConfig.batch_size, "schedule": "plateau"}.get(k)]
+        changed = ([f"l_max {args.l_max}"] if args.l_max is not None else []) \
+            + ([f"batch {args.batch_size}"] if args.batch_size != DataConfig.batch_size else []) \
+            + ([f"{args.schedule} lr"] if args.schedule != "plateau" else [])
         plot(args.name, args.run / "curve.csv", args.plot,
              f"ELCT {args.preset}" + (f" ({', '.join(changed)})" if changed else " (default recipe)"))
         print(f"wrote {args.plot}")

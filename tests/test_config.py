@@ -2,6 +2,7 @@
 model.json, misspelt keys named with their table."""
 import json
 
+import numpy as np
 import pytest
 
 from elct_jax.config import (
@@ -16,6 +17,7 @@ from elct_jax.config import (
     load_run_config,
     preset,
 )
+from elct_jax.nn.layers import gaussian_basis
 from elct_jax.train.saved_model import pretrained_folder
 
 
@@ -57,10 +59,6 @@ def test_bad_keys_and_values_are_named_with_their_table(doc, message):
 
 
 def test_radial_basis_is_extended_to_the_graph_cutoff():
-    import numpy as np
-
-    from elct_jax.nn.layers import gaussian_basis
-
     small = preset("small")  # radial basis to 6 A
     d = np.array([7.5, 8.0])
     short = np.asarray(gaussian_basis(d, small.radial.n_basis, small.radial.cutoff_ang))

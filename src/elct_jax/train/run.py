@@ -146,10 +146,11 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
     ``loop.release_all_compiled``), so training starts from the memory of the imports and the data."""
     dataset = prepare_data(config) if dataset is None else dataset
     config, start = with_start_model(config)
-    if start is None and config.model.covering(config.data.cutoff_ang) != config.model:
+    covered = config.model.covering(config.data.cutoff_ang)
+    if start is None and covered != config.model:
         print(f"the radial basis ({config.model.radial.cutoff_ang} A) is extended to the graph cutoff "
               f"({config.data.cutoff_ang} A): longer bonds would all embed alike")
-        config = dataclasses.replace(config, model=config.model.covering(config.data.cutoff_ang))
+        config = dataclasses.replace(config, model=covered)
     init, apply = make_predict_fn(config.model, dataset.basis)
     if start is not None:
         if start.basis != dataset.basis:
