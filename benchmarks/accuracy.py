@@ -22,6 +22,7 @@ import numpy as np
 
 import ai2dft
 from elct_jax.config import DataConfig, OptimConfig, RunConfig, TrainConfig, preset
+from elct_jax.data.baseline import BASELINE
 from elct_jax.data.benchmarks import SPLIT_FILE, get_dataset
 from elct_jax.nn.model import make_predict_fn
 from elct_jax.inference.predict import predict_blocks
@@ -45,7 +46,7 @@ def run_config(name: str, data: Path, run: Path, args: argparse.Namespace) -> Ru
     model = preset(args.preset, **({} if args.l_max is None else {"l_max": args.l_max})).covering(CUTOFF_ANG[name])
     optim = OptimConfig() if args.schedule == "plateau" else OptimConfig(schedule="exponential")
     return RunConfig(data=DataConfig(path=str(data), cutoff_ang=CUTOFF_ANG[name], split_file=str(data / SPLIT_FILE),
-                                     batch_size=args.batch_size),
+                                     batch_size=args.batch_size, baseline=args.baseline),
                      model=model, train=TrainConfig(run_dir=str(run), epochs=args.epochs, optim=optim))
 
 
@@ -111,6 +112,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=DataConfig.batch_size)
     parser.add_argument("--schedule", choices=["plateau", "exponential"], default="plateau",
                         help="exponential: lr 1e-3 -> 1e-5 over --epochs (size it to the budget)")
+    parser.add_argument("--baseline", choices=["auto", "h0", "none"], default=DataConfig.baseline,
+                        help="learn H - H0 (h0; crystals need `elct data add-h0` first), H (none), or auto")
     parser.add_argument("--epochs", type=int, default=100_000, help="epochs (the budget usually stops first)")
     args = parser.parse_args()
 
@@ -130,7 +133,7 @@ def main() -> None:
     test_records = [dataset.records[i] for i in dataset.splits["test"]]
     energies = bands = None
     if test_records[0].structure.is_periodic:
-        bands = [band_errors(predict_blocks(model, r.structure), r) for r in test_records]
+        bands = [band_errors(predict_blocks(model, r.structure, h0=r.matrices.get(BASELINE)), r) for r in test_records]
     else:
         energies = energy_errors(model, test_records[: args.energy_structures])
     print(report(args.name, errors, energies, args.run / "curve.csv"))
@@ -142,7 +145,8 @@ def main() -> None:
     if args.plot:
         changed = ([f"l_max {args.l_max}"] if args.l_max is not None else []) \
             + ([f"batch {args.batch_size}"] if args.batch_size != DataConfig.batch_size else []) \
-            + ([f"{args.schedule} lr"] if args.schedule != "plateau" else [])
+            + ([f"{args.schedule} lr"] if args.schedule != "plateau" else []) \
+            + ([f"baseline {args.baseline}"] if args.baseline != DataConfig.baseline else [])
         plot(args.name, args.run / "curve.csv", args.plot,
              f"ELCT {args.preset}" + (f" ({', '.join(changed)})" if changed else " (default recipe)"))
         print(f"wrote {args.plot}")

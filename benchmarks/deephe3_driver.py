@@ -14,6 +14,8 @@ validation and checkpoints) with three things set from outside, none of its sour
   (``[R1, R2, R3, i, j]``, OpenMX order, eV, as in its test_result) go to ``pred_<mark>min.h5`` and the mark,
   with DeepH-E3's own |H_pred - label| sums per structure, to ``marks.json``. ``labels.h5``: its labels of the
   same structures, for the project's order-and-units check. Training stops at ``--budget-min``.
+torch_scatter, which DeepH-E3 imports and which has no wheel for torch 2.13, is stood in for by
+``torch_geometric.utils.scatter`` (same arguments; ``reduce='add'`` is its ``'sum'``): :func:`scatter_shim`.
 Threads: one (``torch.set_num_threads(1)``; OMP_NUM_THREADS=1 in the environment before torch loads).
 """
 from __future__ import annotations
@@ -142,6 +144,22 @@ def write_blocks(group, kernel, H, batch) -> None:
         group[key] = np.asarray(block)
 
 
+def scatter_shim() -> None:
+    """Register a ``torch_scatter`` module whose ``scatter`` forwards to ``torch_geometric.utils.scatter``."""
+    import types
+
+    from torch_geometric.utils import scatter
+
+    def forward(src, index, dim=-1, out=None, dim_size=None, reduce="sum"):
+        if out is not None:
+            raise NotImplementedError("the torch_scatter shim does not take out=")
+        return scatter(src, index, dim=dim, dim_size=dim_size, reduce="sum" if reduce == "add" else reduce)
+
+    module = types.ModuleType("torch_scatter")
+    module.scatter = forward
+    sys.modules["torch_scatter"] = module
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--src", type=Path, required=True, help="DeepH-E3's source tree (deephe3/ inside)")
@@ -154,6 +172,7 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     sys.path.insert(0, str(args.src))
+    scatter_shim()
     from deephe3 import DeepHE3Kernel
 
     config = write_config(args.src, args.work)

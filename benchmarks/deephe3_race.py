@@ -1,7 +1,13 @@
 """ELCT against DeepH-E3 on water-md17 at equal training CPU seconds (issue 13, point 6): the project side.
 
 DeepH-E3 (github Xiaoxun-Gong/DeepH-E3, PyTorch) is a peer installed in its own venv, never imported here;
-its side is ``benchmarks/deephe3_driver.py``, run with that venv's python. Three steps::
+its side is ``benchmarks/deephe3_driver.py``, run with that venv's python. Its venv and source, once::
+
+    python3.11 -m venv /work/deephe3-venv && /work/deephe3-venv/bin/pip install torch==2.13.0
+    /work/deephe3-venv/bin/pip install e3nn==0.6.0 torch_geometric==2.8.1 h5py scipy pathos psutil pymatgen tensorboard
+    git clone https://github.com/Xiaoxun-Gong/DeepH-E3 /work/deephe3-src && git -C /work/deephe3-src checkout f011d5f
+
+Then three steps::
 
     # 1. legacy DeepH folders (OpenMX orbital order, eV) of the train / val split and the first 100 test waters
     python benchmarks/deephe3_race.py export --data ~/.cache/elct/water-md17 --out ~/.cache/elct/deephe3-water

@@ -4,6 +4,7 @@ resuming after a killed run, non-converged and failed SCFs, unaliased crystal H(
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import sys
 import textwrap
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import psutil
@@ -26,9 +28,14 @@ from ai2dft.pyscf_bridge.labels import DFTSettings, crystal_labels
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.cli.main import main
 from elct_jax.data import sampling
+from elct_jax.config import preset
+from elct_jax.data.baseline import BASELINE, add_baseline, baseline_settings
+from elct_jax.inference.predict import predict_blocks
+from elct_jax.nn.model import make_predict_fn
+from elct_jax.train.saved_model import TrainedModel
 from elct_jax.data.deeph_dock import read_deeph_dock, write_deeph_dock
 from elct_jax.data.generate import MANIFEST, Recipe, generate_dataset, label_record, sample_structure
-from elct_jax.geometry.graph import neighbor_graph
+from elct_jax.geometry.graph import neighbor_graph, pad_to_bucket
 from elct_jax.hamiltonian.blocks import block_layout, blocks_from_dict, bloch_sum, dense_to_dict
 from elct_jax.geometry.structure import Structure
 
@@ -194,7 +201,8 @@ def test_graphene_real_space_blocks_reproduce_pyscf_bands(tmp_path):
     symbols = structure.symbols
     distances = [np.linalg.norm(structure.positions_ang[j] + np.array(R) @ structure.lattice_ang
                                 - structure.positions_ang[i]) for (*R, i, j) in record.matrices["overlap"]]
-    graph = neighbor_graph(structure, max(distances) + 0.1, {el: n for n, el in enumerate(record.basis.elements)})
+    graph_cutoff = max(distances) + 0.1
+    graph = neighbor_graph(structure, graph_cutoff, {el: n for n, el in enumerate(record.basis.elements)})
     layout = block_layout(record.basis, symbols, graph)
     kfrac = cell.get_scaled_kpts(mf.kpts)
     dense = {}
@@ -208,6 +216,33 @@ def test_graphene_real_space_blocks_reproduce_pyscf_bands(tmp_path):
     print(f"graphene: {len(record.matrices['overlap'])} blocks, realspace_kmesh {record.dft['realspace_kmesh']}, "
           f"max |S(R) - direct| {record.dft['max_overlap_deviation']:.1e}, band error {err:.2e} Ha")
     assert err < 1e-6, f"band energies from stored H(R), S(R) differ from PySCF by {err:.2e} Ha"
+
+    # the zeroth-step H0(R) = F[D_minao] on the same blocks: its Bloch sums are PySCF's F[D0](k)
+    onsite, edges, found = blocks_from_dict(record.matrices[BASELINE], record.basis, symbols, graph)
+    assert found.sum() + len(symbols) == len(record.matrices[BASELINE]) == len(record.matrices["hamiltonian"])
+    h0_k = np.asarray(bloch_sum(jnp.asarray(onsite), jnp.asarray(edges), layout, kfrac, order="pyscf"))
+    scf_mesh = pbc_dft.KRKS(cell, cell.make_kpts(GRAPHENE_DFT.kmesh), xc="lda").multigrid_numint()
+    dm0 = scf_mesh.get_init_guess(cell, key="minao")
+    h0_ref = np.asarray(mf.get_hcore(cell, mf.kpts) + scf_mesh.get_veff(cell, dm0, kpts=scf_mesh.kpts,
+                                                                     kpts_band=mf.kpts))
+    assert np.abs(h0_k - h0_ref).max() < 1e-7  # as S(R): lattice sums at cell.precision 1e-8
+    assert np.abs(h0_k - dense["hamiltonian"]).max() > 1e-3  # H0 is not the converged H
+    # add-h0 on a crystal record without it rebuilds the same blocks (no SCF)
+    stored = record.matrices[BASELINE]
+    (tmp_path / "0" / f"{BASELINE}.h5").unlink()
+    assert add_baseline(tmp_path, progress=False) == 1
+    again = read_deeph_dock(tmp_path / "0").matrices[BASELINE]
+    assert again.keys() == stored.keys() and max(np.abs(again[k] - stored[k]).max() for k in stored) < 1e-10
+    # a crystal model of H - H0 adds a fresh H0(R) to the network's blocks
+    settings = baseline_settings(record)
+    assert settings["pseudopotential"] == "gth-pade" and settings["kmesh"] == [3, 3, 1]
+    config = preset("tiny", dtype="float64", l_max=2)
+    init, apply = make_predict_fn(config, record.basis)
+    params = jax.jit(init)(jax.random.PRNGKey(0), pad_to_bucket(graph))
+    plain = TrainedModel(config, record.basis, float(graph_cutoff), params, apply)
+    with_h0 = predict_blocks(dataclasses.replace(plain, baseline=settings), structure)
+    without = predict_blocks(plain, structure)
+    assert max(np.abs(with_h0[k] - without[k] - stored[k]).max() for k in stored) < 1e-10
 
 
 def test_aliased_realspace_mesh_is_refused():

@@ -223,8 +223,9 @@ class DataConfig(_Table):
     cut by the ``split`` fractions. Records outside the split file's lists are not read.
     ``batch_size`` is the mean number of structures per batch: structures of mixed sizes are packed to
     about equal padded sizes (``elct_jax.data.loader.pack_groups``).
-    ``baseline``: "auto" learns H - H0 when every record (of a molecular dataset) carries H0
-    (``elct_jax.data.baseline``), "h0" requires it, "none" learns H itself."""
+    ``baseline``: "auto" learns H - H0 when every record of a molecular dataset carries H0
+    (``elct_jax.data.baseline``), "h0" requires it (molecules or crystals; a crystal model of H - H0 cannot predict
+    structures too large for one PySCF Fock build), "none" learns H itself."""
 
     TABLE: ClassVar[str] = "data"
     path: str = "data"

@@ -29,7 +29,7 @@ from pyscf.pbc.scf.smearing import smearing_ as pbc_smearing_
 from pyscf.scf.smearing import smearing_
 
 import ai2dft.smearing
-from ai2dft.pyscf_bridge.realspace import Block, blocks_from_kmesh, real_space_mesh
+from ai2dft.pyscf_bridge.realspace import Block, RealSpaceMesh, blocks_from_kmesh, real_space_mesh
 from ai2dft.pyscf_bridge.spin_molecule import check_spin
 from ai2dft.xc import canonical_xc, exact_exchange_fraction
 
@@ -135,7 +135,8 @@ class CrystalLabels:
     """Converged KRKS real-space blocks of a crystal, PySCF AO order within each atom, Hartree.
 
     H, S, D        blocks on the keys with max |S_ij(R)| > overlap_tol. H is the Fock matrix of the
-                   converged SCF density; D is the spin-summed density matrix that this H gives on
+                   converged SCF density; H0 the zeroth-step F[D0] of PySCF's MINAO initial density
+                   (:func:`crystal_zeroth_step`); D is the spin-summed density matrix that this H gives on
                    ``realspace_kmesh`` (occupations as in :func:`occupations`). D equals the SCF
                    density matrix only as far as the two k-meshes give the same density (insulators);
                    blocks with negligible overlap carry no density and are not stored.
@@ -145,6 +146,7 @@ class CrystalLabels:
     """
 
     H: Block
+    H0: Block
     S: Block
     D: Block
     e_tot: float
@@ -270,15 +272,34 @@ def build_cell(structure, settings: DFTSettings) -> pbc_gto.Cell:
     return cell
 
 
-def _run_krks(cell, settings: DFTSettings):
+def _krks(cell, settings: DFTSettings):
+    """The KRKS object (multigrid, smearing) of the label settings on ``settings.kmesh``; no SCF run."""
     kpts = cell.make_kpts(settings.kmesh)
     mf = pbc_dft.KRKS(cell, kpts, xc=settings.xc).multigrid_numint()
     if settings.smearing is not None:
         mf = pbc_smearing_(mf, sigma=settings.smearing[1], method=settings.smearing[0])
     mf.conv_tol = settings.conv_tol
     mf.max_cycle = settings.max_cycle
-    mf.kernel()
     return mf
+
+
+def _zeroth_step_blocks(mf, rs: RealSpaceMesh, hcore_rs: np.ndarray, settings: DFTSettings) -> Block:
+    """H0(R) = F[D0] blocks on ``rs``'s keys: hcore plus the potential of the MINAO density D0 (on the SCF
+    k-mesh), evaluated on the real-space mesh's k-points as the labels' H."""
+    dm0 = mf.get_init_guess(mf.cell, key="minao")
+    fock0 = hcore_rs + mf.get_veff(mf.cell, dm0, kpts=mf.kpts, kpts_band=rs.kpts)
+    return blocks_from_kmesh(mf.cell, np.asarray(fock0), rs.mesh, rs.keys, settings.alias_tol)
+
+
+def crystal_zeroth_step(structure, settings: DFTSettings) -> Block:
+    """Real-space blocks (PySCF AO order, Hartree) of the zeroth-step Hamiltonian H0 = F[D0] of a crystal: the
+    KRKS Fock matrix of PySCF's MINAO initial density at the label settings, on the same kept blocks and
+    real-space k-mesh as :func:`crystal_labels`' H. One Fock build, no SCF; the crystal analogue of
+    :func:`zeroth_step_fock`."""
+    cell = build_cell(structure, settings)
+    rs = real_space_mesh(cell, structure.pbc, settings)
+    mf = _krks(cell, settings)
+    return _zeroth_step_blocks(mf, rs, np.asarray(mf.get_hcore(cell, rs.kpts)), settings)
 
 
 def crystal_labels(structure, settings: DFTSettings) -> CrystalLabels:
@@ -290,14 +311,15 @@ def crystal_labels(structure, settings: DFTSettings) -> CrystalLabels:
         raise ValueError(f"DFTSettings.spin = {settings.spin}: KUKS labels come from spin_labels.spin_crystal_labels")
     cell = build_cell(structure, settings)
     rs = real_space_mesh(cell, structure.pbc, settings)  # before the SCF: fail fast on aliasing
-    mf = _run_krks(cell, settings)
-    fock_rs = np.asarray(mf.get_hcore(cell, rs.kpts)
-                         + mf.get_veff(cell, mf.make_rdm1(), kpts=mf.kpts, kpts_band=rs.kpts))
+    mf = _krks(cell, settings)
+    mf.kernel()
+    hcore_rs = np.asarray(mf.get_hcore(cell, rs.kpts))
+    fock_rs = hcore_rs + np.asarray(mf.get_veff(cell, mf.make_rdm1(), kpts=mf.kpts, kpts_band=rs.kpts))
     H = blocks_from_kmesh(cell, fock_rs, rs.mesh, rs.keys, settings.alias_tol)
     D_rs, mu = _density_on_mesh(fock_rs, rs.S_k, cell.nelectron, settings.smearing)
     D = blocks_from_kmesh(cell, D_rs, rs.mesh, rs.keys, settings.alias_tol)
-    return CrystalLabels(H, rs.S, D, float(mf.e_tot), bool(mf.converged), int(cell.nelectron), mu,
-                         settings.kmesh, rs.mesh, rs.max_overlap_deviation)
+    return CrystalLabels(H, _zeroth_step_blocks(mf, rs, hcore_rs, settings), rs.S, D, float(mf.e_tot),
+                         bool(mf.converged), int(cell.nelectron), mu, settings.kmesh, rs.mesh, rs.max_overlap_deviation)
 
 
 def _density_on_mesh(fock_k: np.ndarray, S_k: np.ndarray, n_electrons: int, smearing):

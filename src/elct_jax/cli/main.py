@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads per worker")
     p.set_defaults(func=_benchmark_data)
 
-    p = data.add_parser("add-h0", help="add the zeroth-step Hamiltonian H0 = F[D_minao] to molecular records")
+    p = data.add_parser("add-h0", help="add the zeroth-step Hamiltonian H0 = F[D_minao] to records that lack it")
     p.add_argument("data", help="dataset directory (DeepH-dock folders)")
     p.set_defaults(func=_add_h0)
 

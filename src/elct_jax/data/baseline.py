@@ -9,8 +9,9 @@ XC potentials): on water-md17 structures, mean |H - <H>| over the dataset is 8,9
 Records carry H0 as the matrix ``hamiltonian_0`` (``hamiltonian_0.h5`` beside the DeepH-dock files,
 written by the label generator; :func:`add_baseline` adds it to older datasets). A model trained with
 the baseline stores the settings of H0 in its model.json and adds H0 to its output when predicting,
-which needs PySCF for each new structure: molecules only (crystals, and so chunked prediction of
-large periodic structures, train without it).
+which needs PySCF for each new structure. Crystals have it too (the KRKS F[D0] on the labels' real-space
+blocks, ``ai2dft.pyscf_bridge.labels.crystal_zeroth_step``), but a structure too large for one PySCF Fock
+build has none: chunked O(N) prediction of large structures takes models trained with ``baseline = "none"``.
 """
 from __future__ import annotations
 
@@ -21,41 +22,46 @@ import numpy as np
 from tqdm import tqdm
 
 from elct_jax.data.deeph_dock import DeepHRecord, read_deeph_dock, write_matrix_file
-from elct_jax.hamiltonian.blocks import dense_to_dict
+from elct_jax.hamiltonian.blocks import dense_to_dict, reorder_blocks
 from elct_jax.geometry.structure import Structure
 
 BASELINE = "hamiltonian_0"
 SETTING_KEYS = ("xc", "charge", "grid_level", "density_fit", "smearing")
+CRYSTAL_KEYS = ("xc", "charge", "smearing", "pseudopotential", "kmesh", "ke_cutoff_Ha", "overlap_tol")
 
 
 def baseline_settings(record: DeepHRecord) -> dict:
-    """The settings H0 is rebuilt from for new structures: the record's basis and level of theory."""
-    if record.structure.is_periodic:
-        raise ValueError("the H0 baseline is implemented for molecules; train crystals with baseline = 'none'")
-    return {"basis": record.basis.name, **{k: record.dft.get(k) for k in SETTING_KEYS}}
+    """The settings H0 is rebuilt from for new structures: the record's basis and level of theory (for crystals
+    also the pseudopotential, SCF k-mesh, plane-wave cutoff and the overlap threshold of the kept blocks; the
+    real-space k-mesh is each structure's own covering mesh, as the generator picks it)."""
+    keys = CRYSTAL_KEYS if record.structure.is_periodic else SETTING_KEYS
+    return {"basis": record.basis.name, **{k: record.dft.get(k) for k in keys}}
 
 
 def dft_settings(settings: dict):
     """DFTSettings (ai2dft.pyscf_bridge.labels) of a model's baseline settings: its level of theory."""
     from ai2dft.pyscf_bridge.labels import DFTSettings
 
-    smearing = tuple(settings["smearing"]) if settings.get("smearing") else None
-    kwargs = {k: settings[k] for k in ("xc", "charge", "grid_level", "density_fit") if settings.get(k) is not None}
-    return DFTSettings(basis=settings["basis"], smearing=smearing, **kwargs)
+    names = {"pseudopotential": "pseudo"}
+    kwargs = {names.get(k, k): (tuple(v) if isinstance(v, list) else v) for k, v in settings.items()
+              if k != "basis" and v is not None}
+    return DFTSettings(basis=settings["basis"], **kwargs)
 
 
 def baseline_blocks(structure: Structure, basis, settings: dict) -> dict:
-    """H0 blocks {(0, 0, 0, i, j): block} (internal order, Hartree) of a molecule at ``settings``."""
-    from ai2dft.pyscf_bridge.labels import zeroth_step_fock
+    """H0 blocks (internal order, Hartree) of a structure at ``settings``: {(0, 0, 0, i, j): block} of a molecule,
+    {(R1, R2, R3, i, j): block} of a crystal on the blocks its labels keep."""
+    from ai2dft.pyscf_bridge.labels import crystal_zeroth_step, zeroth_step_fock
 
     if structure.is_periodic:
-        raise ValueError("the H0 baseline is implemented for molecules, not periodic structures")
+        return reorder_blocks(crystal_zeroth_step(structure, dft_settings(settings)), basis, structure.symbols,
+                              "pyscf")
     H0 = zeroth_step_fock(structure, dft_settings(settings))
     return dense_to_dict(H0, basis, structure.symbols, "pyscf")
 
 
 def add_baseline(root: str | Path, progress: bool = True) -> int:
-    """Write ``hamiltonian_0.h5`` into every molecular DeepH-dock folder below ``root`` that lacks it
+    """Write ``hamiltonian_0.h5`` into every DeepH-dock folder below ``root`` that lacks it
     (one atomic file write per folder: an interrupted run leaves each folder old or new, and resumes). Returns the
     number of folders changed."""
     from elct_jax.data.dataset_dir import dataset_folders

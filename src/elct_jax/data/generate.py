@@ -110,7 +110,8 @@ def label_record(structure: Structure, settings: DFTSettings) -> tuple[DeepHReco
         return spin_crystal_record(structure, settings)
     if structure.is_periodic:
         labels = crystal_labels(structure, settings)
-        pyscf_blocks = {"hamiltonian": labels.H, "overlap": labels.S, "density_matrix": labels.D}
+        pyscf_blocks = {"hamiltonian": labels.H, "overlap": labels.S, "density_matrix": labels.D,
+                        "hamiltonian_0": labels.H0}
         matrices = {name: reorder_blocks(b, basis, symbols, "pyscf") for name, b in pyscf_blocks.items()}
         dft = dict(common, pseudopotential=settings.pseudopotential, kmesh=list(labels.kmesh),
                    realspace_kmesh=list(labels.realspace_kmesh), ke_cutoff_Ha=settings.ke_cutoff_Ha,

@@ -157,8 +157,9 @@ def predict_sparse_parts(model, structure: Structure, magmom=None, chunk_atoms: 
     """
     model.check_elements(structure.symbols)
     if model.baseline is not None:
-        raise ValueError("this model learned H - H0 (the zeroth-step baseline, molecules only): chunked prediction "
-                         "has no H0 to add; use predict_blocks for molecules, or a model trained with baseline='none'")
+        raise ValueError("this model learned H - H0 (the zeroth-step baseline, one PySCF Fock build of the whole "
+                         "structure): chunked prediction has no H0 to add; use predict_blocks, or a model trained "
+                         "with baseline='none'")
     hops = receptive_hops(model.config) if hops is None else int(hops)
     devices = list(jax.local_devices() if devices is None else devices)
     graph = with_moments(model, neighbor_graph(structure, model.cutoff_ang, species_index(model.basis)), magmom)

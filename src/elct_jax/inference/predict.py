@@ -29,7 +29,7 @@ def apply_model(apply: Callable, params, graph):
     return apply(params, graph)
 
 
-def predict_blocks(model, structure: Structure, dense: bool = False, magmom=None):
+def predict_blocks(model, structure: Structure, dense: bool = False, magmom=None, h0: dict | None = None):
     """Predicted H of ``structure`` by ``model`` (an ``elct_jax.train.saved_model.TrainedModel``).
 
     dense=False: dict (R1, R2, R3, i, j) -> n_i x n_j block, internal order, Hartree ([2 n_i, 2 n_j] spinful
@@ -38,6 +38,8 @@ def predict_blocks(model, structure: Structure, dense: bool = False, magmom=None
     (up, down), spin-orbit models the spin-outer [2 n_ao, 2 n_ao] complex matrix.
     magmom: [n_atoms] initial moments (Bohr magnetons along z) of a collinear model's input
     (``spinful.molecule_moments`` for a molecule of spin 2S); required by it, refused by the others.
+    h0: the structure's H0 blocks (internal order, Hartree; e.g. a record's ``hamiltonian_0``) for a model that
+    learned H - H0, instead of one PySCF Fock build here.
     """
     model.check_elements(structure.symbols)
     graph = with_moments(model, neighbor_graph(structure, model.cutoff_ang, species_index(model.basis)), magmom)
@@ -48,7 +50,7 @@ def predict_blocks(model, structure: Structure, dense: bool = False, magmom=None
         blocks = spin_blocks_to_dict(onsite, edges, model.basis, structure.symbols, graph)
         return model_dense(blocks, model, structure) if dense else blocks
     if model.baseline is not None:  # the network learned H - H0
-        h0 = baseline_blocks(structure, model.basis, model.baseline)
+        h0 = baseline_blocks(structure, model.basis, model.baseline) if h0 is None else h0
         b_on, b_ed, _ = blocks_from_dict(h0, model.basis, structure.symbols, graph)
         onsite[: len(b_on)] += b_on
         edges[: len(b_ed)] += b_ed
