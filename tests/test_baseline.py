@@ -49,7 +49,7 @@ def test_generated_h0_matches_pyscf_and_add_h0_rebuilds_it(data):
     assert err < 1e-10, err
     assert np.abs(record.matrices[BASELINE][(0, 0, 0, 0, 0)] - record.matrices["hamiltonian"][(0, 0, 0, 0, 0)]).max() > 1e-3
     (data / "1" / f"{BASELINE}.h5").unlink()  # an older dataset without H0
-    assert add_baseline(data, progress=False) == 1 and add_baseline(data, progress=False) == 0
+    assert add_baseline(data, progress=False, n_workers=1) == 1 and add_baseline(data, progress=False) == 0
     again = read_deeph_dock(data / "1")
     ref = dense_to_dict(_fresh_h0(again.structure), again.basis, WATER.symbols, "pyscf")
     assert max(np.abs(again.matrices[BASELINE][k] - ref[k]).max() for k in ref) < 1e-10
@@ -125,3 +125,19 @@ def test_energy_terms_see_network_plus_h0(data):
     onsite, edges = predict(params, batch.graph)
     bare = blocks_to_dense(onsite, edges, batch.layout, order="pyscf")[0]
     assert abs(omega - float(free_energy_per_electron(system, bare))) > 1e-3
+
+
+def test_add_h0_lists_the_records_it_could_not_do(tmp_path, data):
+    """A record whose level of theory the DFT layer refuses is named with the reason; the others get H0."""
+    import shutil
+
+    root = tmp_path / "mixed"
+    for name in ("0", "1"):
+        shutil.copytree(data / name, root / name)
+        (root / name / f"{BASELINE}.h5").unlink(missing_ok=True)
+    info = json.loads((root / "1" / "info.json").read_text())
+    info["elct"]["xc"] = "tpss"  # a meta-GGA
+    (root / "1" / "info.json").write_text(json.dumps(info))
+    with pytest.raises(RuntimeError, match=r"(?s)H0 failed for 1 of 2 record\(s\).*mixed/1: ValueError: xc=.tpss."):
+        add_baseline(root, progress=False)
+    assert (root / "0" / f"{BASELINE}.h5").exists() and not (root / "1" / f"{BASELINE}.h5").exists()

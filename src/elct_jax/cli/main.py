@@ -82,10 +82,13 @@ def _benchmark_data(args) -> int:
     return status
 
 
-def _add_h0(args) -> None:
+def _add_h0(args) -> int | None:
     from elct_jax.data.baseline import add_baseline
 
-    print(f"{args.data}: added H0 to {add_baseline(args.data)} record(s)")
+    try:
+        print(f"{args.data}: added H0 to {add_baseline(args.data, n_workers=args.workers)} record(s)")
+    except KeyboardInterrupt as err:
+        return _stopped("data add-h0", err, "every finished record has its H0")
 
 
 def _train(args) -> int:
@@ -300,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data.add_parser("add-h0", help="add the zeroth-step Hamiltonian H0 = F[D_minao] to records that lack it")
     p.add_argument("data", help="dataset directory (DeepH-dock folders)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="PySCF worker processes, one thread each; 0: this process")
     p.set_defaults(func=_add_h0)
 
     p = sub.add_parser("train", help="train from a TOML config (resumes from its run directory)")

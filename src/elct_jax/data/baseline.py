@@ -60,19 +60,40 @@ def baseline_blocks(structure: Structure, basis, settings: dict) -> dict:
     return dense_to_dict(H0, basis, structure.symbols, "pyscf")
 
 
-def add_baseline(root: str | Path, progress: bool = True) -> int:
+def add_baseline(root: str | Path, progress: bool = True, n_workers: int = 0) -> int:
     """Write ``hamiltonian_0.h5`` into every DeepH-dock folder below ``root`` that lacks it
     (one atomic file write per folder: an interrupted run leaves each folder old or new, and resumes). Returns the
-    number of folders changed."""
+    number of folders changed. n_workers: spawned PySCF processes of one thread each (0: this process). Folders
+    whose H0 failed are listed in one RuntimeError after the others are done; SIGINT / SIGTERM finish the folders
+    in progress and raise ``workers.Interrupted``."""
     from elct_jax.data.dataset_dir import dataset_folders
+    from elct_jax.data.workers import Interrupted, run_tasks, set_pyscf_threads, stop_on_signals, thread_environment
 
-    todo = [f for f in dataset_folders(root) if (f / "POSCAR").exists() and not (f / f"{BASELINE}.h5").exists()]
-    for folder in tqdm(todo, desc="adding H0", unit="record", disable=not progress):
+    todo = [str(f) for f in dataset_folders(root) if (f / "POSCAR").exists() and not (f / f"{BASELINE}.h5").exists()]
+    failed = []
+    with stop_on_signals("finishing the folder(s) in progress") as stop:
+        tasks = run_tasks(_add_one, todo, n_workers, stop, thread_environment(1), set_pyscf_threads, (1,))
+        for folder, error, died in tqdm(tasks, total=len(todo), desc="adding H0", unit="record", disable=not progress):
+            if error or died:
+                failed.append(f"{folder}: {error or died}")
+    if stop.signum is not None:
+        raise Interrupted(stop.signum)
+    if failed:
+        raise RuntimeError(f"H0 failed for {len(failed)} of {len(todo)} record(s) (the others are written; run again "
+                           f"to retry):\n" + "\n".join(failed))
+    return len(todo)
+
+
+def _add_one(folder: str) -> str | None:
+    """Write one folder's H0; returns None, or the error that stopped it."""
+    try:
         record = read_deeph_dock(folder)
         blocks = baseline_blocks(record.structure, record.basis, baseline_settings(record))
         keys = dataclasses.replace(record, matrices={**record.matrices, BASELINE: blocks}).pair_keys()
-        write_matrix_file(folder, BASELINE, keys, blocks)
-    return len(todo)
+        write_matrix_file(Path(folder), BASELINE, keys, blocks)
+        return None
+    except Exception as err:  # reported with its folder; the other folders go on
+        return f"{type(err).__name__}: {err}"
 
 
 def with_baseline(onsite, edges, batch):

@@ -33,16 +33,14 @@ from elct_jax.data import sampling
 from elct_jax.data.deeph_dock import DeepHRecord, read_deeph_dock, write_deeph_dock
 from elct_jax.data.spin_crystal_record import spin_crystal_record
 from elct_jax.data.spinful import collinear_blocks, molecule_moments
-from elct_jax.data.workers import Interrupted, StopRequest, run_tasks, stop_on_signals
+from elct_jax.data.workers import (Interrupted, StopRequest, run_tasks, set_pyscf_threads, stop_on_signals,
+                                   thread_environment)
 from elct_jax.hamiltonian.blocks import dense_to_dict, reorder_blocks
 from elct_jax.geometry.structure import Structure
 
 KINDS = ("normal_modes", "random", "crystal_random")
 MANIFEST = "manifest.json"
 MODES_FILE = "normal_modes.npz"
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
 @dataclass(frozen=True)
 class Recipe:
     """How to sample and label a dataset.
@@ -205,9 +203,9 @@ def _generate(base: Structure, recipe: Recipe, out_dir: Path, n_structures: int,
                   out_dir=str(out_dir), modes_path=modes_path) for i in todo]
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = threads_per_worker or max(1, available // max(n_workers, 1))
-    env = {name: str(threads) for name in _THREAD_VARS}  # spawned workers read the thread counts at start-up
+    env = thread_environment(threads)
     bar = tqdm(total=len(tasks), desc="structures", unit="structure", disable=not progress)
-    for task, entry, died in run_tasks(generate_one, tasks, n_workers, stop, env, _init_worker, (threads,)):
+    for task, entry, died in run_tasks(generate_one, tasks, n_workers, stop, env, set_pyscf_threads, (threads,)):
         manifest["structures"][str(task["index"])] = entry or {"status": "failed", "error": died}
         _write_json_atomic(out_dir / MANIFEST, manifest)
         bar.set_postfix(_counts(manifest, n_structures), refresh=False)
@@ -243,12 +241,6 @@ def _write_record_atomic(out_dir: Path, index: int, record: DeepHRecord) -> None
     if final.exists():  # an earlier run wrote it but died before updating the manifest
         shutil.rmtree(final)
     os.rename(tmp, final)
-
-
-def _init_worker(threads: int) -> None:
-    from pyscf import lib
-
-    lib.num_threads(threads)
 
 
 def _structure_dict(structure: Structure) -> dict:

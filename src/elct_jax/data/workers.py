@@ -21,6 +21,7 @@ from multiprocessing.connection import wait
 from typing import Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SHUTDOWN_TIMEOUT_S = 30.0
 FINISH_TASKS = "finishing the structure(s) in progress, starting no new ones"
 
@@ -104,6 +105,18 @@ def run_tasks(function: Callable, tasks: list, n_workers: int, stop: StopRequest
             worker.close()
         for worker in busy:  # only after an exception or an abandoned generator
             worker.terminate()
+
+
+def thread_environment(threads: int) -> dict[str, str]:
+    """The OpenMP / BLAS thread counts of spawned workers (read at their start-up)."""
+    return {name: str(threads) for name in THREAD_VARS}
+
+
+def set_pyscf_threads(threads: int) -> None:
+    """Worker initializer: PySCF's own thread count."""
+    from pyscf import lib
+
+    lib.num_threads(threads)
 
 
 class _Worker:
