@@ -72,21 +72,26 @@ def report(name: str, errors, energies: np.ndarray | None, curve_path: Path) -> 
     return "\n".join(lines)
 
 
-def plot(name: str, curve_path: Path, out_png: Path, label: str = "ELCT (default recipe)") -> None:
+def plot(name: str, curve_path: Path, out_png: Path, label: str = "ELCT (default recipe)",
+         others: list[tuple[Path, str]] = ()) -> None:
+    """The test-MAE-vs-CPU curve of this run (and of ``others``: (curve.csv, label) of earlier runs) with the
+    anchors."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = read_curve(curve_path)
-    cpu = np.array([float(r["train_cpu_s"]) for r in rows]) / 60
-    mae = np.array([float(r["test_mae_hartree"]) for r in rows])
     unit, scale = ("uHa", HARTREE_TO_UHA) if ANCHORS[name][0][2] == "uHa" else ("meV", HARTREE_TO_MEV)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogy(cpu, mae * scale, "o-", ms=3, label=label)
+    right = 0.0
+    for path, text in [(curve_path, label), *others]:
+        rows = read_curve(path)
+        cpu = np.array([float(r["train_cpu_s"]) for r in rows]) / 60
+        ax.semilogy(cpu, np.array([float(r["test_mae_hartree"]) for r in rows]) * scale, "o-", ms=3, label=text)
+        right = max(right, cpu.max())
     for who, value, u in ANCHORS[name]:
         ax.axhline(value, ls="--", lw=0.8, color="gray")
-        ax.text(cpu.max(), value, f" {who}", va="center", fontsize=7)
+        ax.text(right, value, f" {who}", va="center", fontsize=7)
     ax.set_xlabel("training CPU minutes (2-core VM)")
     ax.set_ylabel(f"test H MAE ({unit})")
     ax.set_title(f"{name}: test MAE vs CPU time")
@@ -114,6 +119,8 @@ def main() -> None:
                         help="exponential: lr 1e-3 -> 1e-5 over --epochs (size it to the budget)")
     parser.add_argument("--baseline", choices=["auto", "h0", "none"], default=DataConfig.baseline,
                         help="learn H - H0 (h0; crystals need `elct data add-h0` first), H (none), or auto")
+    parser.add_argument("--compare", action="append", default=[], metavar="RUN_DIR=LABEL",
+                        help="also plot the curve of an earlier run (repeatable), e.g. for an A/B of one option")
     parser.add_argument("--epochs", type=int, default=100_000, help="epochs (the budget usually stops first)")
     args = parser.parse_args()
 
@@ -147,8 +154,9 @@ def main() -> None:
             + ([f"batch {args.batch_size}"] if args.batch_size != DataConfig.batch_size else []) \
             + ([f"{args.schedule} lr"] if args.schedule != "plateau" else []) \
             + ([f"baseline {args.baseline}"] if args.baseline != DataConfig.baseline else [])
+        others = [(Path(run).expanduser() / "curve.csv", label) for run, label in (c.split("=", 1) for c in args.compare)]
         plot(args.name, args.run / "curve.csv", args.plot,
-             f"ELCT {args.preset}" + (f" ({', '.join(changed)})" if changed else " (default recipe)"))
+             f"ELCT {args.preset}" + (f" ({', '.join(changed)})" if changed else " (default recipe)"), others)
         print(f"wrote {args.plot}")
 
 
