@@ -43,11 +43,13 @@ CUTOFF_ANG = {"water-md17": 6.0, "graphene-300k": 8.0, "g2-mol": 6.0, "g2-b3lyp"
 def run_config(name: str, data: Path, run: Path, args: argparse.Namespace) -> RunConfig:
     """The default recipe on the benchmark's data and split, with the command line's overrides (the radial
     basis reaches the graph cutoff, as ``train`` makes it for a fresh network)."""
-    model = preset(args.preset, **({} if args.l_max is None else {"l_max": args.l_max})).covering(CUTOFF_ANG[name])
+    overrides = {k: v for k, v in (("l_max", args.l_max), ("edge_init_scale", args.edge_init_scale)) if v is not None}
+    model = preset(args.preset, **overrides).covering(CUTOFF_ANG[name])
     optim = OptimConfig() if args.schedule == "plateau" else OptimConfig(schedule="exponential")
     return RunConfig(data=DataConfig(path=str(data), cutoff_ang=CUTOFF_ANG[name], split_file=str(data / SPLIT_FILE),
                                      batch_size=args.batch_size, baseline=args.baseline),
-                     model=model, train=TrainConfig(run_dir=str(run), epochs=args.epochs, optim=optim))
+                     model=model, train=TrainConfig(run_dir=str(run), epochs=args.epochs, optim=optim,
+                                                    head_scale=args.head_scale))
 
 
 def energy_errors(model, records) -> np.ndarray:
@@ -114,6 +116,10 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the curve (e.g. docs/accuracy_water.png)")
     parser.add_argument("--l-max", type=int, default=None, help="replace the preset's l_max (2 x the highest "
                         "orbital l is the least the head needs: 2 for an s/p basis)")
+    parser.add_argument("--edge-init-scale", type=float, default=None,
+                        help="replace the preset's edge_init_scale (initial off-site blocks ~ this many Hartree)")
+    parser.add_argument("--head-scale", type=float, default=TrainConfig.head_scale,
+                        help="[train] head_scale: initial blocks vary this times the targets (0: random heads)")
     parser.add_argument("--batch-size", type=int, default=DataConfig.batch_size)
     parser.add_argument("--schedule", choices=["plateau", "exponential"], default="plateau",
                         help="exponential: lr 1e-3 -> 1e-5 over --epochs (size it to the budget)")
@@ -151,6 +157,8 @@ def main() -> None:
               f"{np.mean([abs(b.fermi) for b in bands]) * HARTREE_TO_MEV:.2f} meV (targets: 5 meV band MAE)")
     if args.plot:
         changed = ([f"l_max {args.l_max}"] if args.l_max is not None else []) \
+            + ([f"edge init {args.edge_init_scale:g}"] if args.edge_init_scale is not None else []) \
+            + ([f"head scale {args.head_scale:g}"] if args.head_scale else []) \
             + ([f"batch {args.batch_size}"] if args.batch_size != DataConfig.batch_size else []) \
             + ([f"{args.schedule} lr"] if args.schedule != "plateau" else []) \
             + ([f"baseline {args.baseline}"] if args.baseline != DataConfig.baseline else [])

@@ -320,3 +320,25 @@ def test_best_checkpoint_of_an_older_run_directory_still_loads(setup, tmp_path, 
     checkpointer.close()
     for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(ema_params if ema else params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_scaled_heads_start_at_the_targets_spread(setup):
+    """scale_heads: the initial blocks vary `ratio` times as much as the labelled targets (on-site around each
+    species' mean, off-site around zero) and the on-site biases are fitted again."""
+    from elct_jax.train.init import _species_centred, scale_heads
+
+    batches = [collate(setup["examples"][:2], setup["basis"])]
+    apply = jax.jit(setup["apply"])
+    params = scale_heads(setup["params"], apply, batches, setup["basis"], 0.1)
+    batch = batches[0]
+    out, species = apply(params, batch.graph), np.asarray(batch.graph.nodes["species"])
+    for part in (0, 1):
+        mask = np.asarray(batch.target_masks["hamiltonian"][part], bool)
+        pred, target = np.asarray(out[part]), np.asarray(batch.targets["hamiltonian"][part])
+        if part == 0:
+            for sp in np.unique(species):  # biases refitted: the s-s entry (all invariant) has no mean residual
+                atoms = (species == sp) & mask[:, 0, 0]
+                assert abs(np.mean((target - pred)[atoms, 0, 0])) < 1e-10
+            pred, target = (_species_centred(x, species, mask) for x in (pred, target))
+        rms = [np.sqrt(np.sum(np.where(mask, x, 0.0) ** 2) / mask.sum()) for x in (pred, target)]
+        assert abs(rms[0] / rms[1] - 0.1) < 1e-6, (part, rms)

@@ -312,6 +312,9 @@ class TrainConfig(_Table):
                            validation loss is kept in memory and written with it when it improved
     validate_every_epochs  validation loss every this many epochs (and after the last)
     sc_iterations          Roothaan-DIIS steps of the sc target T(H) (1: F[D(H)]; see train.losses)
+    head_scale             0: a fresh network's heads keep their random initialisation; r > 0: their weights are
+                           scaled so the initial blocks vary r times as much as the labelled training targets
+                           (``train.init.scale_heads``; spinless models)
     """
 
     TABLE: ClassVar[str] = "train"
@@ -325,8 +328,11 @@ class TrainConfig(_Table):
     validate_every_epochs: int = 5
     progress: bool = True
     sc_iterations: int = 1
+    head_scale: float = 0.0
 
     def __post_init__(self):
+        if not self.head_scale >= 0:
+            raise ValueError(f"train.head_scale must be >= 0 (0: off), got {self.head_scale!r}")
         if self.sc_iterations < 1:
             raise ValueError(f"train.sc_iterations must be >= 1, got {self.sc_iterations}")
         if self.validate_every_epochs < 1 or self.checkpoint_seconds < 0:

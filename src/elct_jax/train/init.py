@@ -4,6 +4,10 @@ On-site blocks hold the largest entries of H (core levels of tens of Hartree); o
 (L = 0) parts may carry a constant, and the on-site head has one bias per species for exactly those.
 Setting them by least squares to the mean residual of the training targets removes the offsets the
 network would otherwise spend thousands of steps learning. Equivariance is untouched (L = 0 only).
+
+Optionally (:func:`scale_heads`) the two heads' random weights are rescaled so that the initial blocks
+vary ``ratio`` times as much as the targets do: a random network's blocks are ~0.1-1 Hartree whatever the
+data, and targets such as H - H0 of a crystal vary by meV.
 """
 from __future__ import annotations
 
@@ -75,3 +79,46 @@ def fit_onsite_bias(params: dict, apply_fn: Callable, batches: Sequence, basis: 
         new[s] += delta
     return jax.tree.map(lambda x: x, {**params, "onsite_head": {**params["onsite_head"],
                                                                 "bias_0e": jnp.asarray(new, bias.dtype)}})
+
+
+def scale_heads(params: dict, apply_fn: Callable, batches: Sequence, basis: OrbitalBasis, ratio: float) -> dict:
+    """Return ``params`` with ``onsite_head.weight`` and ``edge_head.weight`` multiplied so that the RMS of the
+    initial blocks around their per-species mean (on-site) and around zero (off-site) is ``ratio`` times that of
+    the labelled training targets of ``batches`` (the blocks are linear in these weights), and the on-site
+    biases fitted again (:func:`fit_onsite_bias`). Spinless models (the spin heads keep their initialisation);
+    unlabelled data: unchanged."""
+    spread = np.zeros((2, 2))  # [on-site, off-site] x [output, target] sums of squares
+    count = np.zeros(2)
+    for batch in batches:
+        if "hamiltonian" not in batch.targets:
+            continue
+        out = apply_fn(params, batch.graph)
+        species = np.asarray(batch.graph.nodes["species"])
+        for part in (0, 1):
+            mask = np.asarray(batch.target_masks["hamiltonian"][part], bool)
+            pair = [np.asarray(out[part]), np.asarray(batch.targets["hamiltonian"][part])]
+            if pair[0].shape != pair[1].shape:
+                raise ValueError(f"scale_heads takes spinless models: blocks {pair[0].shape}, targets {pair[1].shape}")
+            if part == 0:  # around each species' mean block: the biases carry the mean
+                pair = [_species_centred(x, species, mask) for x in pair]
+            spread[part] += [np.sum(np.where(mask, x, 0.0) ** 2) for x in pair]
+            count[part] += mask.sum()
+    if not count.all():
+        return params
+    rms = np.sqrt(spread / count[:, None])
+    factor = np.where(rms[:, 0] > 0, ratio * rms[:, 1] / np.maximum(rms[:, 0], 1e-300), 1.0)
+    scaled = {**params}
+    for part, name in enumerate(("onsite_head", "edge_head")):
+        scaled[name] = {**params[name], "weight": params[name]["weight"] * jnp.asarray(factor[part],
+                                                                                       params[name]["weight"].dtype)}
+    return fit_onsite_bias(scaled, apply_fn, batches, basis)
+
+
+def _species_centred(blocks: np.ndarray, species: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[n, n_max, n_max] blocks minus the masked mean block of their atom's species."""
+    out = np.array(blocks, dtype=np.float64)
+    for s in np.unique(species):
+        sel = species == s
+        m = mask[sel]
+        out[sel] -= np.sum(np.where(m, out[sel], 0.0), 0) / np.maximum(m.sum(0), 1)
+    return out

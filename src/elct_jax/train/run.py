@@ -55,7 +55,7 @@ from elct_jax.data.loader import (
 from elct_jax.data.systems import system_from_record
 from elct_jax.nn.model import make_predict_fn
 from elct_jax.train.saved_model import TrainedModel, load_model, write_model_info
-from elct_jax.train.init import fit_onsite_bias
+from elct_jax.train.init import fit_onsite_bias, scale_heads
 from elct_jax.train.loop import fit, release_all_compiled
 
 
@@ -166,6 +166,9 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
         params = init(key, dataset.batches["train"][0].graph)
         release_all_compiled(params)  # the init's per-operation executables
         params = fit_onsite_bias(params, jax.jit(apply), dataset.batches["train"], dataset.basis)
+        if config.train.head_scale > 0 and config.model.spin == "none":
+            params = scale_heads(params, jax.jit(apply), dataset.batches["train"], dataset.basis,
+                                 config.train.head_scale)
         release_all_compiled(params)  # and the forward pass's, before the train step compiles
     run_dir = Path(config.train.run_dir)
     save_model_info(run_dir, config, dataset.basis, dataset.baseline)
