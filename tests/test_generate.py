@@ -28,6 +28,7 @@ from ai2dft.pyscf_bridge.labels import DFTSettings, crystal_labels
 from elct_jax.geometry.basis import OrbitalBasis
 from elct_jax.cli.main import main
 from elct_jax.data import sampling
+from elct_jax.analysis.evaluate import band_errors
 from elct_jax.config import preset
 from elct_jax.data.baseline import BASELINE, add_baseline, baseline_settings
 from elct_jax.inference.predict import predict_blocks
@@ -216,6 +217,12 @@ def test_graphene_real_space_blocks_reproduce_pyscf_bands(tmp_path):
     print(f"graphene: {len(record.matrices['overlap'])} blocks, realspace_kmesh {record.dft['realspace_kmesh']}, "
           f"max |S(R) - direct| {record.dft['max_overlap_deviation']:.1e}, band error {err:.2e} Ha")
     assert err < 1e-6, f"band energies from stored H(R), S(R) differ from PySCF by {err:.2e} Ha"
+
+    # band errors of H + c S: every level and E_F move by c; relative to each one's E_F nothing changed
+    shift = 0.01
+    shifted = {k: h + shift * record.matrices["overlap"][k] for k, h in record.matrices["hamiltonian"].items()}
+    errors = band_errors(shifted, record)
+    assert abs(errors.fermi - shift) < 1e-8 and abs(errors.mae - shift) < 1e-8 and errors.worst_aligned < 1e-8
 
     # the zeroth-step H0(R) = F[D_minao] on the same blocks: its Bloch sums are PySCF's F[D0](k)
     onsite, edges, found = blocks_from_dict(record.matrices[BASELINE], record.basis, symbols, graph)

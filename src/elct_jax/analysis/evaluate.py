@@ -201,12 +201,16 @@ class BandErrors:
     mae    mean |e_pred - e_ref| over the band energies within ``window`` of the reference Fermi level
     worst  max |e_pred - e_ref| over the same energies
     fermi  E_F(pred) - E_F(ref), each from its own bands at the record's electron count
+    mae_aligned, worst_aligned  the same of (e_pred - E_F(pred)) - (e_ref - E_F(ref)): blind to a constant shift of
+           all levels (c S added to H), which a periodic calculation's potential zero leaves open
     """
 
     mae: float
     worst: float
     fermi: float
     n_energies: int
+    mae_aligned: float = float("nan")
+    worst_aligned: float = float("nan")
 
 
 def band_errors(predicted: dict, record: DeepHRecord, window: float = 2000 / HARTREE_TO_MEV,
@@ -231,7 +235,10 @@ def band_errors(predicted: dict, record: DeepHRecord, window: float = 2000 / HAR
         energies[name] = np.concatenate([b.bands(kpts, None, None, solver="dense").energies for b in channels.solvers],
                                         axis=1)
     near = np.abs(energies["ref"] - fermi["ref"]) < window
-    err = np.abs(energies["pred"] - energies["ref"])[near]
+    shift = float(fermi["pred"] - fermi["ref"])
     if not near.any():  # a gap wider than twice the window
-        return BandErrors(float("nan"), float("nan"), float(fermi["pred"] - fermi["ref"]), 0)
-    return BandErrors(float(err.mean()), float(err.max()), float(fermi["pred"] - fermi["ref"]), int(near.sum()))
+        return BandErrors(float("nan"), float("nan"), shift, 0)
+    err = np.abs(energies["pred"] - energies["ref"])[near]
+    aligned = np.abs(energies["pred"] - energies["ref"] - shift)[near]
+    return BandErrors(float(err.mean()), float(err.max()), shift, int(near.sum()), float(aligned.mean()),
+                      float(aligned.max()))
