@@ -160,7 +160,7 @@ def main() -> None:
     if args.plot:
         changed = ([f"l_max {args.l_max}"] if args.l_max is not None else []) \
             + ([f"edge init {args.edge_init_scale:g}"] if args.edge_init_scale is not None else []) \
-            + ([f"head scale {args.head_scale:g}"] if args.head_scale else []) \
+            + ([f"head scale {args.head_scale:g}"] if args.head_scale != TrainConfig.head_scale else []) \
             + ([f"batch {args.batch_size}"] if args.batch_size != DataConfig.batch_size else []) \
             + ([f"{args.schedule} lr"] if args.schedule != "plateau" else []) \
             + ([f"baseline {args.baseline}"] if args.baseline != DataConfig.baseline else [])

@@ -312,9 +312,10 @@ class TrainConfig(_Table):
                            validation loss is kept in memory and written with it when it improved
     validate_every_epochs  validation loss every this many epochs (and after the last)
     sc_iterations          Roothaan-DIIS steps of the sc target T(H) (1: F[D(H)]; see train.losses)
-    head_scale             0: a fresh network's heads keep their random initialisation; r > 0: their weights are
-                           scaled so the initial blocks vary r times as much as the labelled training targets
-                           (``train.init.scale_heads``; spinless models)
+    head_scale             r > 0: a fresh network's head weights are scaled so the initial blocks vary r times as
+                           much as the labelled training targets (``train.init.scale_heads``; spinless models);
+                           0: the heads' random initialisation (blocks of ~0.1-1 Ha whatever the data). 0.1 cut
+                           the test error 7x on waters and 2x on graphene at equal CPU (benchmarks/RESULTS.md)
     """
 
     TABLE: ClassVar[str] = "train"
@@ -328,7 +329,7 @@ class TrainConfig(_Table):
     validate_every_epochs: int = 5
     progress: bool = True
     sc_iterations: int = 1
-    head_scale: float = 0.0
+    head_scale: float = 0.1
 
     def __post_init__(self):
         if not self.head_scale >= 0:
