@@ -5,9 +5,9 @@ On-site blocks hold the largest entries of H (core levels of tens of Hartree); o
 Setting them by least squares to the mean residual of the training targets removes the offsets the
 network would otherwise spend thousands of steps learning. Equivariance is untouched (L = 0 only).
 
-Optionally (:func:`scale_heads`) the two heads' random weights are rescaled so that the initial blocks
-vary ``ratio`` times as much as the targets do: a random network's blocks are ~0.1-1 Hartree whatever the
-data, and targets such as H - H0 of a crystal vary by meV.
+Then (:func:`scale_heads`; ``[train] head_scale``, 0.1 by default) the two heads' random weights are rescaled
+so that the initial blocks vary ``ratio`` times as much as the targets do: a random network's blocks are
+~0.1-1 Hartree whatever the data, and targets such as H - H0 vary by micro-Hartree to milli-Hartree.
 """
 from __future__ import annotations
 

@@ -142,7 +142,8 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
     ``callbacks`` are handed to :func:`elct_jax.train.loop.fit` (called after every epoch).
 
     A fresh network starts with its on-site biases fitted to the labelled training targets
-    (``elct_jax.train.init.fit_onsite_bias``); JAX's compiled functions are then dropped (``jax.clear_caches``,
+    (``elct_jax.train.init.fit_onsite_bias``) and its heads scaled to the targets' spread (``[train] head_scale``,
+    ``elct_jax.train.init.scale_heads``); JAX's compiled functions are then dropped (``jax.clear_caches``,
     ``loop.release_all_compiled``), so training starts from the memory of the imports and the data."""
     dataset = prepare_data(config) if dataset is None else dataset
     config, start = with_start_model(config)
