@@ -41,6 +41,8 @@ from elct_jax.geometry.structure import Structure
 KINDS = ("normal_modes", "random", "crystal_random")
 MANIFEST = "manifest.json"
 MODES_FILE = "normal_modes.npz"
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How to sample and label a dataset.

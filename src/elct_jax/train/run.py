@@ -166,10 +166,11 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
         key = jax.random.PRNGKey(config.train.seed) if key is None else key
         params = init(key, dataset.batches["train"][0].graph)
         release_all_compiled(params)  # the init's per-operation executables
-        params = fit_onsite_bias(params, jax.jit(apply), dataset.batches["train"], dataset.basis)
-        if config.train.head_scale > 0 and config.model.spin == "none":
+        if config.train.head_scale > 0 and config.model.spin == "none":  # fits the on-site biases too
             params = scale_heads(params, jax.jit(apply), dataset.batches["train"], dataset.basis,
                                  config.train.head_scale)
+        else:
+            params = fit_onsite_bias(params, jax.jit(apply), dataset.batches["train"], dataset.basis)
         release_all_compiled(params)  # and the forward pass's, before the train step compiles
     run_dir = Path(config.train.run_dir)
     save_model_info(run_dir, config, dataset.basis, dataset.baseline)
