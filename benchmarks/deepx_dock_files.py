@@ -64,16 +64,17 @@ def main() -> None:
     print(f"{args.folder}: spinful {info['spinful']}, {info['atoms_quantity']} atoms, {info['orbits_quantity']} "
           f"orbitals, {len(theirs.matrices['hamiltonian'])} blocks; project's UKS {args.xc}/{info['basis']} 2S = "
           f"{args.spin}: converged {converged}, E = {ours.dft['e_tot_hartree']:.10f} Ha")
-    for name in ("hamiltonian", "overlap"):
-        scale = rescale if name == "hamiltonian" else 1.0  # the overlap is dimensionless
-        blocks = {k: v * scale for k, v in theirs.matrices[name].items()}
+    theirs_in_ha = {"hamiltonian": {k: v * rescale for k, v in theirs.matrices["hamiltonian"].items()},
+                    "overlap": theirs.matrices["overlap"]}  # the overlap is dimensionless
+    for name, blocks in theirs_in_ha.items():
         diffs = largest_differences(blocks, ours.matrices[name], spinful=name == "hamiltonian")
         unit = "Ha" if name == "hamiltonian" else "dimensionless"
         print(f"{name}: max |deepx-dock - project| ({unit}) " + ", ".join(f"{q} {d:.2e}" for q, d in diffs.items()))
-    swapped = max(float(np.abs(quadrants(v * rescale)[0] - quadrants(ours.matrices["hamiltonian"][k])[3]).max())
-                  for k, v in theirs.matrices["hamiltonian"].items())
+    swapped = max(float(np.abs(quadrants(v)[0] - quadrants(ours.matrices["hamiltonian"][k])[3]).max())
+                  for k, v in theirs_in_ha["hamiltonian"].items())
     print(f"for scale, the same with the spins swapped (deepx-dock's up-up against the project's down-down): "
           f"{swapped:.2e} Ha")
+
 
 if __name__ == "__main__":
     main()
