@@ -7,12 +7,13 @@ import argparse
 from elct_jax.config import OptimConfig
 
 
-def add_schedule_arguments(parser: argparse.ArgumentParser, steps: int, lr: float, final_lr: float) -> None:
-    """--steps, --lr, --final-lr (with these defaults), --adam-b2, --restart-lrs."""
+def add_schedule_arguments(parser: argparse.ArgumentParser, steps: int, lr: float, final_lr: float,
+                           adam_b2: float = 0.999) -> None:
+    """--steps, --lr, --final-lr, --adam-b2 (with these defaults), --restart-lrs."""
     parser.add_argument("--steps", type=int, default=steps, help="training steps of every mode")
     parser.add_argument("--lr", type=float, default=lr, help="initial Adam learning rate")
     parser.add_argument("--final-lr", type=float, default=final_lr, help="learning rate at the last step")
-    parser.add_argument("--adam-b2", type=float, default=0.999, help="Adam's second-moment decay (OptimConfig.adam_b2)")
+    parser.add_argument("--adam-b2", type=float, default=adam_b2, help="Adam's second-moment decay (OptimConfig.adam_b2)")
     parser.add_argument("--restart-lrs", type=float, nargs="*", default=(),
                         help="warm restarts: split --steps into 1 + len equal cycles, each decaying from its peak "
                              "(--lr, then these) to --final-lr with a fresh Adam state (OptimConfig.restart_learning_rates)")
