@@ -124,7 +124,7 @@ def test_step_omega_is_the_free_energy_of_the_predicted_blocks(setup):
     assert abs(float(metrics["sc"]) - float(RESIDUAL(system, H_k))) < 1e-10
 
 
-@pytest.mark.parametrize("weights", [(0.0, 1.0, 0.0), (0.0, 0.0, 1.0)])
+@pytest.mark.parametrize("weights", [LossWeights(mae=0.0, omega=1.0), LossWeights(mae=0.0, sc=1.0)])
 def test_each_label_free_term_lowers_its_loss(setup, weights):
     """(b) omega and sc each decrease over a few Adam steps from the random initialisation."""
     optimizer = make_optimizer(OPTIM, 2)
@@ -132,7 +132,7 @@ def test_each_label_free_term_lowers_its_loss(setup, weights):
     state = init_state(setup["params"], optimizer)
     losses = []
     for _ in range(5):
-        state, metrics = step(state, setup["batch"], jnp.array(weights))
+        state, metrics = step(state, setup["batch"], weights.array())
         losses.append(float(metrics["loss"]))
     assert np.all(np.isfinite(losses))
     assert losses[-1] < losses[0] - 1e-2 * abs(losses[0]), losses

@@ -3,6 +3,7 @@ exact resume, NaN guard, and a finite-difference check through network -> H -> O
 
 Small and real: STO-3G water (s, p shells, so l_max = 2 suffices) with LDA labels from PySCF.
 """
+import csv
 import dataclasses
 
 import jax
@@ -26,7 +27,7 @@ from elct_jax.geometry.structure import Structure
 from elct_jax.train.checkpoint import Checkpointer
 from elct_jax.analysis.curve import History
 from elct_jax.train.losses import TARGET_TOL, self_consistency_residual
-from elct_jax.train.loop import TrainingDiverged, fit
+from elct_jax.train.loop import MetricsLog, TrainingDiverged, fit
 from elct_jax.train.optim import make_optimizer
 from elct_jax.train.step import init_state, make_eval_step, make_loss_fn, make_train_step, train_step
 
@@ -66,7 +67,8 @@ STEPS_PER_EPOCH = 2  # every test builds the same optimizer, so all share one co
 
 
 @pytest.mark.parametrize("weights", [LossWeights(mae=1.0), LossWeights(mae=0.0, omega=1.0),
-                                     LossWeights(mae=0.0, sc=1.0), LossWeights(mae=1.0, omega=0.1, sc=0.1)])
+                                     LossWeights(mae=0.0, sc=1.0), LossWeights(mae=1.0, omega=0.1, sc=0.1),
+                                     LossWeights(mae=0.0, mae_orth=1.0)])
 def test_each_mode_lowers_its_loss(setup, weights):
     optimizer = make_optimizer(OPTIM, STEPS_PER_EPOCH)
     step = make_train_step(setup["apply"], optimizer)
@@ -78,6 +80,23 @@ def test_each_mode_lowers_its_loss(setup, weights):
         losses.append(float(metrics["loss"]))
     assert np.all(np.isfinite(losses))
     assert losses[-1] < losses[0] - 1e-3 * abs(losses[0]), losses
+
+
+def test_orthonormal_mae_is_the_error_in_the_loewdin_basis(setup):
+    """weights.mae_orth: mean |S^-1/2 (H - H_ref) S^-1/2| over AO pairs, against numpy on PySCF's S and Fock."""
+    batch, apply, params = setup["batch"], setup["apply"], setup["params"]
+    metrics = make_eval_step(apply)(params, batch, LossWeights(mae=1.0, mae_orth=1.0).array())
+    H = np.asarray(blocks_to_dense(*apply(params, batch.graph), batch.layout))[0]
+    H_ref = np.asarray(blocks_to_dense(*batch.targets["hamiltonian"], batch.layout))[0]
+    S = np.asarray(blocks_to_dense(*batch.targets["overlap"], batch.layout, pad_diagonal=1.0))[0]
+    n = setup["examples"][0].system.overlap.shape[0]
+    w, U = np.linalg.eigh(S[:n, :n])
+    X = U @ np.diag(w ** -0.5) @ U.T
+    expected = np.mean(np.abs(X @ (H - H_ref)[:n, :n] @ X))
+    assert abs(float(metrics["mae_orth"]) - expected) < 1e-10 * expected, (float(metrics["mae_orth"]), expected)
+    assert abs(float(metrics["loss"]) - float(metrics["mae"]) - expected) < 1e-10 * expected
+    off = make_eval_step(apply)(params, batch, LossWeights(mae=1.0).array())
+    assert float(off["mae_orth"]) == 0.0  # not computed at weight 0
 
 
 def test_changing_weights_does_not_recompile(setup):
@@ -342,3 +361,14 @@ def test_scaled_heads_start_at_the_targets_spread(setup):
             pred, target = (_species_centred(x, species, mask) for x in (pred, target))
         rms = [np.sqrt(np.sum(np.where(mask, x, 0.0) ** 2) / mask.sum()) for x in (pred, target)]
         assert abs(rms[0] / rms[1] - 0.1) < 1e-6, (part, rms)
+
+
+def test_metrics_log_keeps_the_columns_of_a_resumed_runs_file(tmp_path):
+    """A run resumed by a newer version (more loss terms) appends rows under the file's own header."""
+    (tmp_path / "metrics.csv").write_text("epoch,step,train_mae\n0,1,0.5\n")
+    log = MetricsLog(tmp_path)
+    log.write(1, 2, {"train_mae": 0.25, "train_mae_orth": 0.125})
+    log.close()
+    with (tmp_path / "metrics.csv").open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows == [["epoch", "step", "train_mae"], ["0", "1", "0.5"], ["1", "2", "0.25"]], rows

@@ -66,9 +66,10 @@ class MetricsLog:
 
     def write(self, epoch: int, step: int, row: dict[str, float]) -> None:
         row = {"epoch": epoch, "step": step, **row}
-        new = not self._csv_path.exists()
+        new = not self._csv_path.exists() or self._csv_path.stat().st_size == 0
+        columns = list(row) if new else self._columns()
         with self._csv_path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
+            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore", restval="")
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -76,6 +77,12 @@ class MetricsLog:
             for key, value in row.items():
                 if key not in ("epoch", "step") and value != "":  # "": not measured this epoch
                     self._tb.add_scalar(key, value, step)
+
+    def _columns(self) -> list[str]:
+        """The header of an existing metrics.csv: a resumed run keeps its columns (one begun by an older version
+        lacks newer ones, which are then left out)."""
+        with self._csv_path.open(newline="") as fh:
+            return next(csv.reader(fh))
 
     def close(self) -> None:
         """Flush the TensorBoard events (written in the background every 2 minutes otherwise)."""

@@ -2,6 +2,8 @@
 
     mae    mean |H_pred - H_ref| over the real orbital pairs of labelled structures (Hartree); complex (spin-orbit)
            entries count as two real numbers: the mean of |Re| and |Im| of the error over all entries
+    mae_orth  the same error in the orthonormal (Loewdin) basis of each structure's overlap, X (H_pred - H_ref) X with
+           X = S^-1/2 (``orthonormal_mae``; spinless labels; for crystals at Gamma)
     omega  mean over structures with a DFT system of Omega(H_pred) / n_electrons (Hartree per electron;
            both per cell for crystals)
     sc     mean over those structures of the size of the self-consistency residual r = H - T(H) (Hartree),
@@ -72,6 +74,39 @@ def block_mae(pred, target, mask):
         parts = lambda x: jnp.stack([jnp.real(x), jnp.imag(x)])
         pred, target, mask = parts(pred), parts(target), jnp.stack([mask, mask])
     return jnp.sum(jnp.abs(pred - target) * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def orthonormal_mae(onsite, edges, targets: dict, masks: dict, layout: BlockLayout, weight) -> jax.Array:
+    """[] mean |X (H - H_ref) X| over the real AO pairs of the labelled structures, X = S^-1/2 (Loewdin) of the
+    structure's labelled overlap (Hartree; 0 while the traced ``weight`` is 0, when nothing is computed).
+
+    onsite [n_node, n_max, n_max], edges [n_edge, n_max, n_max]: the network's blocks (internal order; against the
+    "hamiltonian" target as it is stored, i.e. H - H0 with a baseline: the same error). targets, masks: the batch's
+    (``Batch.targets``, ``Batch.target_masks``), with "hamiltonian" and "overlap". A crystal's blocks of all R sum to
+    its Gamma-point matrices, so for crystals this is the error at Gamma. Directions of S below 1e-8 are dropped.
+    Spinful targets give 0 (not defined for them). Why: the AO-basis MAE weighs every entry alike, but along nearly
+    linearly dependent AO combinations (def2-SVP: S eigenvalues down to 3e-3) an AO-small error moves orbital energies
+    by eV; in the orthonormal basis an entry's error is what the spectrum sees."""
+    if "hamiltonian" not in targets or targets["hamiltonian"][0].ndim != 3:
+        return jnp.zeros((), jnp.real(onsite).dtype)
+    if "overlap" not in targets:
+        raise ValueError("the orthonormal-basis MAE (weights.mae_orth) needs the records' overlap matrices")
+
+    def term():
+        (t_on, t_ed), (m_on, m_ed) = targets["hamiltonian"], masks["hamiltonian"]
+        (s_on, s_ed), (ms_on, ms_ed) = targets["overlap"], masks["overlap"]
+        err = blocks_to_dense((onsite - t_on.astype(onsite.dtype)) * m_on, (edges - t_ed.astype(edges.dtype)) * m_ed,
+                              layout, pad_diagonal=0.0)  # [S, nao_pad, nao_pad]
+        S = blocks_to_dense(s_on * ms_on, s_ed * ms_ed, layout, pad_diagonal=1.0)
+        w, U = jnp.linalg.eigh(S)
+        inv_sqrt = jnp.where(w > 1e-8, 1.0 / jnp.sqrt(jnp.where(w > 1e-8, w, 1.0)), 0.0)
+        X = ((U * inv_sqrt[..., None, :]) @ jnp.swapaxes(U, -1, -2)).astype(err.dtype)
+        real_ao = jnp.diagonal(blocks_to_dense(m_on.astype(err.dtype), jnp.zeros(edges.shape, err.dtype), layout,
+                                               pad_diagonal=0.0), axis1=-2, axis2=-1)  # [S, nao_pad] 1: labelled AO
+        pair = real_ao[..., :, None] * real_ao[..., None, :]
+        return (jnp.sum(jnp.abs(X @ err @ X) * pair) / jnp.maximum(jnp.sum(pair), 1.0)).astype(onsite.dtype)
+
+    return jax.lax.cond(weight != 0, term, lambda: jnp.zeros((), onsite.dtype))
 
 
 def masked_mean(values, mask):

@@ -1,6 +1,7 @@
 """ONE jitted training step for supervised, label-free (Omega), self-consistency and hybrid training.
 
     loss = w_mae * MAE(H, H_ref) + w_omega * mean(Omega(H) / N_e) + w_sc * mean|H - T(H)|
+           + w_mae_orth * MAE(S^-1/2 H S^-1/2, S^-1/2 H_ref S^-1/2)
 
 T(H) is the self-consistency target: the Fock matrix after ``sc_iterations`` (static) Roothaan-DIIS
 steps from H, F[D(H)] for one (``elct_jax.train.losses``).
@@ -9,7 +10,7 @@ Molecules and crystals go through the same code: ``train.losses.energy_losses`` 
 from the blocks (dense H for an ``ai2dft.System``, H(k) for a ``CrystalSystem``: dispatched on the pytree
 type at trace time) and takes Omega and T from ai2dft. One jitted step, one compilation per batch shape.
 
-The weights are a traced array ``[w_mae, w_omega, w_sc]``: changing them never recompiles. A batch may
+The weights are a traced array ``[w_mae, w_omega, w_sc, w_mae_orth]``: changing them never recompiles. A batch may
 carry a leading shard axis (one slice per device, see ``elct_jax.train.parallel``); the loss is then the
 mean over shards and XLA inserts the gradient all-reduce.
 """
@@ -25,10 +26,10 @@ import optax
 
 from elct_jax.data.baseline import with_baseline
 from elct_jax.data.loader import Batch
-from elct_jax.train.losses import block_mae, energy_losses
+from elct_jax.train.losses import block_mae, energy_losses, orthonormal_mae
 from elct_jax.train.optim import ema_update
 
-LOSS_NAMES = ("mae", "omega", "sc")
+LOSS_NAMES = ("mae", "omega", "sc", "mae_orth")
 
 
 @jax.tree_util.register_dataclass
@@ -68,13 +69,14 @@ def make_loss_fn(apply_fn: Callable, sc_iterations: int = 1) -> Callable:
     def loss_fn(params, batch: Batch, weights):
         onsite, edges = apply_fn(params, batch.graph)
         mae = hamiltonian_mae(onsite, edges, batch)
+        orth = orthonormal_mae(onsite, edges, batch.targets, batch.target_masks, batch.layout, weights[3])
         onsite, edges = with_baseline(onsite, edges, batch)  # the full H for the energy terms
         if batch.systems is None:
             omega = sc = jnp.zeros((), mae.dtype)
         else:
             omega, sc = energy_losses(batch.systems, onsite, edges, batch.layout, batch.has_system, weights[1],
                                       weights[2], sc_iterations)
-        terms = jnp.stack([mae, omega.astype(mae.dtype), sc.astype(mae.dtype)])
+        terms = jnp.stack([mae, omega.astype(mae.dtype), sc.astype(mae.dtype), orth.astype(mae.dtype)])
         return jnp.dot(weights.astype(terms.dtype), terms), dict(zip(LOSS_NAMES, terms))
 
     return loss_fn
