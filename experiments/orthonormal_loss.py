@@ -4,7 +4,8 @@ The pretrained ``universal-mol-v1`` was trained on the AO-basis MAE alone; zero-
 energies came out eV off and E_KS[D(H_pred)] Hartrees above the SCF energy, because def2-SVP has nearly linearly
 dependent AO combinations (S eigenvalues down to ~1e-3 in ring molecules) along which an AO-small error moves levels
 by eV. ``mae_orth`` adds the error of S^-1/2 H S^-1/2, the Hamiltonian in the Loewdin orthonormal basis, whose
-entries are what the spectrum sees.
+entries are what the spectrum sees. Result on 36 molecules at 12 CPU-minutes per arm (benchmarks/RESULTS.md): no; the
+orbital-energy, gap and energy errors rose 1.4-4x at weights 0.1 and 1.
 
 Data: the molecules of a ``g2-mol`` folder (``elct data benchmark g2-mol``: 14 geometries per molecule, PBE/def2-SVP,
 H0 stored), split per molecule 12 / 1 / 1 as the benchmark does; ``--molecules`` picks some (default: every molecule
