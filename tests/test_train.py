@@ -26,7 +26,7 @@ from elct_jax.nn.model import make_predict_fn
 from elct_jax.geometry.structure import Structure
 from elct_jax.train.checkpoint import Checkpointer
 from elct_jax.analysis.curve import History
-from elct_jax.train.losses import TARGET_TOL, self_consistency_residual
+from elct_jax.train.losses import TARGET_TOL, orthonormal_mae, self_consistency_residual
 from elct_jax.train.loop import MetricsLog, TrainingDiverged, fit
 from elct_jax.train.optim import make_optimizer
 from elct_jax.train.step import init_state, make_eval_step, make_loss_fn, make_train_step, train_step
@@ -97,6 +97,9 @@ def test_orthonormal_mae_is_the_error_in_the_loewdin_basis(setup):
     assert abs(float(metrics["loss"]) - float(metrics["mae"]) - expected) < 1e-10 * expected
     off = make_eval_step(apply)(params, batch, LossWeights(mae=1.0).array())
     assert float(off["mae_orth"]) == 0.0  # not computed at weight 0
+    onsite, edges = apply(params, batch.graph)
+    no_overlap = {k: v for k, v in batch.targets.items() if k != "overlap"}
+    assert float(orthonormal_mae(onsite, edges, no_overlap, batch.target_masks, batch.layout, 1.0)) == 0.0
 
 
 def test_changing_weights_does_not_recompile(setup):

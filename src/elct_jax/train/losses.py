@@ -84,13 +84,12 @@ def orthonormal_mae(onsite, edges, targets: dict, masks: dict, layout: BlockLayo
     "hamiltonian" target as it is stored, i.e. H - H0 with a baseline: the same error). targets, masks: the batch's
     (``Batch.targets``, ``Batch.target_masks``), with "hamiltonian" and "overlap". A crystal's blocks of all R sum to
     its Gamma-point matrices, so for crystals this is the error at Gamma. Directions of S below 1e-8 are dropped.
-    Spinful targets give 0 (not defined for them). Why: the AO-basis MAE weighs every entry alike, but along nearly
+    Spinful targets and records without overlap give 0 (``elct_jax.train.run.train`` refuses a nonzero weight on
+    data without overlap). Why: the AO-basis MAE weighs every entry alike, but along nearly
     linearly dependent AO combinations (def2-SVP: S eigenvalues down to 3e-3) an AO-small error moves orbital energies
     by eV; in the orthonormal basis an entry's error is what the spectrum sees."""
-    if "hamiltonian" not in targets or targets["hamiltonian"][0].ndim != 3:
+    if "hamiltonian" not in targets or "overlap" not in targets or targets["hamiltonian"][0].ndim != 3:
         return jnp.zeros((), jnp.real(onsite).dtype)
-    if "overlap" not in targets:
-        raise ValueError("the orthonormal-basis MAE (weights.mae_orth) needs the records' overlap matrices")
 
     def term():
         (t_on, t_ed), (m_on, m_ed) = targets["hamiltonian"], masks["hamiltonian"]

@@ -147,6 +147,8 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
     ``elct_jax.train.init.scale_heads``); JAX's compiled functions are then dropped (``jax.clear_caches``,
     ``loop.release_all_compiled``), so training starts from the memory of the imports and the data."""
     dataset = prepare_data(config) if dataset is None else dataset
+    if config.train.weights.mae_orth and "overlap" not in dataset.batches["train"][0].targets:
+        raise ValueError("[train.weights] mae_orth needs the records' overlap matrices (overlap.h5); this data has none")
     config, start = with_start_model(config)
     covered = config.model.covering(config.data.cutoff_ang)
     if start is None and covered != config.model:
