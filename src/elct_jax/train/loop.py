@@ -52,11 +52,18 @@ def epoch_order(n_batches: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n_batches)
 
 
+def _header(path: Path) -> list[str]:
+    """The column names of an existing CSV file."""
+    with path.open(newline="") as fh:
+        return next(csv.reader(fh))
+
+
 class MetricsLog:
     """metrics.csv (one row per epoch) and TensorBoard event files under the run directory."""
 
     def __init__(self, run_dir: Path):
         self._csv_path = run_dir / "metrics.csv"
+        self._columns: list[str] | None = None  # fixed by the first row written (or the file's header)
         try:
             from tensorboardX import SummaryWriter
 
@@ -67,9 +74,10 @@ class MetricsLog:
     def write(self, epoch: int, step: int, row: dict[str, float]) -> None:
         row = {"epoch": epoch, "step": step, **row}
         new = not self._csv_path.exists() or self._csv_path.stat().st_size == 0
-        columns = list(row) if new else self._columns()
+        if self._columns is None:  # a resumed run keeps its file's header (an older version's lacks newer columns)
+            self._columns = list(row) if new else _header(self._csv_path)
         with self._csv_path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore", restval="")
+            writer = csv.DictWriter(fh, fieldnames=self._columns, extrasaction="ignore", restval="")
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -77,12 +85,6 @@ class MetricsLog:
             for key, value in row.items():
                 if key not in ("epoch", "step") and value != "":  # "": not measured this epoch
                     self._tb.add_scalar(key, value, step)
-
-    def _columns(self) -> list[str]:
-        """The header of an existing metrics.csv: a resumed run keeps its columns (one begun by an older version
-        lacks newer ones, which are then left out)."""
-        with self._csv_path.open(newline="") as fh:
-            return next(csv.reader(fh))
 
     def close(self) -> None:
         """Flush the TensorBoard events (written in the background every 2 minutes otherwise)."""

@@ -57,6 +57,7 @@ import jax.numpy as jnp
 
 from ai2dft.api import free_energy, roothaan_diis
 from ai2dft.crystal import CrystalSystem
+from ai2dft.density import inverse_sqrt_overlap
 from ai2dft.hermitian import dagger
 from ai2dft.spin_system import SpinPolarized
 from ai2dft.spinor_system import SpinorSystem
@@ -83,7 +84,7 @@ def orthonormal_mae(onsite, edges, targets: dict, masks: dict, layout: BlockLayo
     onsite [n_node, n_max, n_max], edges [n_edge, n_max, n_max]: the network's blocks (internal order; against the
     "hamiltonian" target as it is stored, i.e. H - H0 with a baseline: the same error). targets, masks: the batch's
     (``Batch.targets``, ``Batch.target_masks``), with "hamiltonian" and "overlap". A crystal's blocks of all R sum to
-    its Gamma-point matrices, so for crystals this is the error at Gamma. Directions of S below 1e-8 are dropped.
+    its Gamma-point matrices, so for crystals this is the error at Gamma.
     Spinful targets and records without overlap give 0 (``elct_jax.train.run.train`` refuses a nonzero weight on
     data without overlap). Why: the AO-basis MAE weighs every entry alike, but along nearly
     linearly dependent AO combinations (def2-SVP: S eigenvalues down to 3e-3) an AO-small error moves orbital energies
@@ -96,10 +97,7 @@ def orthonormal_mae(onsite, edges, targets: dict, masks: dict, layout: BlockLayo
         (s_on, s_ed), (ms_on, ms_ed) = targets["overlap"], masks["overlap"]
         err = blocks_to_dense((onsite - t_on.astype(onsite.dtype)) * m_on, (edges - t_ed.astype(edges.dtype)) * m_ed,
                               layout, pad_diagonal=0.0)  # [S, nao_pad, nao_pad]
-        S = blocks_to_dense(s_on * ms_on, s_ed * ms_ed, layout, pad_diagonal=1.0)
-        w, U = jnp.linalg.eigh(S)
-        inv_sqrt = jnp.where(w > 1e-8, 1.0 / jnp.sqrt(jnp.where(w > 1e-8, w, 1.0)), 0.0)
-        X = ((U * inv_sqrt[..., None, :]) @ jnp.swapaxes(U, -1, -2)).astype(err.dtype)
+        X = inverse_sqrt_overlap(blocks_to_dense(s_on * ms_on, s_ed * ms_ed, layout, pad_diagonal=1.0)).astype(err.dtype)
         real_ao = jnp.diagonal(blocks_to_dense(m_on.astype(err.dtype), jnp.zeros(edges.shape, err.dtype), layout,
                                                pad_diagonal=0.0), axis1=-2, axis2=-1)  # [S, nao_pad] 1: labelled AO
         pair = real_ao[..., :, None] * real_ao[..., None, :]
