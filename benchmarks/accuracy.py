@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import ai2dft
-from elct_jax.config import DataConfig, OptimConfig, RunConfig, TrainConfig, preset
+from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.baseline import BASELINE
 from elct_jax.data.benchmarks import SPLIT_FILE, get_dataset
 from elct_jax.nn.model import make_predict_fn
@@ -45,11 +45,13 @@ def run_config(name: str, data: Path, run: Path, args: argparse.Namespace) -> Ru
     basis reaches the graph cutoff, as ``train`` makes it for a fresh network)."""
     overrides = {k: v for k, v in (("l_max", args.l_max), ("edge_init_scale", args.edge_init_scale)) if v is not None}
     model = preset(args.preset, **overrides).covering(CUTOFF_ANG[name])
-    optim = OptimConfig() if args.schedule == "plateau" else OptimConfig(schedule="exponential")
+    optim = OptimConfig(schedule=args.schedule, learning_rate=args.learning_rate,
+                        final_learning_rate=args.final_learning_rate)
+    weights = LossWeights.from_dict({k: float(v) for k, v in (w.split("=", 1) for w in args.weight)})
     return RunConfig(data=DataConfig(path=str(data), cutoff_ang=CUTOFF_ANG[name], split_file=str(data / SPLIT_FILE),
                                      batch_size=args.batch_size, baseline=args.baseline),
-                     model=model, train=TrainConfig(run_dir=str(run), epochs=args.epochs, optim=optim,
-                                                    head_scale=args.head_scale))
+                     model=model, train=TrainConfig(run_dir=str(run), epochs=args.epochs, optim=optim, weights=weights,
+                                                    head_scale=args.head_scale, init_from=args.init_from))
 
 
 def energy_errors(model, records) -> np.ndarray:
@@ -128,6 +130,12 @@ def main() -> None:
     parser.add_argument("--compare", action="append", default=[], metavar="RUN_DIR=LABEL",
                         help="also plot the curve of an earlier run (repeatable), e.g. for an A/B of one option")
     parser.add_argument("--epochs", type=int, default=100_000, help="epochs (the budget usually stops first)")
+    parser.add_argument("--learning-rate", type=float, default=OptimConfig.learning_rate)
+    parser.add_argument("--final-learning-rate", type=float, default=OptimConfig.final_learning_rate,
+                        help="the exponential schedule's last lr")
+    parser.add_argument("--weight", action="append", default=[], metavar="NAME=VALUE",
+                        help="[train.weights] entry (repeatable), e.g. mae_onsite=1")
+    parser.add_argument("--init-from", default="", help="[train] init_from: fine-tune from a run directory or model")
     args = parser.parse_args()
 
     get_dataset(args.name)
@@ -163,7 +171,8 @@ def main() -> None:
             + ([f"head scale {args.head_scale:g}"] if args.head_scale != TrainConfig.head_scale else []) \
             + ([f"batch {args.batch_size}"] if args.batch_size != DataConfig.batch_size else []) \
             + ([f"{args.schedule} lr"] if args.schedule != "plateau" else []) \
-            + ([f"baseline {args.baseline}"] if args.baseline != DataConfig.baseline else [])
+            + ([f"baseline {args.baseline}"] if args.baseline != DataConfig.baseline else []) \
+            + [f"weight {w}" for w in args.weight] + ([f"from {Path(args.init_from).name}"] if args.init_from else [])
         others = [(Path(run).expanduser() / "curve.csv", label) for run, label in (c.split("=", 1) for c in args.compare)]
         plot(args.name, args.run / "curve.csv", args.plot,
              f"ELCT {args.preset}" + (f" ({', '.join(changed)})" if changed else " (default recipe)"), others)

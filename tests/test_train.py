@@ -68,7 +68,7 @@ STEPS_PER_EPOCH = 2  # every test builds the same optimizer, so all share one co
 
 @pytest.mark.parametrize("weights", [LossWeights(mae=1.0), LossWeights(mae=0.0, omega=1.0),
                                      LossWeights(mae=0.0, sc=1.0), LossWeights(mae=1.0, omega=0.1, sc=0.1),
-                                     LossWeights(mae=0.0, mae_orth=1.0)])
+                                     LossWeights(mae=0.0, mae_orth=1.0), LossWeights(mae=0.0, mae_onsite=1.0)])
 def test_each_mode_lowers_its_loss(setup, weights):
     optimizer = make_optimizer(OPTIM, STEPS_PER_EPOCH)
     step = make_train_step(setup["apply"], optimizer)
@@ -80,6 +80,19 @@ def test_each_mode_lowers_its_loss(setup, weights):
         losses.append(float(metrics["loss"]))
     assert np.all(np.isfinite(losses))
     assert losses[-1] < losses[0] - 1e-3 * abs(losses[0]), losses
+
+
+def test_onsite_mae_is_the_error_of_the_atom_diagonal_blocks(setup):
+    """weights.mae_onsite: mean |H - H_ref| over the entries of the atoms' own blocks of the dense H, and the
+    loss adds it with its weight."""
+    batch, apply, params = setup["batch"], setup["apply"], setup["params"]
+    metrics = make_eval_step(apply)(params, batch, LossWeights(mae=1.0, mae_onsite=0.5).array())
+    err = np.asarray(blocks_to_dense(*apply(params, batch.graph), batch.layout)
+                     - blocks_to_dense(*batch.targets["hamiltonian"], batch.layout))[0]
+    atoms = [slice(0, 5), slice(5, 6), slice(6, 7)]  # O (1s 2s 2p), H 1s, H 1s in STO-3G
+    expected = np.mean(np.concatenate([np.abs(err[a, a]).ravel() for a in atoms]))
+    assert abs(float(metrics["mae_onsite"]) - expected) < 1e-12 * expected, (float(metrics["mae_onsite"]), expected)
+    assert abs(float(metrics["loss"]) - float(metrics["mae"]) - 0.5 * expected) < 1e-12 * expected
 
 
 def test_orthonormal_mae_is_the_error_in_the_loewdin_basis(setup):

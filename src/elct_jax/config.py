@@ -248,18 +248,19 @@ class DataConfig(_Table):
 @dataclass(frozen=True)
 class LossWeights(_Table):
     """loss = mae * MAE + omega * Omega/N_e + sc * |H - T(H)| + mae_orth * MAE in the orthonormal basis
-    (each term in Hartree, see train.step)."""
+    + mae_onsite * MAE of the on-site blocks (each term in Hartree, see train.step)."""
 
     TABLE: ClassVar[str] = "train.weights"
     mae: float = 1.0       # Hamiltonian MAE (Hartree)
     omega: float = 0.0     # Mermin free energy per electron (Hartree)
     sc: float = 0.0        # self-consistency residual |H - T(H)| (Hartree)
     mae_orth: float = 0.0  # MAE of S^-1/2 (H - H_ref) S^-1/2, the error as orbital energies see it (Hartree)
+    mae_onsite: float = 0.0  # MAE of the on-site blocks alone (a few % of the entries; they set the levels)
 
     def array(self) -> jnp.ndarray:
-        """[4] [mae, omega, sc, mae_orth]: the traced weights of the jitted step (the one place they are
+        """[5] [mae, omega, sc, mae_orth, mae_onsite]: the traced weights of the jitted step (the one place they are
         converted; new values never recompile it)."""
-        return jnp.array([self.mae, self.omega, self.sc, self.mae_orth])
+        return jnp.array([self.mae, self.omega, self.sc, self.mae_orth, self.mae_onsite])
 
 
 @dataclass(frozen=True)

@@ -68,13 +68,13 @@ from elct_jax.hamiltonian.spinor import spinor_to_dense
 TARGET_TOL = 1e-10  # Hartree: the target's DIIS stops early once its commutator is below this
 
 
-def block_mae(pred, target, mask):
-    """Masked mean absolute error of arrays of one shape; mask 1 where labelled, 0 elsewhere. Complex arrays: the
-    mean over the real and the imaginary parts of every labelled entry (each entry counts twice)."""
+def masked_abs_errors(pred, target, mask):
+    """(|pred - target| * mask, mask) of arrays of one shape [n]; mask 1 where labelled, 0 elsewhere. Complex
+    arrays: [2, n], the real and the imaginary parts (each labelled entry counts twice in a mean)."""
     if jnp.iscomplexobj(pred) or jnp.iscomplexobj(target):
         parts = lambda x: jnp.stack([jnp.real(x), jnp.imag(x)])
         pred, target, mask = parts(pred), parts(target), jnp.stack([mask, mask])
-    return jnp.sum(jnp.abs(pred - target) * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+    return jnp.abs(pred - target) * mask, mask
 
 
 def orthonormal_mae(onsite, edges, targets: dict, masks: dict, layout: BlockLayout, weight) -> jax.Array:
@@ -107,7 +107,7 @@ def orthonormal_mae(onsite, edges, targets: dict, masks: dict, layout: BlockLayo
 
 
 def masked_mean(values, mask):
-    """Mean of values [B] over mask [B] (0/1); 0 if the mask is empty."""
+    """Mean of values [...] over mask [...] (0/1); 0 if the mask is empty."""
     return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 

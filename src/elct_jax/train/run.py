@@ -19,10 +19,11 @@ Example ``water.toml``::
     init_from = ""               # fine-tune from: "universal-mol-v1", an exported model or a run directory
     sc_iterations = 1            # DIIS steps of the sc target T(H) (1: F[D(H)]; ~8 trains like labels)
     [train.weights]              # loss = mae * MAE + omega * Omega/N_e + sc * |H - T(H)| + mae_orth * MAE(S^-1/2 H S^-1/2)
-    mae = 1.0
+    mae = 1.0                    #        + mae_onsite * MAE(on-site blocks)
     omega = 0.0
     sc = 0.0
     mae_orth = 0.0
+    mae_onsite = 0.0
     [train.optim]
     learning_rate = 4e-4
 

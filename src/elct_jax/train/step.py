@@ -1,7 +1,7 @@
 """ONE jitted training step for supervised, label-free (Omega), self-consistency and hybrid training.
 
     loss = w_mae * MAE(H, H_ref) + w_omega * mean(Omega(H) / N_e) + w_sc * mean|H - T(H)|
-           + w_mae_orth * MAE(S^-1/2 H S^-1/2, S^-1/2 H_ref S^-1/2)
+           + w_mae_orth * MAE(S^-1/2 H S^-1/2, S^-1/2 H_ref S^-1/2) + w_mae_onsite * MAE(on-site blocks)
 
 T(H) is the self-consistency target: the Fock matrix after ``sc_iterations`` (static) Roothaan-DIIS
 steps from H, F[D(H)] for one (``elct_jax.train.losses``).
@@ -10,7 +10,7 @@ Molecules and crystals go through the same code: ``train.losses.energy_losses`` 
 from the blocks (dense H for an ``ai2dft.System``, H(k) for a ``CrystalSystem``: dispatched on the pytree
 type at trace time) and takes Omega and T from ai2dft. One jitted step, one compilation per batch shape.
 
-The weights are a traced array ``[w_mae, w_omega, w_sc, w_mae_orth]``: changing them never recompiles. A batch may
+The weights are a traced array ``[w_mae, w_omega, w_sc, w_mae_orth, w_mae_onsite]``: changing them never recompiles. A batch may
 carry a leading shard axis (one slice per device, see ``elct_jax.train.parallel``); the loss is then the
 mean over shards and XLA inserts the gradient all-reduce.
 """
@@ -26,10 +26,10 @@ import optax
 
 from elct_jax.data.baseline import with_baseline
 from elct_jax.data.loader import Batch
-from elct_jax.train.losses import block_mae, energy_losses, orthonormal_mae
+from elct_jax.train.losses import energy_losses, masked_abs_errors, masked_mean, orthonormal_mae
 from elct_jax.train.optim import ema_update
 
-LOSS_NAMES = ("mae", "omega", "sc", "mae_orth")
+LOSS_NAMES = ("mae", "omega", "sc", "mae_orth", "mae_onsite")
 
 
 @jax.tree_util.register_dataclass
@@ -49,17 +49,20 @@ def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
 
 
 def hamiltonian_mae(onsite, edges, batch: Batch):
-    """[] MAE (Hartree) over every labelled entry of the batch's "hamiltonian" target (0 if none); the
-    network output against H - H0 when the batch carries a baseline H0 (the same error as H against H).
-    Spinful blocks (``elct_jax.hamiltonian.spinor``) the same way; complex ones over real and imaginary parts."""
+    """([], []) MAE (Hartree) over every labelled entry of the batch's "hamiltonian" target, and over its
+    on-site blocks (i = j, R = 0) alone (0 if no target); the network output against H - H0 when the batch
+    carries a baseline H0 (the same error as H against H). Spinful blocks (``elct_jax.hamiltonian.spinor``) the
+    same way; complex ones over real and imaginary parts."""
     real = jnp.real(onsite).dtype
     if "hamiltonian" not in batch.targets:
-        return jnp.zeros((), real)
+        return jnp.zeros((), real), jnp.zeros((), real)
     (t_on, t_ed), (m_on, m_ed) = batch.targets["hamiltonian"], batch.target_masks["hamiltonian"]
     pred = jnp.concatenate([onsite.reshape(-1), edges.reshape(-1)])
     target = jnp.concatenate([t_on.reshape(-1), t_ed.reshape(-1)]).astype(pred.dtype)
     mask = jnp.concatenate([m_on.reshape(-1), m_ed.reshape(-1)]).astype(real)
-    return block_mae(pred, target, mask)
+    errors, mask = masked_abs_errors(pred, target, mask)
+    n_on = onsite.size  # the on-site entries come first
+    return masked_mean(errors, mask), masked_mean(errors[..., :n_on], mask[..., :n_on])
 
 
 def make_loss_fn(apply_fn: Callable, sc_iterations: int = 1) -> Callable:
@@ -68,7 +71,7 @@ def make_loss_fn(apply_fn: Callable, sc_iterations: int = 1) -> Callable:
 
     def loss_fn(params, batch: Batch, weights):
         onsite, edges = apply_fn(params, batch.graph)
-        mae = hamiltonian_mae(onsite, edges, batch)
+        mae, mae_onsite = hamiltonian_mae(onsite, edges, batch)
         orth = orthonormal_mae(onsite, edges, batch.targets, batch.target_masks, batch.layout, weights[3])
         onsite, edges = with_baseline(onsite, edges, batch)  # the full H for the energy terms
         if batch.systems is None:
@@ -76,7 +79,7 @@ def make_loss_fn(apply_fn: Callable, sc_iterations: int = 1) -> Callable:
         else:
             omega, sc = energy_losses(batch.systems, onsite, edges, batch.layout, batch.has_system, weights[1],
                                       weights[2], sc_iterations)
-        terms = jnp.stack([mae, omega.astype(mae.dtype), sc.astype(mae.dtype), orth.astype(mae.dtype)])
+        terms = jnp.stack([mae, omega.astype(mae.dtype), sc.astype(mae.dtype), orth.astype(mae.dtype), mae_onsite])
         return jnp.dot(weights.astype(terms.dtype), terms), dict(zip(LOSS_NAMES, terms))
 
     return loss_fn
