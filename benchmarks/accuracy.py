@@ -16,6 +16,7 @@ Against DeepH-E3 at equal CPU seconds on the same split: ``benchmarks/deephe3_ra
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from elct_jax.inference.predict import predict_blocks
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.analysis.evaluate import band_errors, block_errors, structure_errors
 from elct_jax.analysis.curve import Curve, read_curve
-from elct_jax.train.run import prepare_data, train
+from elct_jax.train.run import fresh_model_config, prepare_data, train, with_start_model
 from elct_jax.train.saved_model import load_model
 
 ANCHORS = {  # published test H MAE of the same protocol (DESIGN.md section 4), micro-Hartree / meV
@@ -51,7 +52,8 @@ def run_config(name: str, data: Path, run: Path, args: argparse.Namespace) -> Ru
     return RunConfig(data=DataConfig(path=str(data), cutoff_ang=CUTOFF_ANG[name], split_file=str(data / SPLIT_FILE),
                                      batch_size=args.batch_size, baseline=args.baseline),
                      model=model, train=TrainConfig(run_dir=str(run), epochs=args.epochs, optim=optim, weights=weights,
-                                                    head_scale=args.head_scale, init_from=args.init_from))
+                                                    head_scale=args.head_scale, init_from=args.init_from,
+                                                    fit_l_max=args.l_max is None))
 
 
 def energy_errors(model, records) -> np.ndarray:
@@ -116,8 +118,8 @@ def main() -> None:
     parser.add_argument("--energy-structures", type=int, default=100, help="test molecules for the energy error")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the curve (e.g. docs/accuracy_water.png)")
-    parser.add_argument("--l-max", type=int, default=None, help="replace the preset's l_max (2 x the highest "
-                        "orbital l is the least the head needs: 2 for an s/p basis)")
+    parser.add_argument("--l-max", type=int, default=None, help="replace the preset's l_max (default: the least the "
+                        "head needs, 2 x the highest orbital l: 2 for an s/p basis, 4 with d shells)")
     parser.add_argument("--edge-init-scale", type=float, default=None,
                         help="replace the preset's edge_init_scale (initial off-site blocks ~ this many Hartree)")
     parser.add_argument("--head-scale", type=float, default=TrainConfig.head_scale,
@@ -145,6 +147,9 @@ def main() -> None:
     curve_batches = dataset.batches["test"][: max(1, args.curve_structures // bs)]
     print(f"{args.name}: {', '.join(f'{len(v)} {k}' for k, v in dataset.splits.items())}; preset {args.preset}; "
           f"budget {args.cpu_minutes} CPU-minutes; run {args.run}", flush=True)
+    # the network train() builds (a fresh one fitted to the data, or the start model's), for the curve
+    config = with_start_model(config)[0] if args.init_from else \
+        dataclasses.replace(config, model=fresh_model_config(config, dataset.basis))
     _, apply = make_predict_fn(config.model, dataset.basis)  # cached: the same function train() uses
     curve = Curve(args.run, apply, curve_batches, dataset.basis.elements, args.curve_seconds, args.cpu_minutes * 60)
     if curve.offset < curve.budget:

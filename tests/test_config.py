@@ -68,3 +68,21 @@ def test_radial_basis_is_extended_to_the_graph_cutoff():
     far = np.asarray(gaussian_basis(d, wide.radial.n_basis, wide.radial.cutoff_ang))
     assert np.abs(far[0] - far[1]).max() > 0.5  # now distinguished
     assert small.covering(6.0) is small and small.covering(4.0) is small
+
+
+def test_fresh_network_l_max_is_lowered_to_what_the_basis_needs(capsys):
+    """[train] fit_l_max: an s/p basis needs l_max 2, d shells 4, spin-orbit spinors one more; never raised."""
+    from elct_jax.geometry.basis import OrbitalBasis
+    from elct_jax.train.run import fresh_model_config
+    small = preset("small")  # l_max 4
+    assert small.fitted_to(1).l_max == 2 and small.fitted_to(2) is small and small.fitted_to(3) is small
+    assert preset("small", spin="soc").fitted_to(1).l_max == 3
+    assert preset("small", m_max=3).fitted_to(1).m_max == 2
+    sp = OrbitalBasis.from_pyscf("sto-3g", ("O", "H"))  # O 1s 2s 2p: highest l 1
+    config = RunConfig.from_dict({"model": {"preset": "small"}, "data": {"cutoff_ang": 6.0}})
+    assert fresh_model_config(config, sp).l_max == 2
+    assert "l_max 4 -> 2" in capsys.readouterr().out
+    kept = RunConfig.from_dict({"model": {"preset": "small"}, "train": {"fit_l_max": False}})
+    assert fresh_model_config(kept, sp).l_max == 4
+    svp = OrbitalBasis.from_pyscf("def2-svp", ("O", "H"))  # d shells on O
+    assert fresh_model_config(config, svp) == config.model

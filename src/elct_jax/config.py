@@ -175,6 +175,18 @@ class ModelConfig(_Table):
             return self
         return dataclasses.replace(self, radial=dataclasses.replace(self.radial, cutoff_ang=float(cutoff_ang)))
 
+    def fitted_to(self, basis_l_max: int) -> "ModelConfig":
+        """This config with ``l_max`` lowered to the least the head needs for a basis whose highest orbital l is
+        ``basis_l_max``: 2 l (2 l + 1 with spin-orbit spinors); ``m_max`` no higher. Features above it cost CPU
+        and did not buy accuracy: on 32-atom graphene cells (s/p basis) l_max 2 instead of the ``small`` preset's 4
+        was ~4x cheaper per cell and 2x lower in test error at equal CPU (benchmarks/RESULTS.md). Unchanged if
+        l_max is already that or lower (def2-SVP's d shells need the preset's 4)."""
+        need = 2 * basis_l_max + (1 if self.spin == "soc" else 0)
+        if self.l_max <= need:
+            return self
+        m_max = None if self.m_max is None else min(self.m_max, need)
+        return dataclasses.replace(self, l_max=need, m_max=m_max)
+
     @property
     def m_trunc(self) -> int:
         """The effective m_max (``l_max`` when ``m_max`` is None)."""
@@ -319,6 +331,8 @@ class TrainConfig(_Table):
                            much as the labelled training targets (``train.init.scale_heads``; spinless models);
                            0: the heads' random initialisation (blocks of ~0.1-1 Ha whatever the data). 0.1 cut
                            the test error 7x on waters and 2x on graphene at equal CPU (benchmarks/RESULTS.md)
+    fit_l_max              a fresh network's l_max is lowered to the least the orbital basis needs
+                           (``ModelConfig.fitted_to``); false keeps [model]'s l_max
     """
 
     TABLE: ClassVar[str] = "train"
@@ -333,6 +347,7 @@ class TrainConfig(_Table):
     progress: bool = True
     sc_iterations: int = 1
     head_scale: float = 0.1
+    fit_l_max: bool = True
 
     def __post_init__(self):
         if not self.head_scale >= 0:

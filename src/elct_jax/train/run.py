@@ -41,7 +41,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from elct_jax.geometry.basis import OrbitalBasis
-from elct_jax.config import RunConfig
+from elct_jax.config import ModelConfig, RunConfig
 from elct_jax.data.baseline import BASELINE, baseline_settings
 from elct_jax.data.dataset_dir import SPLIT_NAMES, dataset_folders, read_record, read_split_file
 from elct_jax.data.spinful import check_spin
@@ -138,6 +138,21 @@ def with_start_model(config: RunConfig) -> tuple[RunConfig, TrainedModel | None]
                                data=dataclasses.replace(config.data, cutoff_ang=start.cutoff_ang)), start
 
 
+def fresh_model_config(config: RunConfig, basis: OrbitalBasis) -> ModelConfig:
+    """The network a fresh run builds: ``config.model`` with its radial basis reaching the graph cutoff and its
+    l_max no higher than the orbital basis needs (``ModelConfig.covering``; ``ModelConfig.fitted_to`` unless
+    ``[train] fit_l_max`` is false); each change is said."""
+    model = config.model.covering(config.data.cutoff_ang)
+    if model != config.model:
+        print(f"the radial basis ({config.model.radial.cutoff_ang} A) is extended to the graph cutoff "
+              f"({config.data.cutoff_ang} A): longer bonds would all embed alike")
+    fitted = model.fitted_to(basis.l_max) if config.train.fit_l_max else model
+    if fitted != model:
+        print(f"l_max {model.l_max} -> {fitted.l_max}: the most this basis's blocks need (highest orbital l "
+              f"{basis.l_max}); higher features cost CPU without accuracy")
+    return fitted
+
+
 def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | None = None, callbacks=()):
     """Train (or fine-tune from ``config.train.init_from``: a pretrained model's name, an exported model or a run
     directory; its network, cutoff and basis are kept) and return (state, dataset, apply).
@@ -151,11 +166,8 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
     if config.train.weights.mae_orth and "overlap" not in dataset.batches["train"][0].targets:
         raise ValueError("[train.weights] mae_orth needs the records' overlap matrices (overlap.h5); this data has none")
     config, start = with_start_model(config)
-    covered = config.model.covering(config.data.cutoff_ang)
-    if start is None and covered != config.model:
-        print(f"the radial basis ({config.model.radial.cutoff_ang} A) is extended to the graph cutoff "
-              f"({config.data.cutoff_ang} A): longer bonds would all embed alike")
-        config = dataclasses.replace(config, model=covered)
+    if start is None:
+        config = dataclasses.replace(config, model=fresh_model_config(config, dataset.basis))
     init, apply = make_predict_fn(config.model, dataset.basis)
     if start is not None:
         if start.basis != dataset.basis:
