@@ -67,7 +67,10 @@ def test_mae_counts_real_and_imaginary_parts(data):
     target = np.concatenate([on[m_on], ed[m_ed]])
     assert np.abs(target.imag).max() > 1e-3
     want = np.mean(np.concatenate([np.abs(target.real), np.abs(target.imag)]))
-    np.testing.assert_allclose(float(hamiltonian_mae(*zero, batch)), want, rtol=1e-12)
+    pooled, onsite = hamiltonian_mae(*zero, batch)
+    np.testing.assert_allclose(float(pooled), want, rtol=1e-12)
+    want_on = np.mean(np.concatenate([np.abs(on[m_on].real), np.abs(on[m_on].imag)]))  # [train.weights] mae_onsite
+    np.testing.assert_allclose(float(onsite), want_on, rtol=1e-12)
     errors = BlockErrors(data["basis"].elements)  # the evaluation's per-kind table pools the same way
     errors.add(*zero, batch)
     np.testing.assert_allclose(errors.mae(), want, rtol=1e-12)
