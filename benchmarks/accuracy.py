@@ -25,6 +25,7 @@ import ai2dft
 from elct_jax.config import DataConfig, LossWeights, OptimConfig, RunConfig, TrainConfig, preset
 from elct_jax.data.baseline import BASELINE
 from elct_jax.data.benchmarks import SPLIT_FILE, get_dataset
+from elct_jax.data.workers import Interrupted
 from elct_jax.nn.model import make_predict_fn
 from elct_jax.inference.predict import predict_blocks
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
@@ -153,7 +154,10 @@ def main() -> None:
     _, apply = make_predict_fn(config.model, dataset.basis)  # cached: the same function train() uses
     curve = Curve(args.run, apply, curve_batches, dataset.basis.elements, args.curve_seconds, args.cpu_minutes * 60)
     if curve.offset < curve.budget:
-        train(config, dataset, callbacks=[curve])
+        try:
+            train(config, dataset, callbacks=[curve])
+        except Interrupted as stop:  # the checkpoint of the last step is written: rerun to resume
+            raise SystemExit(f"{stop}; the run resumes from {args.run} with the same command") from None
     model = load_model(args.run)
     errors = block_errors(model.apply, model.params, dataset.batches["test"], dataset.basis.elements)
     test_records = [dataset.records[i] for i in dataset.splits["test"]]
