@@ -16,7 +16,6 @@ Against DeepH-E3 at equal CPU seconds on the same split: ``benchmarks/deephe3_ra
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from elct_jax.inference.predict import predict_blocks
 from ai2dft.units import HARTREE_TO_MEV, HARTREE_TO_UHA
 from elct_jax.analysis.evaluate import band_errors, block_errors, structure_errors
 from elct_jax.analysis.curve import Curve, read_curve
-from elct_jax.train.run import fresh_model_config, prepare_data, train, with_start_model
+from elct_jax.train.run import network_config, prepare_data, train
 from elct_jax.train.saved_model import load_model
 
 ANCHORS = {  # published test H MAE of the same protocol (DESIGN.md section 4), micro-Hartree / meV
@@ -43,10 +42,10 @@ ANCHORS = {  # published test H MAE of the same protocol (DESIGN.md section 4), 
 }
 CUTOFF_ANG = {"water-md17": 6.0, "graphene-300k": 8.0, "g2-mol": 6.0, "g2-b3lyp": 6.0}
 def run_config(name: str, data: Path, run: Path, args: argparse.Namespace) -> RunConfig:
-    """The default recipe on the benchmark's data and split, with the command line's overrides (the radial
-    basis reaches the graph cutoff, as ``train`` makes it for a fresh network)."""
+    """The default recipe on the benchmark's data and split, with the command line's overrides (``train``
+    fits a fresh network's radial basis and l_max to the data, ``elct_jax.train.run.network_config``)."""
     overrides = {k: v for k, v in (("l_max", args.l_max), ("edge_init_scale", args.edge_init_scale)) if v is not None}
-    model = preset(args.preset, **overrides).covering(CUTOFF_ANG[name])
+    model = preset(args.preset, **overrides)
     optim = OptimConfig(schedule=args.schedule, learning_rate=args.learning_rate,
                         final_learning_rate=args.final_learning_rate)
     weights = LossWeights.from_dict({k: float(v) for k, v in (w.split("=", 1) for w in args.weight)})
@@ -148,9 +147,7 @@ def main() -> None:
     curve_batches = dataset.batches["test"][: max(1, args.curve_structures // bs)]
     print(f"{args.name}: {', '.join(f'{len(v)} {k}' for k, v in dataset.splits.items())}; preset {args.preset}; "
           f"budget {args.cpu_minutes} CPU-minutes; run {args.run}", flush=True)
-    # the network train() builds (a fresh one fitted to the data, or the start model's), for the curve
-    config = with_start_model(config)[0] if args.init_from else \
-        dataclasses.replace(config, model=fresh_model_config(config, dataset.basis))
+    config, _ = network_config(config, dataset.basis)  # the network train() builds, for the curve
     _, apply = make_predict_fn(config.model, dataset.basis)  # cached: the same function train() uses
     curve = Curve(args.run, apply, curve_batches, dataset.basis.elements, args.curve_seconds, args.cpu_minutes * 60)
     if curve.offset < curve.budget:

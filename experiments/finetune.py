@@ -39,7 +39,7 @@ from elct_jax.analysis.evaluate import block_errors, structure_errors
 from elct_jax.train.saved_model import load_model
 from elct_jax.analysis.curve import Curve, read_curve
 from elct_jax.nn.model import make_predict_fn
-from elct_jax.train.run import prepare_data, train, with_start_model
+from elct_jax.train.run import network_config, prepare_data, train
 
 PER_MOLECULE = (2, 4, 8, 16)  # training structures per molecule: 1/8, 1/4, 1/2, all
 LABEL_FREE_SC_ITERATIONS = 8
@@ -79,8 +79,8 @@ def run_arm(config: RunConfig, budget_cpu_s: float) -> dict:
     """Train ``config`` until ``budget_cpu_s`` CPU seconds (or its own plateau stop); return the number of
     training structures, the best checkpoint's test MAE (Hartree) and the curve [(cpu_s, test MAE)]."""
     dataset = prepare_data(config)
-    effective, _ = with_start_model(config)
-    _, apply = make_predict_fn(effective.model, dataset.basis)  # cached: the function train() uses
+    config, _ = network_config(config, dataset.basis)
+    _, apply = make_predict_fn(config.model, dataset.basis)  # cached: the function train() uses
     run_dir = Path(config.train.run_dir)
     curve = Curve(run_dir, apply, dataset.batches["test"], dataset.basis.elements, budget_cpu_s / 10, budget_cpu_s)
     if curve.offset < budget_cpu_s:

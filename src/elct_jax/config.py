@@ -179,7 +179,7 @@ class ModelConfig(_Table):
         """This config with ``l_max`` lowered to the least the head needs for a basis whose highest orbital l is
         ``basis_l_max``: 2 l (2 l + 1 with spin-orbit spinors); ``m_max`` no higher. Features above it cost CPU
         and did not buy accuracy: on 32-atom graphene cells (s/p basis) l_max 2 instead of the ``small`` preset's 4
-        was ~4x cheaper per cell and 2x lower in test error at equal CPU (benchmarks/RESULTS.md). Unchanged if
+        was ~3x cheaper per cell and 2.4x lower in test error at equal CPU (benchmarks/RESULTS.md). Unchanged if
         l_max is already that or lower (def2-SVP's d shells need the preset's 4)."""
         need = 2 * basis_l_max + (1 if self.spin == "soc" else 0)
         if self.l_max <= need:

@@ -68,13 +68,13 @@ from elct_jax.hamiltonian.spinor import spinor_to_dense
 TARGET_TOL = 1e-10  # Hartree: the target's DIIS stops early once its commutator is below this
 
 
-def masked_abs_errors(pred, target, mask):
-    """(|pred - target| * mask, mask) of arrays of one shape [n]; mask 1 where labelled, 0 elsewhere. Complex
-    arrays: [2, n], the real and the imaginary parts (each labelled entry counts twice in a mean)."""
+def abs_errors(pred, target, mask):
+    """(|pred - target|, mask) of arrays of one shape [n]; mask 1 where labelled, 0 elsewhere (apply it with
+    :func:`masked_mean`). Complex arrays: [2, n], the real and the imaginary parts (each labelled entry counts twice)."""
     if jnp.iscomplexobj(pred) or jnp.iscomplexobj(target):
         parts = lambda x: jnp.stack([jnp.real(x), jnp.imag(x)])
         pred, target, mask = parts(pred), parts(target), jnp.stack([mask, mask])
-    return jnp.abs(pred - target) * mask, mask
+    return jnp.abs(pred - target), mask
 
 
 def orthonormal_mae(onsite, edges, targets: dict, masks: dict, layout: BlockLayout, weight) -> jax.Array:

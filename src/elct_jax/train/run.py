@@ -153,6 +153,16 @@ def fresh_model_config(config: RunConfig, basis: OrbitalBasis) -> ModelConfig:
     return fitted
 
 
+def network_config(config: RunConfig, basis: OrbitalBasis) -> tuple[RunConfig, TrainedModel | None]:
+    """The run's config with the network :func:`train` builds on data in ``basis`` (the start model's for
+    ``init_from``, :func:`with_start_model`; else a fresh one, :func:`fresh_model_config`) and the start model
+    (None for a fresh network). Callers that evaluate during training (curves) build the same function from it."""
+    config, start = with_start_model(config)
+    if start is None:
+        config = dataclasses.replace(config, model=fresh_model_config(config, basis))
+    return config, start
+
+
 def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | None = None, callbacks=()):
     """Train (or fine-tune from ``config.train.init_from``: a pretrained model's name, an exported model or a run
     directory; its network, cutoff and basis are kept) and return (state, dataset, apply).
@@ -165,9 +175,7 @@ def train(config: RunConfig, dataset: Dataset | None = None, key: jax.Array | No
     dataset = prepare_data(config) if dataset is None else dataset
     if config.train.weights.mae_orth and "overlap" not in dataset.batches["train"][0].targets:
         raise ValueError("[train.weights] mae_orth needs the records' overlap matrices (overlap.h5); this data has none")
-    config, start = with_start_model(config)
-    if start is None:
-        config = dataclasses.replace(config, model=fresh_model_config(config, dataset.basis))
+    config, start = network_config(config, dataset.basis)
     init, apply = make_predict_fn(config.model, dataset.basis)
     if start is not None:
         if start.basis != dataset.basis:

@@ -26,7 +26,7 @@ import optax
 
 from elct_jax.data.baseline import with_baseline
 from elct_jax.data.loader import Batch
-from elct_jax.train.losses import energy_losses, masked_abs_errors, masked_mean, orthonormal_mae
+from elct_jax.train.losses import abs_errors, energy_losses, masked_mean, orthonormal_mae
 from elct_jax.train.optim import ema_update
 
 LOSS_NAMES = ("mae", "omega", "sc", "mae_orth", "mae_onsite")
@@ -60,7 +60,7 @@ def hamiltonian_mae(onsite, edges, batch: Batch):
     pred = jnp.concatenate([onsite.reshape(-1), edges.reshape(-1)])
     target = jnp.concatenate([t_on.reshape(-1), t_ed.reshape(-1)]).astype(pred.dtype)
     mask = jnp.concatenate([m_on.reshape(-1), m_ed.reshape(-1)]).astype(real)
-    errors, mask = masked_abs_errors(pred, target, mask)
+    errors, mask = abs_errors(pred, target, mask)
     n_on = onsite.size  # the on-site entries come first
     return masked_mean(errors, mask), masked_mean(errors[..., :n_on], mask[..., :n_on])
 
