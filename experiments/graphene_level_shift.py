@@ -17,7 +17,10 @@ environments. Candidates:
     OMP_NUM_THREADS=1 python experiments/graphene_level_shift.py --model ~/.cache/elct/acc/onsite/w0 \\
         --data ~/.cache/elct/graphene-300k --kmesh-cells 43 44
 
-Per-cell results are cached in ``--out`` (JSON; a rerun resumes); the summary prints the regressions.
+Per-cell results are cached in ``--out`` (JSON; a rerun resumes); the summary prints the regressions. Result
+(benchmarks/RESULTS.md, session 17): neither. E_vac beyond its volume fit has std 1.4 meV against c's 4.7 and the wrong
+sign of correlation; the 4x4x1 labels differ by a near-uniform -1.0 meV in both extreme cells. The shift is the
+network's: c tracks the cells' corrugation on the training cells (r = -0.75).
 """
 from __future__ import annotations
 
