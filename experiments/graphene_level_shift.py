@@ -17,10 +17,13 @@ environments. Candidates:
     OMP_NUM_THREADS=1 python experiments/graphene_level_shift.py --model ~/.cache/elct/acc/onsite/w0 \\
         --data ~/.cache/elct/graphene-300k --kmesh-cells 43 44
 
-Per-cell results are cached in ``--out`` (JSON; a rerun resumes); the summary prints the regressions. Result
+Beside them, for every cell: the labels' own on-site level (cell mean of diag(H - H0)) and how much of it, and of c, a
+linear fit in the cell's strain and corrugation leaves. Per-cell results are cached in ``--out`` (JSON; a rerun
+resumes); the summary prints the regressions. Result
 (benchmarks/RESULTS.md, session 17): neither. E_vac beyond its volume fit has std 1.4 meV against c's 4.7 and the wrong
 sign of correlation; the 4x4x1 labels differ by a near-uniform -1.0 meV in both extreme cells. The shift is the
-network's: c tracks the cells' corrugation on the training cells (r = -0.75).
+network's: c tracks the cells' corrugation on the training cells (r = -0.75); the labels' on-site level spans 36 meV,
+5.5 meV of it beyond strain and corrugation, and c (std 6.0 meV) is about that part.
 """
 from __future__ import annotations
 
@@ -99,6 +102,23 @@ def model_shift(model, record) -> float:
     return s_projection({k: pred[k] - H[k] for k in H if k in pred}, record.matrices["overlap"])
 
 
+def cell_descriptors(record) -> dict:
+    """The cell's in-plane area (A^2), areal strain tr E and its anisotropy |E_xx - E_yy, 2 E_xy| against the ideal 4x4
+    cell, the std of the atoms' z (A), and the labels' on-site levels: the cell means of diag(H - H0) over the s and
+    over the p orbitals (Hartree)."""
+    from elct_jax.data.benchmarks import graphene_cell
+
+    lattice = np.asarray(record.structure.lattice_ang)[:2, :2]
+    F = np.linalg.solve(4 * np.asarray(graphene_cell().lattice_ang)[:2, :2], lattice).T  # lattice^T = F ideal^T
+    E = (F.T @ F - np.eye(2)) / 2
+    H, H0 = record.matrices["hamiltonian"], record.matrices["hamiltonian_0"]
+    diag = np.mean([np.diag(H[k] - H0[k]) for k in H if k[:3] == (0, 0, 0) and k[3] == k[4]], axis=0)
+    return dict(area=float(abs(np.linalg.det(lattice))), strain=float(np.trace(E)),
+                anisotropy=float(np.hypot(E[0, 0] - E[1, 1], 2 * E[0, 1])),
+                std_z=float(np.asarray(record.structure.positions_ang)[:, 2].std()),
+                level_s=float(diag[0]), level_p=float(diag[1:].mean()))
+
+
 def summary(cache: dict) -> None:
     r = lambda x, y: np.corrcoef(x, y)[0, 1]
     for part in sorted({v["split"] for v in cache.values() if "c_model" in v}):
@@ -107,17 +127,40 @@ def summary(cache: dict) -> None:
         cm = cm * HARTREE_TO_MEV
         print(f"{part} ({len(cm)} cells): mean |c_model| {np.abs(cm).mean():.2f} meV; r(c_model, in-plane area) "
               f"{r(cm, area):.2f}, r(c_model, std z) {r(cm, sz):.2f}")
+    _level_summary([v for v in cache.values() if "c_model" in v])
     rows = [v for v in cache.values() if "c_model" in v and "e_vac" in v]
-    cm, ev, vol = (np.array([r[k] for r in rows]) for k in ("c_model", "e_vac", "vol"))
-    cm, ev = cm * HARTREE_TO_MEV, ev * HARTREE_TO_MEV
-    resid = ev - np.polyval(np.polyfit(vol, ev, 1), vol)
-    print(f"vacuum level, {len(rows)} cells: std E_vac {ev.std():.2f} meV, r(E_vac, volume) {r(ev, vol):.3f}; E_vac "
-          f"beyond its linear fit in volume: std {resid.std():.2f} meV, r(c_model, that rest) {r(cm, resid):.2f}")
+    if len(rows) < 3:
+        print(f"vacuum level: {len(rows)} cells, too few to fit")
+    else:
+        _vacuum_summary(rows)
     for name, v in cache.items():
         if "c_k" in v:
             print(f"cell {name}: c_model {v.get('c_model', np.nan) * HARTREE_TO_MEV:.2f} meV; 4x4x1 - 2x2x1 SCF: c_k "
                   f"{v['c_k'] * HARTREE_TO_MEV:.2f} meV, on-site mean |dH| {v['onsite_mae'] * HARTREE_TO_MEV:.2f}, "
                   f"off-site {v['offsite_mae'] * HARTREE_TO_MEV:.3f} meV")
+
+
+def _level_summary(rows: list) -> None:
+    """How much of the labels' per-cell on-site level, and of c, a linear fit in the cell's strain and corrugation
+    leaves (and with the strain's anisotropy and the squares)."""
+    get = lambda k: np.array([row[k] for row in rows])
+    strain, sz, aniso = get("strain"), get("std_z"), get("anisotropy")
+    fits = {"strain, std z": np.c_[np.ones_like(sz), strain, sz],
+            "+ anisotropy, squares": np.c_[np.ones_like(sz), strain, sz, aniso, strain ** 2, sz ** 2]}
+    for name, y in (("level s", get("level_s")), ("level p", get("level_p")), ("c_model", get("c_model"))):
+        y = y * HARTREE_TO_MEV
+        left = [np.std(y - X @ np.linalg.lstsq(X, y, rcond=None)[0]) for X in fits.values()]
+        print(f"{name}, {len(rows)} cells: std {y.std():.2f} meV; left by a linear fit in "
+              + ", ".join(f"({f}) {v:.2f}" for f, v in zip(fits, left)))
+
+
+def _vacuum_summary(rows: list) -> None:
+    r = lambda x, y: np.corrcoef(x, y)[0, 1]
+    cm, ev, vol = (np.array([row[k] for row in rows]) for k in ("c_model", "e_vac", "vol"))
+    cm, ev = cm * HARTREE_TO_MEV, ev * HARTREE_TO_MEV
+    resid = ev - np.polyval(np.polyfit(vol, ev, 1), vol)
+    print(f"vacuum level, {len(rows)} cells: std E_vac {ev.std():.2f} meV, r(E_vac, volume) {r(ev, vol):.3f}; E_vac "
+          f"beyond its linear fit in volume: std {resid.std():.2f} meV, r(c_model, that rest) {r(cm, resid):.2f}")
 
 
 def main() -> None:
@@ -149,9 +192,7 @@ def main() -> None:
         record, entry = read_record(Path(args.data) / name), cache.setdefault(name, {})
         if "c_model" not in entry:
             entry["c_model"] = model_shift(model, record)
-        lattice = np.asarray(record.structure.lattice_ang)
-        entry.update(split=part[name], area=float(np.linalg.norm(np.cross(lattice[0], lattice[1]))),
-                     std_z=float(np.asarray(record.structure.positions_ang)[:, 2].std()))
+        entry.update(split=part[name], **cell_descriptors(record))
         if name in vacuum and "e_vac" not in entry:
             entry.update(vacuum_level(record))
         if name in args.kmesh_cells and "c_k" not in entry:
