@@ -39,6 +39,7 @@ from ai2dft.units import HARTREE_TO_MEV
 from elct_jax.data.baseline import baseline_settings, dft_settings
 from elct_jax.data.dataset_dir import read_record
 from elct_jax.hamiltonian.blocks import reorder_blocks
+from elct_jax.hamiltonian.sparse import BlochMatrix, SparseBlocks
 
 
 def s_projection(blocks: dict, S: dict) -> float:
@@ -51,7 +52,7 @@ def s_projection(blocks: dict, S: dict) -> float:
 
 def vacuum_level(record) -> dict:
     """E_vac (Hartree) of the Hartree potential of rho - rho0 at mid-vacuum, its value 1/8 cell further (flatness),
-    the electron count of rho, the cell volume (Bohr^3) and the std of the atoms' z (Angstrom)."""
+    the electron count and the minimum of rho, and the cell volume (Bohr^3)."""
     from pyscf.pbc import dft as pbc_dft, tools
     from pyscf.pbc.dft import gen_grid, numint
     from ai2dft.pyscf_bridge.labels import build_cell
@@ -59,11 +60,9 @@ def vacuum_level(record) -> dict:
     st = record.structure
     cell = build_cell(st, dft_settings(baseline_settings(record)))
     D = reorder_blocks(record.matrices["density_matrix"], record.basis, st.symbols, "pyscf", to_internal=False)
-    kpts, lattice, ao = cell.make_kpts(record.dft["realspace_kmesh"]), cell.lattice_vectors(), cell.aoslice_by_atom()
-    D_k = np.zeros((len(kpts), cell.nao, cell.nao), complex)  # D(k) = sum_R exp(i k.R) D(R), as blocks_from_kmesh
-    for (R1, R2, R3, i, j), block in D.items():
-        phase = np.exp(1j * kpts @ (np.array([R1, R2, R3]) @ lattice))
-        D_k[:, ao[i, 2]:ao[i, 3], ao[j, 2]:ao[j, 3]] += phase[:, None, None] * block
+    bloch = BlochMatrix(SparseBlocks.from_dict(D, np.diff(cell.aoslice_by_atom()[:, 2:4], axis=1)[:, 0]))
+    kpts = cell.make_kpts(record.dft["realspace_kmesh"])
+    D_k = np.array([bloch.bloch(k).toarray() for k in cell.get_scaled_kpts(kpts)])  # sum_R exp(2 pi i k.R) D(R)
     grids = gen_grid.UniformGrids(cell)
     rho = numint.KNumInt().get_rho(cell, D_k, grids, kpts)
     k0 = cell.make_kpts(record.dft["kmesh"])
@@ -74,8 +73,7 @@ def vacuum_level(record) -> dict:
     z = np.asarray(st.positions_ang)[:, 2]
     iz = int(round(((z.mean() / np.linalg.norm(np.asarray(st.lattice_ang)[2]) + 0.5) % 1.0) * mesh[2])) % mesh[2]
     return dict(e_vac=float(profile[iz]), e_vac_eighth=float(profile[(iz + mesh[2] // 8) % mesh[2]]),
-                n_e=float(rho.sum() * cell.vol / rho.size), min_rho=float(rho.min()), vol=float(cell.vol),
-                std_z=float(z.std()))
+                n_e=float(rho.sum() * cell.vol / rho.size), min_rho=float(rho.min()), vol=float(cell.vol))
 
 
 def kmesh_shift(record, kmesh=(4, 4, 1)) -> dict:
